@@ -16,6 +16,7 @@ from isoflop.errors import UserError
 SUBCOMMANDS = [
     "isoflop.fit.cli",
     "isoflop.curate.cli",
+    "isoflop.track",
 ]
 
 

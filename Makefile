@@ -1,0 +1,47 @@
+# isoflop: the two commands are `make study` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch 2.13.0: on a machine without CUDA this resolves to the CPU build; see README for a CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+CONFIG ?= config.yaml
+CORES ?= all
+STAMP := $(VENV)/.isoflop-installed
+# CI=true (as CI sets it) also runs the slow end-to-end and cluster tests; gpu tests skip themselves.
+ifeq ($(CI),true)
+PYTEST_MARKERS ?= not gpu
+else
+PYTEST_MARKERS ?= not slow and not cluster and not gpu
+endif
+
+.PHONY: setup study test test-all lint mlflow-ui bench clean-study
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+study: setup
+	$(BIN)/snakemake --profile workflow/profiles/local --configfile $(CONFIG) --cores $(CORES)
+
+test: setup
+	$(BIN)/python -m pytest -m "$(PYTEST_MARKERS)"
+
+test-all: setup
+	$(BIN)/python -m pytest -m "not gpu"
+
+lint: setup
+	$(BIN)/snakemake --lint --configfile $(CONFIG)
+
+mlflow-ui: setup
+	$(BIN)/isoflop mlflow-ui --config $(CONFIG)
+
+bench: setup
+	$(BIN)/python bench/bench_fit.py
+	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_dedup.py

@@ -1,0 +1,23 @@
+# isoflop: one scaling-law study as a DAG (see README.md).
+#   corpus -> curate -> tokenize -> train (one job per run) -> runs table -> fit -> figures + report
+#   with the MLflow store created once before any training job and synced at the end.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/fit.smk"
+include: "workflow/rules/track.smk"
+
+
+rule all:
+    input:
+        STUDY / "report.md",
+        TRACKING_TARGETS,
+    default_target: True

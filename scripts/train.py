@@ -1,0 +1,13 @@
+from isoflop.workflow import logged, progress_enabled
+
+with logged(snakemake.log[0]):
+    from isoflop.stages import train_stage
+
+    train_stage(
+        snakemake.params.run,
+        snakemake.input.tokens,
+        snakemake.output.result,
+        snakemake.config,
+        threads=snakemake.threads,
+        progress=progress_enabled(),
+    )

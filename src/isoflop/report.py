@@ -1,0 +1,183 @@
+"""The study's written summary (`report.md`) and its figures, from runs.parquet, laws.json and curation.json.
+
+Every number here is read from those files, so the report can be regenerated from logged data alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from isoflop.workflow import read_json
+
+log = logging.getLogger("isoflop.report")
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, (int, float)) and (abs(value) >= 1e5 or 0 < abs(value) < 1e-3):
+        return f"{value:.{digits - 1}e}"
+    return f"{value:.{digits}g}"
+
+
+def _interval(ci) -> str:
+    if not ci or len(ci) != 2:
+        return "n/a"
+    return f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"
+
+
+def _param_table(law: dict, names: list[str]) -> list[str]:
+    lines = ["| parameter | estimate | 95% interval |", "|---|---|---|"]
+    params, ci = law.get("params", {}), law.get("ci95", {})
+    for name in names:
+        if name in params:
+            lines.append(f"| {name} | {_fmt(params[name])} | {_interval(ci.get(name))} |")
+    return lines
+
+
+def edge_warnings(laws: dict) -> list[str]:
+    """One warning per budget whose IsoFLOP minimum is not strictly inside its sizes."""
+    out = []
+    for entry in (laws.get("isoflop") or {}).get("per_budget", []):
+        if entry.get("minimum_at_edge"):
+            out.append(
+                f"The IsoFLOP minimum of budget C = {entry['C']:.3g} lies at the edge of its grid (or the curve is "
+                "not convex): its N* is an extrapolation. Move plan.ladder / plan.tokens_per_param so the sizes "
+                "bracket the optimum."
+            )
+    return out
+
+
+def _figures(runs: pd.DataFrame, laws: dict, study: Path, figures: Path) -> list[tuple[str, str]]:
+    """Draw every figure; returns (file name, caption) pairs. A figure that cannot be drawn is logged, not fatal."""
+    from isoflop.plots import curves as curve_plots
+
+    figures.mkdir(parents=True, exist_ok=True)
+    drawn = []
+    loaded = {}
+    for run_id in runs["run_id"]:
+        path = study / "runs" / run_id / "curve.parquet"
+        if path.exists():
+            loaded[run_id] = pd.read_parquet(path)
+    jobs = [("loss_curves.png", "Training loss per run (lines) and final validation loss (dots), per budget.",
+             lambda p: curve_plots.plot_loss_curves(runs, loaded, p))]
+    try:
+        from isoflop.plots import laws as law_plots
+    except ImportError as err:
+        log.warning("law figures unavailable: %s", err)
+    else:
+        ok = runs[runs["status"] == "ok"]
+        iso, chin = laws.get("isoflop"), laws.get("chinchilla")
+        candidates = [
+            ("isoflop_curves.png", "IsoFLOP curves: validation loss against model size per budget, fitted "
+             "parabolas in log N and their minima.", iso, lambda p: law_plots.plot_isoflop_curves(ok, iso, p)),
+            ("frontier.png", "Compute-optimal model size N*(C) and tokens D*(C) with 95% bootstrap bands, "
+             "from both approaches.", iso or chin, lambda p: law_plots.plot_frontier(iso, chin, p)),
+            ("fitted_vs_observed.png", "Chinchilla law (approach 3) against the observed losses.", chin,
+             lambda p: law_plots.plot_fitted_vs_observed(ok, chin, p)),
+            ("extrapolation.png", "Extrapolation check: laws fitted without the largest budget predict it.",
+             laws.get("extrapolation"), lambda p: law_plots.plot_extrapolation(ok, laws, p)),
+        ]
+        jobs += [(name, caption, draw) for name, caption, fitted, draw in candidates if fitted]
+    for name, caption, draw in jobs:
+        try:
+            draw(figures / name)
+            drawn.append((name, caption))
+        except Exception as err:  # noqa: BLE001 - one broken figure must not lose the report
+            log.warning("figure %s failed: %s", name, err)
+    return drawn
+
+
+def write_report(runs_path, laws_path, curated_dir, report_path, figures_dir, config: dict) -> str:
+    runs = pd.read_parquet(runs_path)
+    laws = read_json(laws_path)
+    curation = read_json(Path(curated_dir) / "curation.json")
+    study = Path(report_path).parent
+    figures = _figures(runs, laws, study, Path(figures_dir))
+    warnings = list(laws.get("warnings", [])) + edge_warnings(laws)
+
+    lines = [f"# Scaling-law study `{config['study']}`", ""]
+    ok = runs[runs["status"] == "ok"]
+    lines += [
+        f"{len(runs)} training runs over {runs['budget'].nunique()} compute budgets "
+        f"({_fmt(runs['budget'].min())} to {_fmt(runs['budget'].max())} FLOPs) and "
+        f"{runs['N'].nunique()} model sizes; {len(ok)} finished, {len(runs) - len(ok)} excluded. "
+        f"N and C follow the `{laws.get('flops_convention', config['plan']['flops_convention'])}` convention.",
+        "",
+    ]
+    if warnings:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
+
+    lines += ["## Data", "", "| domain | documents in | documents kept | train docs | val docs |", "|---|---|---|---|---|"]
+    by_domain = curation["ingest"]["by_domain"]
+    for domain, entry in by_domain.items():
+        train = curation["split"]["train"].get(domain, {}).get("documents", 0)
+        val = curation["split"]["val"].get(domain, {}).get("documents", 0)
+        lines.append(f"| {domain} | {entry['documents']} | {train + val} | {train} | {val} |")
+    lines.append("")
+
+    chin = laws.get("chinchilla") or {}
+    lines += ["## Fitted laws", "", "### Chinchilla approach 3: L(N, D) = E + A/N^alpha + B/D^beta", ""]
+    lines += _param_table(chin, ["E", "A", "B", "alpha", "beta"])
+    opt = chin.get("compute_optimal", {})
+    if opt:
+        lines += ["", f"Compute-optimal exponents: N* ~ C^a with a = {_fmt(opt.get('a'))} "
+                  f"{_interval(opt.get('ci95', {}).get('a'))}, D* ~ C^b with b = {_fmt(opt.get('b'))} "
+                  f"{_interval(opt.get('ci95', {}).get('b'))}."]
+    lines += ["", f"Objective {_fmt(chin.get('objective'))} over {chin.get('n_points', 'n/a')} points.", ""]
+
+    iso = laws.get("isoflop") or {}
+    lines += ["### IsoFLOP approach 2: a parabola in log N per budget, then N*(C) and D*(C) power laws", ""]
+    lines += _param_table(iso, list(iso.get("params", {})))
+    lines += ["", "| budget C | N* | N* 95% interval | D* | loss at N* | minimum inside grid |", "|---|---|---|---|---|---|"]
+    for entry in iso.get("per_budget", []):
+        lines.append(
+            f"| {_fmt(entry.get('C'))} | {_fmt(entry.get('N_opt'))} | {_interval(entry.get('N_opt_ci95'))} | "
+            f"{_fmt(entry.get('D_opt'))} | {_fmt(entry.get('loss_opt'))} | "
+            f"{'no (edge)' if entry.get('minimum_at_edge') else 'yes'} |"
+        )
+    lines.append("")
+
+    nxt = laws.get("next_budget")
+    if nxt:
+        lines += ["## Compute-optimal allocation for the next 10x budget", "",
+                  f"From the {nxt.get('source', 'fitted')} law:", "",
+                  "| quantity | estimate | 95% interval |", "|---|---|---|"]
+        for key in ("C", "N_opt", "D_opt", "loss"):
+            if key in nxt:
+                lines.append(f"| {key} | {_fmt(nxt[key])} | {_interval(nxt.get('ci95', {}).get(key))} |")
+        lines.append("")
+
+    ext = laws.get("extrapolation")
+    if ext:
+        lines += ["## Extrapolation check", "",
+                  f"Laws fitted on the {ext.get('n_train_runs')} runs of the smaller budgets predict the "
+                  f"{ext.get('n_held_out_runs')} runs of the held-out largest budget "
+                  f"({_fmt(ext.get('held_out_budget'))} FLOPs):", ""]
+        for law_name, summary in (ext.get("laws") or {}).items():
+            if summary:
+                lines.append(f"- {law_name}: mean |relative error| of the loss {summary['mean_abs_rel_error']:.2%}")
+            else:
+                lines.append(f"- {law_name}: could not be fitted without the largest budget")
+        lines.append("")
+
+    lines += ["## Runs", "", "| run | budget | d_model | N | D | C | status | val loss | val bpb |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for _, r in runs.iterrows():
+        lines.append(f"| `{r.run_id}` | {_fmt(r.budget)} | {r.d_model} | {r.N:,} | {r.D:,} | {_fmt(r.C)} | "
+                     f"{r.status} | {_fmt(r.val_loss)} | {_fmt(r.val_bpb)} |")
+    train_s, wall_s = runs["train_seconds"].sum(), runs["wall_seconds"].sum()
+    lines += ["", f"Training time in the loop: {train_s:.0f} s; training jobs' wall time: {wall_s:.0f} s "
+              f"(overhead {wall_s - train_s:.0f} s: process start, imports, evaluation, checkpoints).", ""]
+
+    if figures:
+        lines += ["## Figures", ""]
+        for name, caption in figures:
+            lines += [f"![{caption}](figures/{name})", "", f"*{caption}*", ""]
+    text = "\n".join(lines)
+    Path(report_path).write_text(text)
+    return text

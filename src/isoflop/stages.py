@@ -1,0 +1,168 @@
+"""Each workflow stage as a function of (config, input paths) -> output files.
+
+Output folders are named by content hashes (see `isoflop.plan`), so these functions never decide whether to
+run: Snakemake does, from the paths.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from isoflop.workflow import read_json, write_json
+
+log = logging.getLogger("isoflop")
+
+
+def curate_stage(corpus_dir, out_dir, config: dict, *, progress: bool = True) -> dict:
+    """Curate the ingested shards and split them into train/val by document: `train.parquet`, `val.parquet`,
+    `curation.json` (per-stage, per-domain counts)."""
+    from isoflop.corpus import read_shards
+    from isoflop.curate import curate_documents, split_validation
+
+    corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
+    manifest = read_json(corpus_dir / "manifest.json")
+    docs = read_shards(corpus_dir / name for name in manifest["shards"])
+    kept, report = curate_documents(docs, config["curate"], progress=progress)
+    train, val = split_validation(kept, config["curate"]["val_fraction"], config["seed"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train.to_parquet(out_dir / "train.parquet", index=False)
+    val.to_parquet(out_dir / "val.parquet", index=False)
+    summary = {
+        "ingest": {k: v for k, v in manifest.items() if k != "shards"},
+        "curation": report,
+        "split": {
+            split: frame.groupby("domain")["n_bytes"].agg(["count", "sum"]).rename(
+                columns={"count": "documents", "sum": "bytes"}).to_dict("index")
+            for split, frame in (("train", train), ("val", val))
+        },
+    }
+    write_json(out_dir / "curation.json", summary)
+    log.info("curated %d -> %d documents (%d train, %d val)", len(docs), len(kept), len(train), len(val))
+    return summary
+
+
+def tokenize_stage(curated_dir, out_dir, config: dict) -> dict:
+    """Train the BPE on the training split and write the token folder (see `isoflop.tokens`)."""
+    from isoflop.tokens import build_tokens
+
+    curated_dir = Path(curated_dir)
+    train = pd.read_parquet(curated_dir / "train.parquet", columns=["id", "domain", "text"])
+    val = pd.read_parquet(curated_dir / "val.parquet", columns=["id", "domain", "text"])
+    meta = build_tokens(train, val, config["tokenizer"], out_dir)
+    log.info("tokens: %s", json.dumps(meta["domains"]))
+    return meta
+
+
+def natural_mixture(meta: dict) -> dict[str, float]:
+    """Domain weights proportional to their training tokens."""
+    total = sum(d["train_tokens"] for d in meta["domains"].values())
+    return {name: d["train_tokens"] / total for name, d in meta["domains"].items()}
+
+
+def resolve_spec(run: dict, meta: dict) -> dict:
+    """The planned spec with data-dependent choices filled in (the natural mixture's weights)."""
+    spec = json.loads(json.dumps(run["spec"]))
+    if spec["mixture"] == "natural":
+        spec["mixture"] = natural_mixture(meta)
+    return spec
+
+
+def train_stage(run: dict, tokens_dir, result_path, config: dict, *, threads: int = 1, progress: bool = True):
+    """Train one planned run into the folder of `result_path`, then log it to MLflow (never fatal)."""
+    from isoflop.tokens import read_meta
+    from isoflop.train.loop import train_run
+
+    out_dir = Path(result_path).parent
+    spec = resolve_spec(run, read_meta(tokens_dir))
+    result = train_run(spec, tokens_dir, out_dir, threads=threads, device=config["train"]["device"],
+                       progress=progress)
+    if config["tracking"]["enabled"]:
+        from isoflop.track import log_training_run_safely
+
+        log_training_run_safely(config, run, out_dir, tokens_dir)
+    return result
+
+
+def runs_table(runs: dict[str, dict], results: dict[str, dict], convention: str) -> pd.DataFrame:
+    """One row per training run (the contract of `runs.parquet`; see README)."""
+    rows = []
+    for run_id, run in runs.items():
+        result = results[run_id]
+        tokens = result.get("tokens", run["D"])
+        per_token = run["C"] / run["D"]
+        row = {
+            "run_id": run_id,
+            "budget": run["budget"],
+            "d_model": run["d_model"],
+            "n_layers": run["n_layers"],
+            "n_heads": run["n_heads"],
+            "N": run["N"],
+            "N_total": run["params"]["total"],
+            "N_nonembed": run["params"]["nonembed"],
+            "N_nonembed_head": run["params"]["nonembed_head"],
+            "D": tokens,
+            "C": tokens * per_token,
+            "flops_convention": convention,
+            "seed": run["spec"]["train"]["seed"],
+            "replicate": run["replicate"],
+            "lr": run["spec"]["train"]["lr"],
+            "batch_size": run["spec"]["train"]["batch_size"],
+            "status": result["status"],
+            "steps": result.get("steps"),
+            "val_loss": _finite_or_nan(result.get("val_loss")),
+            "val_bpb": _finite_or_nan(result.get("val_bpb")),
+            "train_loss": _finite_or_nan(result.get("train_loss")),
+            "train_seconds": result.get("train_seconds"),
+            "wall_seconds": result.get("wall_seconds"),
+            "tokens_per_second": result.get("tokens_per_second"),
+        }
+        for domain, loss in sorted((result.get("val_loss_by_domain") or {}).items()):
+            row[f"val_loss_{domain}"] = _finite_or_nan(loss)
+        for domain, bpb in sorted((result.get("val_bpb_by_domain") or {}).items()):
+            row[f"val_bpb_{domain}"] = _finite_or_nan(bpb)
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values(["budget", "N", "replicate"]).reset_index(drop=True)
+
+
+def _finite_or_nan(value) -> float:
+    return float(value) if value is not None and math.isfinite(float(value)) else float("nan")
+
+
+def runs_table_stage(result_paths, out_path, config: dict, runs: dict[str, dict] | None = None) -> pd.DataFrame:
+    from isoflop.plan import make_plan, stage_ids
+    from isoflop.corpus import fingerprint
+
+    if runs is None:
+        ids = stage_ids(config, fingerprint(config["corpus"]))
+        runs = {run["run_id"]: run for run in make_plan(config, ids["tokens"])}
+    results = {Path(p).parent.name: read_json(p) for p in result_paths}
+    table = runs_table({rid: runs[rid] for rid in results}, results, config["plan"]["flops_convention"])
+    table.to_parquet(out_path, index=False)
+    diverged = table[table["status"] != "ok"]
+    for _, row in diverged.iterrows():
+        log.warning("run %s (d_model=%d, budget %.3g) is %s", row.run_id, row.d_model, row.budget, row.status)
+    return table
+
+
+def fit_stage(runs_path, out_path, config: dict, *, n_jobs: int = 1) -> dict:
+    """Fit the study's laws (isoflop.fit.fit_study) and write `laws.json`, recording the N/C convention."""
+    from isoflop.fit import fit_study
+
+    runs = pd.read_parquet(runs_path)
+    laws = fit_study(
+        runs,
+        bootstrap=config["fit"]["bootstrap"],
+        seed=config["seed"],
+        huber_delta=config["fit"]["huber_delta"],
+        n_jobs=n_jobs,
+    )
+    laws["flops_convention"] = config["plan"]["flops_convention"]
+    for warning in laws.get("warnings", []):
+        log.warning("%s", warning)
+    write_json(out_path, laws)
+    return laws

@@ -1,0 +1,313 @@
+"""MLflow as a view of the study's files: idempotent by isoflop run id, never the source of truth.
+
+Every training run's MLflow run carries the tag `isoflop.run_id` and `isoflop.result_sha256` (a hash of its
+result.json). Logging a run that is already there with the same result does nothing; a run whose result
+changed (it was retrained) replaces the old MLflow run. So re-running the workflow never duplicates runs,
+and `sync_study` can rebuild a deleted store from `results/` alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from isoflop.workflow import read_json, write_json
+
+log = logging.getLogger("isoflop.track")
+
+RUN_TAG = "isoflop.run_id"
+RESULT_TAG = "isoflop.result_sha256"
+KIND_TAG = "isoflop.kind"
+BATCH_LIMIT = 100  # MLflow's log_batch takes at most 100 params / tags and 1000 metrics per call
+METRIC_BATCH = 1000
+
+
+def study_dir(config: dict) -> Path:
+    return Path(config["results_dir"]) / config["study"]
+
+
+def tracking_uri(config: dict) -> str:
+    """The configured URI, or a SQLite store inside the study's results."""
+    uri = config["tracking"]["uri"]
+    if uri:
+        return uri
+    return f"sqlite:///{(study_dir(config) / 'mlflow.db').resolve()}"
+
+
+def experiment_name(config: dict) -> str:
+    return config["tracking"]["experiment"] or config["study"]
+
+
+def _client(config: dict):
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri(config))
+
+
+def _experiment_id(client, config: dict) -> str:
+    name = experiment_name(config)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    artifacts = None
+    if not config["tracking"]["uri"]:
+        artifacts = (study_dir(config) / "mlflow" / "artifacts").resolve().as_uri()
+    return client.create_experiment(name, artifact_location=artifacts)
+
+
+def _retrying(action, attempts: int = 8):
+    """SQLite stores refuse concurrent writers now and then ('database is locked'): retry with backoff."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except Exception as err:  # noqa: BLE001 - MLflow wraps sqlite errors in several types
+            if "locked" not in str(err).lower() or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * 2**attempt)
+
+
+def create_store(config: dict, marker_path) -> None:
+    """Create the store's schema and the study's experiment once, before any training job writes to it."""
+    study_dir(config).mkdir(parents=True, exist_ok=True)
+    client = _client(config)
+    experiment_id = _retrying(lambda: _experiment_id(client, config))
+    write_json(marker_path, {"tracking_uri": tracking_uri(config), "experiment": experiment_name(config),
+                             "experiment_id": experiment_id})
+    log.info("MLflow store ready: %s (experiment %s)", tracking_uri(config), experiment_id)
+
+
+def _git_commit() -> str:
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (commit or "unknown") + ("+dirty" if dirty else "")
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _flatten(prefix: str, value, out: dict) -> dict:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
+    else:
+        out[prefix] = value
+    return out
+
+
+def _find_runs(client, experiment_id: str, key: str, value: str):
+    return client.search_runs([experiment_id], filter_string=f"tags.`{key}` = '{value}'", max_results=100)
+
+
+def _log_batches(client, mlflow_run_id: str, params: dict, metrics: list, tags: dict) -> None:
+    from mlflow.entities import Param, RunTag
+
+    param_list = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    tag_list = [RunTag(k, str(v)) for k, v in tags.items()]
+    for start in range(0, len(param_list), BATCH_LIMIT):
+        client.log_batch(mlflow_run_id, params=param_list[start : start + BATCH_LIMIT])
+    for start in range(0, len(tag_list), BATCH_LIMIT):
+        client.log_batch(mlflow_run_id, tags=tag_list[start : start + BATCH_LIMIT])
+    for start in range(0, len(metrics), METRIC_BATCH):
+        client.log_batch(mlflow_run_id, metrics=metrics[start : start + METRIC_BATCH])
+
+
+def _metrics(result: dict, curve: pd.DataFrame | None):
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = []
+    if curve is not None:
+        for column in curve.columns:
+            if column in ("step", "tokens") or not pd.api.types.is_numeric_dtype(curve[column]):
+                continue
+            series = curve[["step", column]].dropna()
+            metrics.extend(Metric(column, float(v), now, int(s)) for s, v in zip(series["step"], series[column]))
+    final = {
+        "val_loss": result.get("val_loss"),
+        "val_bpb": result.get("val_bpb"),
+        "tokens_per_second": result.get("tokens_per_second"),
+        "train_seconds": result.get("train_seconds"),
+        "wall_seconds": result.get("wall_seconds"),
+    }
+    for domain, value in (result.get("val_loss_by_domain") or {}).items():
+        final[f"val_loss.{domain}"] = value
+    for domain, value in (result.get("val_bpb_by_domain") or {}).items():
+        final[f"val_bpb.{domain}"] = value
+    step = int(result.get("steps") or 0)
+    for key, value in final.items():
+        if value is not None and pd.notna(value):
+            metrics.append(Metric(f"final.{key}", float(value), now, step))
+    return metrics
+
+
+def log_training_run(config: dict, run: dict, run_dir, data_fingerprint: str) -> str:
+    """Log one finished training run from its files; returns the MLflow run id. Idempotent (see module doc)."""
+    run_dir = Path(run_dir)
+    result_bytes = (run_dir / "result.json").read_bytes()
+    result = json.loads(result_bytes)
+    result_sha = hashlib.sha256(result_bytes).hexdigest()
+    client = _client(config)
+    experiment_id = _retrying(lambda: _experiment_id(client, config))
+    existing = _find_runs(client, experiment_id, RUN_TAG, run["run_id"])
+    for old in existing:
+        if old.data.tags.get(RESULT_TAG) == result_sha:
+            return old.info.run_id
+    for old in existing:  # retrained: the new result replaces the old view
+        client.delete_run(old.info.run_id)
+    curve_path = run_dir / "curve.parquet"
+    curve = pd.read_parquet(curve_path) if curve_path.exists() else None
+    params = _flatten("", result.get("spec", run["spec"]), {})
+    params.update({
+        "budget": run["budget"], "N": run["N"], "D": run["D"], "C": run["C"],
+        "N_total": run["params"]["total"], "N_nonembed": run["params"]["nonembed"],
+        "N_nonembed_head": run["params"]["nonembed_head"], "flops_convention": config["plan"]["flops_convention"],
+        "d_model": run["d_model"], "n_layers": run["n_layers"], "n_heads": run["n_heads"],
+    })
+    tags = {
+        RUN_TAG: run["run_id"],
+        RESULT_TAG: result_sha,
+        KIND_TAG: "train",
+        "isoflop.study": config["study"],
+        "isoflop.config_hash": config_hash(config),
+        "isoflop.data_fingerprint": data_fingerprint,
+        "isoflop.status": result.get("status", "unknown"),
+        "git.commit": _git_commit(),
+        "torch.version": result.get("torch_version", ""),
+        "torch.threads": result.get("threads", ""),
+        "device": result.get("device", ""),
+    }
+    name = f"d{run['d_model']}-C{run['budget']:.0e}-{run['run_id'][:6]}"
+    created = _retrying(lambda: client.create_run(experiment_id, run_name=name, tags={RUN_TAG: run["run_id"]}))
+    mlflow_id = created.info.run_id
+    _retrying(lambda: _log_batches(client, mlflow_id, params, _metrics(result, curve), tags))
+    _retrying(lambda: client.log_artifact(mlflow_id, str(run_dir / "result.json")))
+    status = "FINISHED" if result.get("status") == "ok" else "FAILED"
+    _retrying(lambda: client.set_terminated(mlflow_id, status=status))
+    return mlflow_id
+
+
+def log_training_run_safely(config: dict, run: dict, run_dir, tokens_dir) -> str | None:
+    """`log_training_run` that never fails the training job: files are the truth, the sync repairs later."""
+    try:
+        fingerprint = read_json(Path(tokens_dir) / "meta.json")["fingerprint"]
+        return log_training_run(config, run, run_dir, fingerprint)
+    except Exception as err:  # noqa: BLE001 - tracking must never fail a finished run
+        log.warning("MLflow logging of run %s failed (the study's final sync retries): %s", run["run_id"], err)
+        return None
+
+
+def _log_fit_run(client, experiment_id: str, config: dict, laws_path: Path, study: Path) -> str:
+    laws_bytes = laws_path.read_bytes()
+    laws_sha = hashlib.sha256(laws_bytes).hexdigest()
+    for old in _find_runs(client, experiment_id, KIND_TAG, "fit"):
+        if old.data.tags.get(RESULT_TAG) == laws_sha:
+            return old.info.run_id
+        client.delete_run(old.info.run_id)
+    laws = json.loads(laws_bytes)
+    created = client.create_run(experiment_id, run_name="fit", tags={KIND_TAG: "fit"})
+    mlflow_id = created.info.run_id
+    params, metrics = {}, []
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    for law in ("chinchilla", "isoflop"):
+        for key, value in ((laws.get(law) or {}).get("params") or {}).items():
+            if isinstance(value, (int, float)):
+                metrics.append(Metric(f"{law}.{key}", float(value), now, 0))
+    params.update({"bootstrap": config["fit"]["bootstrap"], "huber_delta": config["fit"]["huber_delta"],
+                   "flops_convention": config["plan"]["flops_convention"]})
+    tags = {KIND_TAG: "fit", RESULT_TAG: laws_sha, "isoflop.study": config["study"],
+            "isoflop.config_hash": config_hash(config), "git.commit": _git_commit()}
+    _log_batches(client, mlflow_id, params, metrics, tags)
+    for path in [laws_path, study / "runs.parquet", study / "report.md", *sorted((study / "figures").glob("*.png"))]:
+        if path.exists():
+            client.log_artifact(mlflow_id, str(path), artifact_path="figures" if path.suffix == ".png" else None)
+    client.set_terminated(mlflow_id, status="FINISHED")
+    return mlflow_id
+
+
+def sync_study(config: dict, runs_path, laws_path, out_path) -> dict:
+    """Make the store match the files: every training run (logging any that are missing or stale) and the
+    fit run with the laws, report and figures as artifacts. Writes `out_path` mapping ids."""
+    from isoflop.corpus import fingerprint
+    from isoflop.plan import make_plan, stage_ids
+
+    study = study_dir(config)
+    ids = stage_ids(config, fingerprint(config["corpus"]))
+    plan = {run["run_id"]: run for run in make_plan(config, ids["tokens"])}
+    data_fingerprint = read_json(study / "tokens" / ids["tokens"] / "meta.json")["fingerprint"]
+    table = pd.read_parquet(runs_path)
+    mapping = {}
+    for run_id in table["run_id"]:
+        mapping[run_id] = log_training_run(config, plan[run_id], study / "runs" / run_id, data_fingerprint)
+    client = _client(config)
+    experiment_id = _experiment_id(client, config)
+    fit_id = _log_fit_run(client, experiment_id, config, Path(laws_path), study)
+    summary = {"tracking_uri": tracking_uri(config), "experiment_id": experiment_id, "runs": mapping,
+               "fit": fit_id}
+    write_json(out_path, summary)
+    log.info("MLflow holds %d training runs and the fit run %s", len(mapping), fit_id)
+    return summary
+
+
+def register(subparsers) -> None:
+    ui = subparsers.add_parser(
+        "mlflow-ui", help="open the MLflow UI on a study's tracking store (bound to 127.0.0.1)",
+        description="Start `mlflow ui` on the study's store (the config's tracking.uri, or its SQLite file).",
+    )
+    ui.add_argument("--config", default="config.yaml", help="study config (default: config.yaml)")
+    ui.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default: 5000)")
+    ui.set_defaults(func=_ui_command)
+    sync = subparsers.add_parser(
+        "track-sync", help="rebuild or repair a study's MLflow store from results/",
+        description="Log every finished run and the fit of a study to MLflow from its files (idempotent).",
+    )
+    sync.add_argument("--config", default="config.yaml", help="study config (default: config.yaml)")
+    sync.set_defaults(func=_sync_command)
+
+
+def _ui_command(args) -> int:
+    from isoflop.config import load_config
+    from isoflop.errors import UserError
+
+    config = load_config(args.config)
+    uri = tracking_uri(config)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        raise UserError(f"no MLflow store yet at {uri}: run the study first (make study)")
+    if uri.startswith("http"):
+        print(f"the study tracks to a server: open {uri}")
+        return 0
+    command = [str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri", uri,
+               "--host", "127.0.0.1", "--port", str(args.port)]
+    print(f"MLflow UI for study '{config['study']}' at http://127.0.0.1:{args.port}", flush=True)
+    os.execv(command[0], command)
+    return 0
+
+
+def _sync_command(args) -> int:
+    from isoflop.config import load_config
+
+    config = load_config(args.config)
+    study = study_dir(config)
+    create_store(config, study / "mlflow" / "store.json")
+    summary = sync_study(config, study / "runs.parquet", study / "laws.json", study / "mlflow" / "tracked.json")
+    print(f"{len(summary['runs'])} training runs and the fit are in {summary['tracking_uri']}")
+    return 0

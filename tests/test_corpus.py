@@ -1,0 +1,80 @@
+import json
+
+import pandas as pd
+import pytest
+
+from isoflop.config import validate_config
+from isoflop.corpus import ingest, read_shards
+from isoflop.errors import UserError
+
+
+def _corpus(sources, **extra):
+    return validate_config({"corpus": {"stdlib": {"enabled": False}, "sources": sources, **extra}})["corpus"]
+
+
+def test_jsonl_with_corrupt_lines_is_counted_not_fatal(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    lines = [
+        json.dumps({"text": "first document"}),
+        "{not json",
+        json.dumps({"body": "no text field"}),
+        json.dumps({"text": "   "}),
+        json.dumps({"text": "x" * 50}),
+        json.dumps({"text": "second document"}),
+    ]
+    (folder / "a.jsonl").write_text("\n".join(lines) + "\n")
+    cfg = _corpus([{"path": str(folder), "format": "jsonl", "domain": "web"}], max_doc_bytes=40)
+    manifest = ingest(cfg, tmp_path / "out", progress=False)
+    counts = manifest["sources"]["sources[0]:web"]
+    assert (counts["docs_read"], counts["docs_kept"]) == (6, 2)
+    assert (counts["corrupt"], counts["empty"], counts["oversized"]) == (2, 1, 1)
+    assert counts["examples"]["corrupt"] == [f"{folder / 'a.jsonl'}:2", f"{folder / 'a.jsonl'}:3"]
+    docs = read_shards(tmp_path / "out" / name for name in manifest["shards"])
+    assert docs["id"].tolist() == ["web:a.jsonl:1", "web:a.jsonl:6"]
+    assert docs["text"].tolist() == ["first document", "second document"]
+
+
+def test_text_and_parquet_sources_and_undecodable_bytes(tmp_path):
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "good.txt").write_text("hello world")
+    (texts / "bad.txt").write_bytes(b"caf\xe9 latin-1")
+    (texts / "ignored.bin").write_bytes(b"\x00")
+    table = tmp_path / "t.parquet"
+    pd.DataFrame({"content": ["alpha", None, "beta"]}).to_parquet(table)
+    cfg = _corpus(
+        [
+            {"path": str(texts), "format": "text", "domain": "notes"},
+            {"path": str(table), "format": "parquet", "domain": "tab", "text_field": "content"},
+        ],
+        shard_docs=1,
+    )
+    manifest = ingest(cfg, tmp_path / "out", progress=False)
+    assert manifest["sources"]["sources[0]:notes"]["undecodable"] == 1
+    assert manifest["sources"]["sources[1]:tab"]["corrupt"] == 1
+    assert manifest["documents"] == 3 and len(manifest["shards"]) == 3
+    assert manifest["by_domain"] == {"notes": {"documents": 1, "bytes": 11}, "tab": {"documents": 2, "bytes": 9}}
+
+
+def test_missing_path_and_missing_column_name_the_key(tmp_path):
+    with pytest.raises(UserError, match=r"corpus.sources\[0\].path"):
+        ingest(_corpus([{"path": str(tmp_path / "nope"), "format": "text", "domain": "x"}]), tmp_path / "o")
+    table = tmp_path / "t.parquet"
+    pd.DataFrame({"body": ["a"]}).to_parquet(table)
+    with pytest.raises(UserError, match=r"corpus.sources\[0\].text_field.*columns: body"):
+        ingest(_corpus([{"path": str(table), "format": "parquet", "domain": "x"}]), tmp_path / "o", progress=False)
+
+
+def test_stdlib_corpus_has_three_domains_and_is_reproducible(tmp_path):
+    cfg = validate_config({"corpus": {"stdlib": {"max_docs_per_domain": 15}}})["corpus"]
+    first = ingest(cfg, tmp_path / "a", progress=False)
+    second = ingest(cfg, tmp_path / "b", progress=False)
+    assert first["content_sha256"] == second["content_sha256"]
+    assert first["sources"]["stdlib"]["docs_read"] == 45  # 15 per domain read; a few may be rejected
+    kept = {d: e["documents"] for d, e in first["by_domain"].items()}
+    assert sorted(kept) == ["code", "docs", "tests"] and all(12 <= n <= 15 for n in kept.values())
+    docs = read_shards(tmp_path / "a" / name for name in first["shards"])
+    assert docs["id"].str.startswith("tests:").sum() == kept["tests"]
+    assert docs[docs.domain == "code"]["text"].str.contains("def |class |import |__all__").mean() > 0.9
+    assert docs[docs.domain == "docs"]["id"].str.startswith("docs:").all()

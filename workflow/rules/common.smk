@@ -1,0 +1,31 @@
+# Validated config, content-hash ids and the run grid, computed once when the workflow is parsed.
+import json
+import sys
+from pathlib import Path
+
+from isoflop.config import validate_config
+from isoflop.corpus import fingerprint as corpus_fingerprint
+from isoflop.errors import UserError
+from isoflop.plan import make_plan, stage_ids
+
+try:
+    config.update(validate_config(config))
+    IDS = stage_ids(config, corpus_fingerprint(config["corpus"]))
+    RUNS = {run["run_id"]: run for run in make_plan(config, IDS["tokens"])}
+except UserError as err:
+    sys.exit(f"isoflop: config error: {err}")
+
+STUDY = Path(config["results_dir"]) / config["study"]
+CORPUS = STUDY / "corpus" / IDS["corpus"]
+CURATED = STUDY / "curated" / IDS["curated"]
+TOKENS = STUDY / "tokens" / IDS["tokens"]
+TRACKING = config["tracking"]["enabled"]
+STORE_MARKER = STUDY / "mlflow" / "store.json"
+
+
+def run_spec(wildcards):
+    return RUNS[wildcards.run_id]
+
+
+wildcard_constraints:
+    run_id="[0-9a-f]{12}",
