@@ -20,4 +20,7 @@ rule all:
     input:
         STUDY / "report.md",
         TRACKING_TARGETS,
+        # Every run's result is a target in its own right, so deleting one retrains it (Snakemake does not
+        # look behind an up-to-date runs table for a missing input).
+        RESULTS,
     default_target: True

@@ -244,6 +244,26 @@ def _log_fit_run(client, experiment_id: str, config: dict, laws_path: Path, stud
     return mlflow_id
 
 
+def _mark_plan_membership(client, experiment_id: str, current: set[str]) -> None:
+    """Tag each training run `isoflop.in_plan` true/false: runs of an earlier config stay browsable as history
+    but filter out with `tags.isoflop.in_plan = 'true'`."""
+    for run in _find_runs_all(client, experiment_id):
+        wanted = "true" if run.data.tags.get(RUN_TAG) in current else "false"
+        if run.data.tags.get("isoflop.in_plan") != wanted:
+            client.set_tag(run.info.run_id, "isoflop.in_plan", wanted)
+
+
+def _find_runs_all(client, experiment_id: str):
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'train'",
+                                  max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
 def sync_study(config: dict, runs_path, laws_path, out_path) -> dict:
     """Make the store match the files: every training run (logging any that are missing or stale) and the
     fit run with the laws, report and figures as artifacts. Writes `out_path` mapping ids."""
@@ -260,6 +280,7 @@ def sync_study(config: dict, runs_path, laws_path, out_path) -> dict:
         mapping[run_id] = log_training_run(config, plan[run_id], study / "runs" / run_id, data_fingerprint)
     client = _client(config)
     experiment_id = _experiment_id(client, config)
+    _mark_plan_membership(client, experiment_id, set(mapping))
     fit_id = _log_fit_run(client, experiment_id, config, Path(laws_path), study)
     summary = {"tracking_uri": tracking_uri(config), "experiment_id": experiment_id, "runs": mapping,
                "fit": fit_id}

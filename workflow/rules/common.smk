@@ -21,6 +21,7 @@ CURATED = STUDY / "curated" / IDS["curated"]
 TOKENS = STUDY / "tokens" / IDS["tokens"]
 TRACKING = config["tracking"]["enabled"]
 STORE_MARKER = STUDY / "mlflow" / "store.json"
+RESULTS = [STUDY / "runs" / run_id / "result.json" for run_id in sorted(RUNS)]
 
 
 def run_spec(wildcards):

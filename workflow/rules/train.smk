@@ -22,7 +22,7 @@ rule train:
 
 rule runs_table:
     input:
-        expand(STUDY / "runs" / "{run_id}" / "result.json", run_id=sorted(RUNS)),
+        RESULTS,
     output:
         STUDY / "runs.parquet",
     log:

@@ -1,0 +1,119 @@
+"""The smoke study end to end through Snakemake: outputs, no-op rerun, single-run retrain, config errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def snakemake(workdir: Path, *args: str, configfile: Path = REPO / "tests" / "smoke.yaml"):
+    command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(configfile),
+               "--cores", "2", "--rerun-incomplete", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "ISOFLOP_PROGRESS": "0"})
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("smoke")
+    done = snakemake(workdir)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return workdir, workdir / "results" / "smoke"
+
+
+def _mlflow_runs(study_dir: Path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{study_dir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("smoke")
+    return client.search_runs([experiment.experiment_id], max_results=1000)
+
+
+def test_outputs_contract(study):
+    _, out = study
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert len(runs) == 9 and runs["run_id"].is_unique
+    for column in ["run_id", "d_model", "N", "N_total", "N_nonembed", "N_nonembed_head", "D", "C", "seed",
+                   "status", "val_loss", "val_loss_code", "val_loss_docs", "val_loss_tests", "val_bpb"]:
+        assert column in runs, column
+    assert (runs["status"] == "ok").all()
+    assert runs["val_loss"].between(1.0, 6.0).all()
+    # the achieved compute matches the planned budget within one step's worth of tokens
+    assert ((runs["C"] / runs["budget"]) - 1).abs().max() < 0.05
+    laws = json.loads((out / "laws.json").read_text())
+    chin = laws["chinchilla"]
+    assert set(chin["params"]) == {"E", "A", "B", "alpha", "beta"}
+    assert all(lo <= chin["params"][k] <= hi for k, (lo, hi) in chin["ci95"].items())
+    assert laws["extrapolation"]["held_out_budget"] == runs["budget"].max()
+    assert laws["flops_convention"] == "nonembed_head_attention"
+    report = (out / "report.md").read_text()
+    assert "## Fitted laws" in report and "next 10x budget" in report and "## Extrapolation check" in report
+    figures = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert "loss_curves.png" in figures and "fitted_vs_observed.png" in figures
+    for name in figures:
+        assert f"figures/{name}" in report
+        assert (out / "figures" / name).stat().st_size > 10_000
+
+
+def test_mlflow_holds_one_run_per_training_run_plus_the_fit(study):
+    _, out = study
+    runs = _mlflow_runs(out)
+    kinds = sorted(r.data.tags.get("isoflop.kind") for r in runs)
+    assert kinds == ["fit"] + ["train"] * 9
+    train = [r for r in runs if r.data.tags["isoflop.kind"] == "train"]
+    table = pd.read_parquet(out / "runs.parquet")
+    assert {r.data.tags["isoflop.run_id"] for r in train} == set(table["run_id"])
+    one = train[0]
+    for tag in ["isoflop.study", "isoflop.config_hash", "isoflop.data_fingerprint", "git.commit", "torch.version",
+                "torch.threads"]:
+        assert one.data.tags.get(tag), tag
+    for param in ["N", "N_total", "N_nonembed", "N_nonembed_head", "D", "C", "train.lr", "model.d_model"]:
+        assert param in one.data.params, param
+    for metric in ["final.val_loss", "final.val_loss.code", "final.tokens_per_second", "train_loss"]:
+        assert metric in one.data.metrics, metric
+
+
+def test_rerun_does_nothing_and_a_deleted_run_alone_retrains(study):
+    workdir, out = study
+    again = snakemake(workdir)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    victim = pd.read_parquet(out / "runs.parquet")["run_id"].iloc[4]
+    (out / "runs" / victim / "result.json").unlink()
+    dry = snakemake(workdir, "-n")
+    assert "train" in dry.stdout
+    planned = [line.split()[-1] for line in dry.stdout.splitlines() if line.strip().startswith("train ")]
+    assert planned == ["1"], dry.stdout[-3000:]
+    redo = snakemake(workdir)
+    assert redo.returncode == 0, redo.stderr[-3000:]
+    assert (out / "runs" / victim / "result.json").exists()
+    runs = _mlflow_runs(out)
+    assert sorted(r.data.tags.get("isoflop.kind") for r in runs) == ["fit"] + ["train"] * 9
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("plan:\n  budgetz: [1.0e+12]\n", "unknown config key 'budgetz' under 'plan'"),
+        ("plan:\n  budgets: [-1.0e+12, 1.0e+12]\n", "plan.budgets[0]"),
+        ("plan:\n  budgets: [1.0e+5, 1.0e+12]\n", "plan.budgets[0]' = 1e+05 FLOPs is too small"),
+    ],
+)
+def test_invalid_config_stops_before_any_work(tmp_path, override, fragment):
+    merged = yaml.safe_load((REPO / "tests" / "smoke.yaml").read_text())
+    merged["plan"].update(yaml.safe_load(override)["plan"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(merged))
+    done = snakemake(tmp_path, configfile=bad)
+    assert done.returncode != 0
+    assert fragment in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "results").exists()
