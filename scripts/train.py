@@ -4,7 +4,7 @@ with logged(snakemake.log[0]):
     from isoflop.stages import train_stage
 
     train_stage(
-        snakemake.params.run,
+        snakemake.wildcards.run_id,
         snakemake.input.tokens,
         snakemake.output.result,
         snakemake.config,

@@ -7,6 +7,10 @@ from isoflop.errors import UserError
 from isoflop.plan import content_id, make_plan, shape_accounting, stage_ids
 
 
+def _runs(config, tokens_id):
+    return list(make_plan(config, tokens_id)["runs"].values())
+
+
 def _config(**plan):
     return validate_config({"plan": plan} if plan else {})
 
@@ -19,7 +23,7 @@ def test_content_id_is_order_free_and_sensitive():
 
 def test_default_grid_shape_and_accounting():
     config = _config()
-    runs = make_plan(config, "tok")
+    runs = _runs(config, "tok")
     budgets = sorted({r["budget"] for r in runs})
     assert len(budgets) >= 3 and budgets[-1] / budgets[0] >= 10
     for budget in budgets:
@@ -35,25 +39,25 @@ def test_default_grid_shape_and_accounting():
 
 
 def test_run_ids_change_with_what_determines_the_result_only():
-    base = {r["run_id"] for r in make_plan(_config(), "tok")}
-    assert len(base) == len(make_plan(_config(), "tok"))
-    assert base == {r["run_id"] for r in make_plan(_config(), "tok")}
-    assert base.isdisjoint({r["run_id"] for r in make_plan(_config(), "other-data")})
+    base = {r["run_id"] for r in _runs(_config(), "tok")}
+    assert len(base) == len(_runs(_config(), "tok"))
+    assert base == {r["run_id"] for r in _runs(_config(), "tok")}
+    assert base.isdisjoint({r["run_id"] for r in _runs(_config(), "other-data")})
     lr = validate_config({"train": {"lr": 0.03}})
-    assert base.isdisjoint({r["run_id"] for r in make_plan(lr, "tok")})
+    assert base.isdisjoint({r["run_id"] for r in _runs(lr, "tok")})
     tracking = validate_config({"tracking": {"experiment": "elsewhere"}, "fit": {"bootstrap": 7}})
-    assert base == {r["run_id"] for r in make_plan(tracking, "tok")}
+    assert base == {r["run_id"] for r in _runs(tracking, "tok")}
 
 
 def test_adding_a_budget_keeps_existing_run_ids():
     config = _config()
     wider = _config(budgets=config["plan"]["budgets"] + [1e13])
-    old = {r["run_id"] for r in make_plan(config, "tok")}
-    assert old <= {r["run_id"] for r in make_plan(wider, "tok")}
+    old = {r["run_id"] for r in _runs(config, "tok")}
+    assert old <= {r["run_id"] for r in _runs(wider, "tok")}
 
 
 def test_sizes_are_centred_on_the_prior_optimum():
-    runs = make_plan(_config(budgets=[1e11, 1e14], ladder=[16, 32, 48, 64, 80, 96, 128, 256], sizes_per_budget=3,
+    runs = _runs(_config(budgets=[1e11, 1e14], ladder=[16, 32, 48, 64, 80, 96, 128, 256], sizes_per_budget=3,
                              tokens_per_param=20), "tok")
     small = sorted(r["d_model"] for r in runs if r["budget"] == 1e11)
     large = sorted(r["d_model"] for r in runs if r["budget"] == 1e14)
@@ -63,14 +67,14 @@ def test_sizes_are_centred_on_the_prior_optimum():
 
 def test_budget_too_small_names_the_key():
     with pytest.raises(UserError) as err:
-        make_plan(_config(budgets=[1e12, 1e8]), "tok")
+        _runs(_config(budgets=[1e12, 1e8]), "tok")
     message = str(err.value)
     assert "plan.budgets[1]" in message and "train.min_steps" in message and "allowed values" in message
 
 
 def test_too_many_sizes_names_the_key():
     with pytest.raises(UserError, match=r"plan.sizes_per_budget.*allowed values: 1..3"):
-        make_plan(_config(ladder=[16, 32, 48], sizes_per_budget=4), "tok")
+        _runs(_config(ladder=[16, 32, 48], sizes_per_budget=4), "tok")
 
 
 def test_stage_ids_chain():
@@ -84,6 +88,6 @@ def test_stage_ids_chain():
 
 
 def test_width_scaled_learning_rate():
-    runs = make_plan(_config(), "tok")
+    runs = _runs(_config(), "tok")
     by_d = {r["d_model"]: r["spec"]["train"]["lr"] for r in runs}
     assert math.isclose(by_d[32], 0.02) and math.isclose(by_d[64], 0.02 / math.sqrt(2))

@@ -95,8 +95,57 @@ def seed_for(study_seed: int, replicate: int) -> int:
     return zlib.crc32(f"{study_seed}:{replicate}".encode()) & 0x7FFFFFFF
 
 
-def make_plan(config: dict, tokens_id: str) -> list[dict]:
-    """Every training run of the study, in a stable order. Raises UserError naming the key of an impossible grid."""
+def attach_trunks(runs: list[dict], tokens_id: str) -> dict[str, dict]:
+    """Group the wsd runs that differ only in their token budget under one constant-lr trunk (Hagele et al.
+    2024) and return the trunks by id. Each such run gets `trunk_id` and `branch_step` (where its decay
+    starts); it trains only its decay on top of the trunk's state at that step, which is bit-identical to the
+    whole schedule from scratch. The trunk runs to its latest branch step."""
+    from isoflop.train.schedule import decay_start
+
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        run["trunk_id"], run["branch_step"] = None, None
+        if run["spec"]["train"]["schedule"] != "wsd":
+            continue
+        shared = json.loads(json.dumps(run["spec"]))
+        shared["train"].pop("tokens")
+        run["branch_step"] = decay_start(run["steps"], run["spec"]["train"]["decay_frac"])
+        if run["branch_step"] > 0:
+            groups.setdefault(content_id("trunk-group", tokens_id, shared), []).append(run)
+    trunks = {}
+    for members in groups.values():
+        if len(members) < 2:  # a trunk serving one run saves nothing
+            members[0]["branch_step"] = None
+            continue
+        steps = sorted({run["branch_step"] for run in members})
+        first = members[0]
+        spec = json.loads(json.dumps(first["spec"]))
+        tokens_per_step = first["D"] // first["steps"]
+        spec["train"].update(schedule="constant", tokens=steps[-1] * tokens_per_step)
+        trunk_id = content_id("trunk", tokens_id, spec, steps)
+        trunks[trunk_id] = {"trunk_id": trunk_id, "spec": spec, "branch_steps": steps,
+                            "run_ids": [run["run_id"] for run in members], "d_model": first["d_model"],
+                            "C": steps[-1] * tokens_per_step * first["C"] / first["D"]}
+        for run in members:
+            run["trunk_id"] = trunk_id
+    return trunks
+
+
+def compute_summary(runs: list[dict], trunks: dict[str, dict]) -> dict:
+    """Training FLOPs of the grid as separate runs and as planned (trunks plus each run's own steps)."""
+    separate = sum(run["C"] for run in runs)
+    planned = sum(t["C"] for t in trunks.values())
+    for run in runs:
+        own = run["steps"] - (run["branch_step"] if run["trunk_id"] else 0)
+        planned += run["C"] * own / run["steps"]
+    return {"separate_flops": separate, "planned_flops": planned, "saved_fraction": 1 - planned / separate,
+            "trunks": len(trunks), "runs": len(runs)}
+
+
+def make_plan(config: dict, tokens_id: str) -> dict:
+    """The study's training plan: `runs` (run_id -> run, in a stable order), `trunks` (trunk_id -> trunk, for
+    wsd with branched cooldowns) and `compute` (the FLOPs summary). Raises UserError naming the key of an
+    impossible grid."""
     plan, train = config["plan"], config["train"]
     ladder = sorted(set(plan["ladder"]))
     if plan["sizes_per_budget"] > len(ladder):
@@ -140,6 +189,7 @@ def make_plan(config: dict, tokens_id: str) -> list[dict]:
                         "eval_every": train["eval_every"],
                         "eval_tokens": train["eval_tokens"],
                         "checkpoint_every": train["checkpoint_every"],
+                        **({"decay_shape": train["decay_shape"]} if train["schedule"] == "wsd" else {}),
                     },
                 }
                 runs.append(
@@ -159,4 +209,8 @@ def make_plan(config: dict, tokens_id: str) -> list[dict]:
                         "spec": spec,
                     }
                 )
-    return runs
+    trunks = attach_trunks(runs, tokens_id) if train["branch_cooldowns"] else {}
+    for run in runs:
+        run.setdefault("trunk_id", None)
+        run.setdefault("branch_step", None)
+    return {"runs": {run["run_id"]: run for run in runs}, "trunks": trunks, "compute": compute_summary(runs, trunks)}

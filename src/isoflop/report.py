@@ -92,9 +92,10 @@ def _figures(runs: pd.DataFrame, laws: dict, study: Path, figures: Path) -> list
     return drawn
 
 
-def write_report(runs_path, laws_path, curated_dir, report_path, figures_dir, config: dict) -> str:
+def write_report(runs_path, laws_path, curated_dir, plan_path, report_path, figures_dir, config: dict) -> str:
     runs = pd.read_parquet(runs_path)
     laws = read_json(laws_path)
+    compute = read_json(plan_path)["compute"]
     curation = read_json(Path(curated_dir) / "curation.json")
     study = Path(report_path).parent
     figures = _figures(runs, laws, study, Path(figures_dir))
@@ -170,6 +171,12 @@ def write_report(runs_path, laws_path, curated_dir, report_path, figures_dir, co
     for _, r in runs.iterrows():
         lines.append(f"| `{r.run_id}` | {_fmt(r.budget)} | {r.d_model} | {r.N:,} | {r.D:,} | {_fmt(r.C)} | "
                      f"{r.status} | {_fmt(r.val_loss)} | {_fmt(r.val_bpb)} |")
+    if compute["trunks"]:
+        lines += ["", f"Training compute: {compute['planned_flops']:.3g} FLOPs with {compute['trunks']} WSD trunks "
+                  f"and branched cooldowns, against {compute['separate_flops']:.3g} FLOPs as separate runs: "
+                  f"{compute['saved_fraction']:.0%} saved (Hagele et al. 2024)."]
+    else:
+        lines += ["", f"Training compute: {compute['separate_flops']:.3g} FLOPs (separate runs)."]
     train_s, wall_s = runs["train_seconds"].sum(), runs["wall_seconds"].sum()
     lines += ["", f"Training time in the loop: {train_s:.0f} s; training jobs' wall time: {wall_s:.0f} s "
               f"(overhead {wall_s - train_s:.0f} s: process start, imports, evaluation, checkpoints).", ""]

@@ -18,6 +18,20 @@ from isoflop.workflow import read_json, write_json
 log = logging.getLogger("isoflop")
 
 
+def plan_stage(config: dict, out_path) -> dict:
+    """Write the study's plan (runs, trunks, compute summary) as JSON for people and the report."""
+    from isoflop.corpus import fingerprint
+    from isoflop.plan import make_plan, stage_ids
+
+    ids = stage_ids(config, fingerprint(config["corpus"]))
+    plan = {"ids": ids, **make_plan(config, ids["tokens"])}
+    write_json(out_path, plan)
+    compute = plan["compute"]
+    log.info("%d runs, %d trunks: %.3g FLOPs planned (%.3g as separate runs)", compute["runs"], compute["trunks"],
+             compute["planned_flops"], compute["separate_flops"])
+    return plan
+
+
 def curate_stage(corpus_dir, out_dir, config: dict, *, progress: bool = True) -> dict:
     """Curate the ingested shards and split them into train/val by document: `train.parquet`, `val.parquet`,
     `curation.json` (per-stage, per-domain counts)."""
@@ -27,7 +41,7 @@ def curate_stage(corpus_dir, out_dir, config: dict, *, progress: bool = True) ->
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     manifest = read_json(corpus_dir / "manifest.json")
     docs = read_shards(corpus_dir / name for name in manifest["shards"])
-    kept, report = curate_documents(docs, config["curate"], progress=progress)
+    kept, report = curate_documents(docs, config["curate"], progress=progress, seed=config["seed"])
     train, val = split_validation(kept, config["curate"]["val_fraction"], config["seed"])
     out_dir.mkdir(parents=True, exist_ok=True)
     train.to_parquet(out_dir / "train.parquet", index=False)
@@ -64,28 +78,44 @@ def natural_mixture(meta: dict) -> dict[str, float]:
     return {name: d["train_tokens"] / total for name, d in meta["domains"].items()}
 
 
-def resolve_spec(run: dict, meta: dict) -> dict:
-    """The planned spec with data-dependent choices filled in (the natural mixture's weights)."""
-    spec = json.loads(json.dumps(run["spec"]))
+def resolve_spec(spec: dict, meta: dict) -> dict:
+    """A planned spec with its data-dependent choices filled in (the natural mixture's weights)."""
+    spec = json.loads(json.dumps(spec))
     if spec["mixture"] == "natural":
         spec["mixture"] = natural_mixture(meta)
     return spec
 
 
-def train_stage(run: dict, tokens_dir, result_path, config: dict, *, threads: int = 1, progress: bool = True):
-    """Train one planned run into the folder of `result_path`, then log it to MLflow (never fatal)."""
+def train_stage(run_id: str, tokens_dir, result_path, config: dict, *, threads: int = 1, progress: bool = True):
+    """Train one planned run into the folder of `result_path` (from its trunk's state when it has one), then
+    log it to MLflow (never fatal)."""
+    from isoflop.plan import make_plan
     from isoflop.tokens import read_meta
     from isoflop.train.loop import train_run
 
+    run = make_plan(config, Path(tokens_dir).name)["runs"][run_id]
     out_dir = Path(result_path).parent
-    spec = resolve_spec(run, read_meta(tokens_dir))
+    spec = resolve_spec(run["spec"], read_meta(tokens_dir))
+    init_from = None
+    if run["trunk_id"]:
+        init_from = out_dir.parents[1] / "trunks" / run["trunk_id"] / f"branch-{run['branch_step']}.pt"
     result = train_run(spec, tokens_dir, out_dir, threads=threads, device=config["train"]["device"],
-                       progress=progress)
+                       progress=progress, init_from=init_from)
     if config["tracking"]["enabled"]:
         from isoflop.track import log_training_run_safely
 
         log_training_run_safely(config, run, out_dir, tokens_dir)
     return result
+
+
+def trunk_stage(spec: dict, branch_steps: list[int], tokens_dir, result_path, config: dict, *, threads: int = 1,
+                progress: bool = True):
+    """Train a shape's constant-lr trunk, saving its state at every branch step for the cooldown runs."""
+    from isoflop.tokens import read_meta
+    from isoflop.train.loop import train_trunk
+
+    return train_trunk(resolve_spec(spec, read_meta(tokens_dir)), tokens_dir, Path(result_path).parent,
+                       branch_steps, threads=threads, device=config["train"]["device"], progress=progress)
 
 
 def runs_table(runs: dict[str, dict], results: dict[str, dict], convention: str) -> pd.DataFrame:
@@ -139,7 +169,7 @@ def runs_table_stage(result_paths, out_path, config: dict, runs: dict[str, dict]
 
     if runs is None:
         ids = stage_ids(config, fingerprint(config["corpus"]))
-        runs = {run["run_id"]: run for run in make_plan(config, ids["tokens"])}
+        runs = make_plan(config, ids["tokens"])["runs"]
     results = {Path(p).parent.name: read_json(p) for p in result_paths}
     table = runs_table({rid: runs[rid] for rid in results}, results, config["plan"]["flops_convention"])
     table.to_parquet(out_path, index=False)

@@ -19,6 +19,7 @@ rule report:
         runs=STUDY / "runs.parquet",
         laws=STUDY / "laws.json",
         curated=CURATED,
+        plan=STUDY / "plan.json",
     output:
         report=STUDY / "report.md",
         figures=directory(STUDY / "figures"),

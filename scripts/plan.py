@@ -1,0 +1,6 @@
+from isoflop.workflow import logged
+
+with logged(snakemake.log[0]):
+    from isoflop.stages import plan_stage
+
+    plan_stage(snakemake.config, snakemake.output[0])
