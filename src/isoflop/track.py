@@ -272,7 +272,7 @@ def sync_study(config: dict, runs_path, laws_path, out_path) -> dict:
 
     study = study_dir(config)
     ids = stage_ids(config, fingerprint(config["corpus"]))
-    plan = {run["run_id"]: run for run in make_plan(config, ids["tokens"])}
+    plan = make_plan(config, ids["tokens"])["runs"]
     data_fingerprint = read_json(study / "tokens" / ids["tokens"] / "meta.json")["fingerprint"]
     table = pd.read_parquet(runs_path)
     mapping = {}
