@@ -58,7 +58,7 @@ def _figures(runs: pd.DataFrame, laws: dict, study: Path, figures: Path) -> list
 
     figures.mkdir(parents=True, exist_ok=True)
     drawn = []
-    loaded = {}
+    loaded = {}  # a branched run's curve includes its trunk's steps (the branch state carries them)
     for run_id in runs["run_id"]:
         path = study / "runs" / run_id / "curve.parquet"
         if path.exists():

@@ -32,34 +32,6 @@ def plan_stage(config: dict, out_path) -> dict:
     return plan
 
 
-def curate_stage(corpus_dir, out_dir, config: dict, *, progress: bool = True) -> dict:
-    """Curate the ingested shards and split them into train/val by document: `train.parquet`, `val.parquet`,
-    `curation.json` (per-stage, per-domain counts)."""
-    from isoflop.corpus import read_shards
-    from isoflop.curate import curate_documents, split_validation
-
-    corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
-    manifest = read_json(corpus_dir / "manifest.json")
-    docs = read_shards(corpus_dir / name for name in manifest["shards"])
-    kept, report = curate_documents(docs, config["curate"], progress=progress, seed=config["seed"])
-    train, val = split_validation(kept, config["curate"]["val_fraction"], config["seed"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    train.to_parquet(out_dir / "train.parquet", index=False)
-    val.to_parquet(out_dir / "val.parquet", index=False)
-    summary = {
-        "ingest": {k: v for k, v in manifest.items() if k != "shards"},
-        "curation": report,
-        "split": {
-            split: frame.groupby("domain")["n_bytes"].agg(["count", "sum"]).rename(
-                columns={"count": "documents", "sum": "bytes"}).to_dict("index")
-            for split, frame in (("train", train), ("val", val))
-        },
-    }
-    write_json(out_dir / "curation.json", summary)
-    log.info("curated %d -> %d documents (%d train, %d val)", len(docs), len(kept), len(train), len(val))
-    return summary
-
-
 def tokenize_stage(curated_dir, out_dir, config: dict) -> dict:
     """Train the BPE on the training split and write the token folder (see `isoflop.tokens`)."""
     from isoflop.tokens import build_tokens
@@ -142,6 +114,9 @@ def runs_table(runs: dict[str, dict], results: dict[str, dict], convention: str)
             "replicate": run["replicate"],
             "lr": run["spec"]["train"]["lr"],
             "batch_size": run["spec"]["train"]["batch_size"],
+            "schedule": run["spec"]["train"]["schedule"],
+            "trunk_id": run["trunk_id"],
+            "branch_step": run["branch_step"],
             "status": result["status"],
             "steps": result.get("steps"),
             "val_loss": _finite_or_nan(result.get("val_loss")),

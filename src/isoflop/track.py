@@ -134,12 +134,18 @@ def _metrics(result: dict, curve: pd.DataFrame | None):
 
     now = int(time.time() * 1000)
     metrics = []
-    if curve is not None:
-        for column in curve.columns:
-            if column in ("step", "tokens") or not pd.api.types.is_numeric_dtype(curve[column]):
-                continue
-            series = curve[["step", column]].dropna()
+    if curve is not None:  # long format: train rows per step, eval rows per (step, domain; "*" = overall)
+        train = curve[curve["kind"] == "train"]
+        for column in ("train_loss", "lr"):
+            series = train[["step", column]].dropna()
             metrics.extend(Metric(column, float(v), now, int(s)) for s, v in zip(series["step"], series[column]))
+        evals = curve[curve["kind"] == "eval"]
+        for domain, rows in evals.groupby("domain"):
+            suffix = "" if domain == "*" else f".{domain}"
+            for column in ("val_loss", "val_bpb"):
+                series = rows[["step", column]].dropna()
+                metrics.extend(Metric(column + suffix, float(v), now, int(s))
+                               for s, v in zip(series["step"], series[column]))
     final = {
         "val_loss": result.get("val_loss"),
         "val_bpb": result.get("val_bpb"),
