@@ -1,0 +1,146 @@
+"""IsoFLOP profiles (Approach 2), training-curve envelopes (Approach 1) and hyperparameter laws."""
+
+import numpy as np
+import pytest
+
+from isoflop.errors import UserError
+from isoflop.fit import fit_envelope, fit_isoflop, fit_lr_law, predict
+from isoflop.fit.laws import compute_optimal, optimal_allocation
+from isoflop.fit.regression import fit_parabola, group_labels
+
+TRUE = np.array([1.8, 480.0, 2100.0, 0.35, 0.37])  # close to the replication's fit
+TRUE_A = compute_optimal(TRUE)["a"]
+
+
+def chinchilla_loss(n, d):
+    e, a, b, alpha, beta = TRUE
+    return e + a / n**alpha + b / d**beta
+
+
+def isoflop_runs(budgets=(1e18, 3e18, 1e19, 3e19, 1e20), spread=0.8, sizes=9, noise=0.0, seed=0, shift=0.0):
+    """Runs at `sizes` log-spaced N around each budget's true optimum (times 10^`shift`)."""
+    rng = np.random.default_rng(seed)
+    c, n = [], []
+    for compute in budgets:
+        n_opt = optimal_allocation(TRUE, compute)["N_opt"] * 10**shift
+        grid = n_opt * np.logspace(-spread, spread, sizes)
+        c.extend([compute] * sizes)
+        n.extend(grid)
+    c, n = np.array(c), np.array(n)
+    d = c / (6 * n)
+    return c, n, d, chinchilla_loss(n, d) * np.exp(rng.normal(0, noise, len(n)))
+
+
+def test_exact_profiles_give_the_true_exponent_and_optima():
+    c, n, d, loss = isoflop_runs()
+    fit = fit_isoflop(c, n, d, loss)
+    assert fit["params"]["a"] == pytest.approx(TRUE_A, abs=0.005)
+    assert fit["params"]["a"] + fit["params"]["b"] == pytest.approx(1.0, abs=1e-9)  # D = C / 6N exactly
+    assert len(fit["budgets"]) == 5 and not any(b["minimum_at_edge"] for b in fit["budgets"])
+    for budget in fit["budgets"]:
+        assert budget["N_opt"] == pytest.approx(optimal_allocation(TRUE, budget["C"])["N_opt"], rel=0.03)
+        assert budget["D_opt"] == pytest.approx(budget["C"] / (6 * budget["N_opt"]), rel=1e-9)
+    assert fit["warnings"] == []
+
+
+def test_bootstrap_intervals_hold_the_truth_and_are_seeded():
+    c, n, d, loss = isoflop_runs(noise=0.005, seed=3)
+    fit = fit_isoflop(c, n, d, loss, bootstrap=400, seed=1, target_C=1e21)
+    low, high = fit["ci95"]["a"]
+    assert low < TRUE_A < high and high - low < 0.1
+    target = fit["at_target"]
+    true_n = optimal_allocation(TRUE, 1e21)["N_opt"]
+    assert target["ci95"]["N_opt"][0] < true_n < target["ci95"]["N_opt"][1]
+    again = fit_isoflop(c, n, d, loss, bootstrap=400, seed=1, target_C=1e21)
+    assert again["ci95"] == fit["ci95"]
+    without = fit_isoflop(c, n, d, loss)  # OLS intervals across budgets instead
+    assert without["ci95"]["a"][0] < without["params"]["a"] < without["ci95"]["a"][1]
+
+
+def test_a_budget_that_misses_its_minimum_is_flagged_and_left_out():
+    c, n, d, loss = isoflop_runs(noise=0.002, seed=4)
+    # the smallest budget gets only sizes well above its optimum
+    c2, n2, d2, loss2 = isoflop_runs(budgets=(1e17,), spread=0.3, sizes=5, shift=1.2)
+    fit = fit_isoflop(np.r_[c, c2], np.r_[n, n2], np.r_[d, d2], np.r_[loss, loss2])
+    edge = [b for b in fit["budgets"] if b["minimum_at_edge"]]
+    assert [b["C"] for b in edge] == pytest.approx([1e17])
+    assert fit["n_budgets_used"] == 5
+    assert any("not bracketed" in w for w in fit["warnings"])
+    assert fit["params"]["a"] == pytest.approx(TRUE_A, abs=0.02)
+
+
+def test_too_few_bracketed_budgets_is_a_user_error():
+    c, n, d, loss = isoflop_runs(budgets=(1e18, 1e19), shift=1.5, spread=0.3)
+    with pytest.raises(UserError, match="bracket"):
+        fit_isoflop(c, n, d, loss)
+
+
+def test_profile_predicts_held_out_runs():
+    c, n, d, loss = isoflop_runs(noise=0.002, seed=5)
+    train = c < 1e20
+    fit = fit_isoflop(c[train], n[train], d[train], loss[train], bootstrap=200)
+    predicted, (low, high) = predict(fit, N=n[~train], C=c[~train])
+    assert np.mean(np.abs(predicted / loss[~train] - 1)) < 0.02
+    assert (low <= predicted).all() and (predicted <= high).all()
+
+
+def test_parabola_vertex_and_fieller_interval():
+    u = np.log(np.geomspace(1e7, 1e9, 7))
+    y = 3.0 + 0.2 * (u - np.log(1e8)) ** 2 + np.array([0.01, -0.01, 0.0, 0.01, -0.01, 0.0, 0.005])
+    parabola = fit_parabola(u, y)
+    assert np.exp(parabola.vertex) == pytest.approx(1e8, rel=0.05)
+    assert parabola.vertex_ci[0] < parabola.vertex < parabola.vertex_ci[1]
+    assert parabola.convex and parabola.inside and not parabola.minimum_at_edge
+    flat = fit_parabola(u, 3.0 + np.array([0.01, -0.01, 0.0, 0.01, -0.01, 0.0, 0.005]))
+    assert np.isnan(flat.vertex_ci).all()  # no clear curvature: the interval is unbounded
+    assert np.isnan(fit_parabola(u[:3], y[:3]).vertex_ci).all()  # no residual degree of freedom
+
+
+def test_budgets_group_by_gaps_in_log_compute():
+    labels = group_labels(np.array([1e18, 1.1e18, 0.95e18, 3e18, 3.2e18, 1e19]))
+    assert list(labels) == [0, 0, 0, 1, 1, 2]
+
+
+def test_envelope_recovers_the_compute_optimal_exponent():
+    run, n, c, loss = [], [], [], []
+    for size in np.geomspace(1e7, 1e10, 13):
+        tokens = np.geomspace(1e8, 1e12, 60)
+        run += [f"n{size:.3g}"] * len(tokens)
+        n += [size] * len(tokens)
+        c += list(6 * size * tokens)
+        loss += list(chinchilla_loss(size, tokens))
+    fit = fit_envelope(run, n, c, loss, bootstrap=200, seed=0)
+    assert fit["params"]["a"] == pytest.approx(TRUE_A, abs=0.05)
+    low, high = fit["ci95"]["a"]
+    assert low <= fit["params"]["a"] <= high
+    frontier = fit["frontier"]
+    assert np.all(np.diff(frontier["loss"]) <= 1e-12)  # the envelope only goes down with compute
+
+
+def lr_sweep(p=-0.25, q=0.1, noise=0.002, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n in (1e6, 3e6, 1e7, 3e7):
+        for d in (1e8, 1e9):
+            best = 0.3 * n**p * d**q
+            for lr in best * np.logspace(-0.8, 0.8, 7):
+                rows.append((n, d, lr, 3.0 + 0.05 * np.log(lr / best) ** 2 + rng.normal(0, noise)))
+    return map(np.array, zip(*rows))
+
+
+def test_learning_rate_law_recovers_step_law_exponents():
+    n, d, lr, loss = lr_sweep()
+    fit = fit_lr_law(n, d, lr, loss, bootstrap=300, seed=2)
+    assert fit["params"]["p"] == pytest.approx(-0.25, abs=0.02)
+    assert fit["params"]["q"] == pytest.approx(0.1, abs=0.02)
+    assert fit["params"]["c"] == pytest.approx(0.3, rel=0.3)
+    for name, true in (("p", -0.25), ("q", 0.1)):
+        assert fit["ci95"][name][0] < true < fit["ci95"][name][1]
+    assert fit["n_groups_used"] == 8 and fit["warnings"] == []
+
+
+def test_learning_rate_law_needs_n_and_d_to_vary_apart():
+    n, d, lr, loss = lr_sweep()
+    tied = d == 1e8
+    with pytest.raises(UserError, match="do not separate"):
+        fit_lr_law(n[tied], n[tied] * 20, lr[tied], loss[tied])
