@@ -12,6 +12,7 @@ inputs' ids, so a changed setting makes a new folder and an unchanged one is nev
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import zlib
@@ -169,14 +170,14 @@ def make_plan(config: dict, tokens_id: str) -> dict:
                     f"{train['min_steps']}; allowed values: budgets >= {minimum:.3g} FLOPs for the smallest "
                     f"model, more for larger ones (or lower train.batch_size / train.min_steps)"
                 )
-            for replicate in range(plan["seeds"]):
+            for replicate, multiplier in itertools.product(range(plan["seeds"]), train["lr_multipliers"]):
                 spec = {
                     "model": shape["model"],
                     "mixture": "natural",
                     "train": {
                         "tokens": steps * tokens_per_step,
                         "batch_size": train["batch_size"],
-                        "lr": peak_lr(train, shape["d_model"]),
+                        "lr": peak_lr(train, shape["d_model"]) * multiplier,
                         "min_lr_frac": train["min_lr_frac"],
                         "warmup_steps": train["warmup_steps"],
                         "schedule": train["schedule"],
@@ -206,6 +207,7 @@ def make_plan(config: dict, tokens_id: str) -> dict:
                         "C": spec["train"]["tokens"] * shape["primary_flops_per_token"],
                         "steps": steps,
                         "replicate": replicate,
+                        "lr_multiplier": multiplier,
                         "spec": spec,
                     }
                 )

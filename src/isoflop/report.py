@@ -27,6 +27,8 @@ def _fmt(value, digits: int = 4) -> str:
 def _interval(ci) -> str:
     if not ci or len(ci) != 2:
         return "n/a"
+    if ci[0] is None and ci[1] is None:
+        return "unbounded"
     return f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"
 
 
@@ -42,7 +44,7 @@ def _param_table(law: dict, names: list[str]) -> list[str]:
 def edge_warnings(laws: dict) -> list[str]:
     """One warning per budget whose IsoFLOP minimum is not strictly inside its sizes."""
     out = []
-    for entry in (laws.get("isoflop") or {}).get("per_budget", []):
+    for entry in (laws.get("isoflop") or {}).get("budgets", []):
         if entry.get("minimum_at_edge"):
             out.append(
                 f"The IsoFLOP minimum of budget C = {entry['C']:.3g} lies at the edge of its grid (or the curve is "
@@ -70,7 +72,10 @@ def _figures(runs: pd.DataFrame, laws: dict, study: Path, figures: Path) -> list
     except ImportError as err:
         log.warning("law figures unavailable: %s", err)
     else:
-        ok = runs[runs["status"] == "ok"]
+        from isoflop.stages import best_of_sweep
+
+        ok = best_of_sweep(runs)
+        ok = ok[ok["status"] == "ok"]
         iso, chin = laws.get("isoflop"), laws.get("chinchilla")
         candidates = [
             ("isoflop_curves.png", "IsoFLOP curves: validation loss against model size per budget, fitted "
@@ -135,13 +140,23 @@ def write_report(runs_path, laws_path, curated_dir, plan_path, report_path, figu
     lines += ["### IsoFLOP approach 2: a parabola in log N per budget, then N*(C) and D*(C) power laws", ""]
     lines += _param_table(iso, list(iso.get("params", {})))
     lines += ["", "| budget C | N* | N* 95% interval | D* | loss at N* | minimum inside grid |", "|---|---|---|---|---|---|"]
-    for entry in iso.get("per_budget", []):
+    for entry in iso.get("budgets", []):
         lines.append(
-            f"| {_fmt(entry.get('C'))} | {_fmt(entry.get('N_opt'))} | {_interval(entry.get('N_opt_ci95'))} | "
+            f"| {_fmt(entry.get('C'))} | {_fmt(entry.get('N_opt'))} | {_interval(entry.get('ci95', {}).get('N_opt'))} | "
             f"{_fmt(entry.get('D_opt'))} | {_fmt(entry.get('loss_opt'))} | "
             f"{'no (edge)' if entry.get('minimum_at_edge') else 'yes'} |"
         )
     lines.append("")
+
+    lr_law = laws.get("lr_law")
+    if lr_law:
+        lines += ["### Learning-rate law: lr* = c N^p D^q (Li et al. 2025)", ""]
+        lines += _param_table(lr_law, ["c", "p", "q"])
+        lines += ["", "| N | D | lr* | 95% interval | bracketed by the sweep |", "|---|---|---|---|---|"]
+        for group in lr_law.get("groups", []):
+            lines.append(f"| {_fmt(group['N'])} | {_fmt(group['D'])} | {_fmt(group['lr_opt'])} | "
+                         f"{_interval(group['ci95']['lr_opt'])} | {'no' if group['minimum_at_edge'] else 'yes'} |")
+        lines.append("")
 
     nxt = laws.get("next_budget")
     if nxt:
@@ -151,6 +166,12 @@ def write_report(runs_path, laws_path, curated_dir, plan_path, report_path, figu
         for key in ("C", "N_opt", "D_opt", "loss"):
             if key in nxt:
                 lines.append(f"| {key} | {_fmt(nxt[key])} | {_interval(nxt.get('ci95', {}).get(key))} |")
+        other = nxt.get("isoflop")
+        if other:
+            lines += ["", f"The IsoFLOP power laws put it at N* = {_fmt(other['N_opt'])} "
+                      f"{_interval(other['ci95']['N_opt'])} and D* = {_fmt(other['D_opt'])} "
+                      f"{_interval(other['ci95']['D_opt'])}; where the two approaches disagree beyond their "
+                      "intervals, trust neither far outside the fitted range."]
         lines.append("")
 
     ext = laws.get("extrapolation")

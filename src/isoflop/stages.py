@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from isoflop.errors import UserError
 from isoflop.workflow import read_json, write_json
 
 log = logging.getLogger("isoflop")
@@ -113,6 +114,7 @@ def runs_table(runs: dict[str, dict], results: dict[str, dict], convention: str)
             "seed": run["spec"]["train"]["seed"],
             "replicate": run["replicate"],
             "lr": run["spec"]["train"]["lr"],
+            "lr_multiplier": run["lr_multiplier"],
             "batch_size": run["spec"]["train"]["batch_size"],
             "schedule": run["spec"]["train"]["schedule"],
             "trunk_id": run["trunk_id"],
@@ -131,7 +133,7 @@ def runs_table(runs: dict[str, dict], results: dict[str, dict], convention: str)
         for domain, bpb in sorted((result.get("val_bpb_by_domain") or {}).items()):
             row[f"val_bpb_{domain}"] = _finite_or_nan(bpb)
         rows.append(row)
-    return pd.DataFrame(rows).sort_values(["budget", "N", "replicate"]).reset_index(drop=True)
+    return pd.DataFrame(rows).sort_values(["budget", "N", "replicate", "lr"]).reset_index(drop=True)
 
 
 def _finite_or_nan(value) -> float:
@@ -154,19 +156,37 @@ def runs_table_stage(result_paths, out_path, config: dict, runs: dict[str, dict]
     return table
 
 
+def best_of_sweep(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per grid point (budget, size, replicate), the finished run with the lowest validation loss: with a
+    learning-rate sweep the laws describe tuned models. Without a sweep this is the table itself."""
+    ok = runs[(runs["status"] == "ok") & runs["val_loss"].notna()]
+    best = ok.loc[ok.groupby(["budget", "N", "replicate"])["val_loss"].idxmin()]
+    return pd.concat([best, runs.drop(ok.index)]).sort_values(["budget", "N", "replicate"])
+
+
 def fit_stage(runs_path, out_path, config: dict, *, n_jobs: int = 1) -> dict:
-    """Fit the study's laws (isoflop.fit.fit_study) and write `laws.json`, recording the N/C convention."""
-    from isoflop.fit import fit_study
+    """Fit the study's laws (isoflop.fit.fit_study) and write `laws.json`, recording the N/C convention;
+    with a learning-rate sweep, on each grid point's best run, plus the learning-rate law from all runs."""
+    from isoflop.fit import fit_lr_law, fit_study
 
     runs = pd.read_parquet(runs_path)
     laws = fit_study(
-        runs,
+        best_of_sweep(runs),
         bootstrap=config["fit"]["bootstrap"],
         seed=config["seed"],
         huber_delta=config["fit"]["huber_delta"],
         n_jobs=n_jobs,
     )
     laws["flops_convention"] = config["plan"]["flops_convention"]
+    if len(config["train"]["lr_multipliers"]) > 1:
+        ok = runs[(runs["status"] == "ok") & runs["val_loss"].notna()]
+        try:
+            laws["lr_law"] = fit_lr_law(ok["N"], ok["D"], ok["lr"], ok["val_loss"],
+                                        bootstrap=config["fit"]["bootstrap"], seed=config["seed"])
+            laws["warnings"].extend(f"lr law: {w}" for w in laws["lr_law"].get("warnings", []))
+        except UserError as err:
+            laws["lr_law"] = None
+            laws["warnings"].append(f"lr law: not fitted: {err}")
     for warning in laws.get("warnings", []):
         log.warning("%s", warning)
     write_json(out_path, laws)
