@@ -30,10 +30,10 @@ study: setup
 	$(BIN)/snakemake --profile workflow/profiles/local --configfile $(CONFIG) --cores $(CORES)
 
 test: setup
-	$(BIN)/python -m pytest -m "$(PYTEST_MARKERS)"
+	$(BIN)/python -m pytest -n auto --dist loadfile -m "$(PYTEST_MARKERS)"
 
 test-all: setup
-	$(BIN)/python -m pytest -m "not gpu"
+	$(BIN)/python -m pytest -n auto --dist loadfile -m "not gpu"
 
 lint: setup
 	$(BIN)/snakemake --lint --configfile $(CONFIG)

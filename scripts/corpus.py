@@ -1,7 +1,11 @@
+from pathlib import Path
+
 from isoflop.workflow import logged, progress_enabled
 
 with logged(snakemake.log[0]):
     from isoflop.corpus import ingest
 
-    manifest = ingest(snakemake.config["corpus"], snakemake.output[0], progress=progress_enabled())
-    print(f"ingested {manifest['documents']} documents, {manifest['bytes']:,} bytes")
+    out_dir = Path(snakemake.output.manifest).parent
+    manifest = ingest(snakemake.config["corpus"], out_dir, progress=progress_enabled())
+    print(f"ingested {manifest['documents']} documents, {manifest['bytes']:,} bytes, "
+          f"{len(manifest['shards'])} shards")

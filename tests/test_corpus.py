@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from isoflop.config import validate_config
-from isoflop.corpus import ingest, read_shards
+from isoflop.corpus import ingest, read_shards, shard_of
 from isoflop.errors import UserError
 
 
@@ -48,12 +48,12 @@ def test_text_and_parquet_sources_and_undecodable_bytes(tmp_path):
             {"path": str(texts), "format": "text", "domain": "notes"},
             {"path": str(table), "format": "parquet", "domain": "tab", "text_field": "content"},
         ],
-        shard_docs=1,
+        shards=5,
     )
     manifest = ingest(cfg, tmp_path / "out", progress=False)
     assert manifest["sources"]["sources[0]:notes"]["undecodable"] == 1
     assert manifest["sources"]["sources[1]:tab"]["corrupt"] == 1
-    assert manifest["documents"] == 3 and len(manifest["shards"]) == 3
+    assert manifest["documents"] == 3 and len(manifest["shards"]) == 5  # some shards are empty, all exist
     assert manifest["by_domain"] == {"notes": {"documents": 1, "bytes": 11}, "tab": {"documents": 2, "bytes": 9}}
 
 
@@ -78,3 +78,24 @@ def test_stdlib_corpus_has_three_domains_and_is_reproducible(tmp_path):
     assert docs["id"].str.startswith("tests:").sum() == kept["tests"]
     assert docs[docs.domain == "code"]["text"].str.contains("def |class |import |__all__").mean() > 0.9
     assert docs[docs.domain == "docs"]["id"].str.startswith("docs:").all()
+
+
+def test_a_documents_shard_is_a_hash_of_its_id_alone(tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for i in range(40):
+        (folder / f"note{i:02d}.txt").write_text(f"note number {i}")
+    source = {"path": str(folder), "format": "text", "domain": "notes"}
+    manifest = ingest(_corpus([source], shards=4), tmp_path / "all", progress=False)
+    assert manifest["shards"] == [f"shard-0000{k}.parquet" for k in range(4)]
+    shards = [read_shards([tmp_path / "all" / name])["id"].tolist() for name in manifest["shards"]]
+    assert sorted(sum(shards, [])) == [f"notes:note{i:02d}.txt" for i in range(40)]
+    for k, ids in enumerate(shards):
+        assert 0 < len(ids) < 20 and ids == sorted(ids)  # spread over the shards; (source, id) order inside
+        assert all(shard_of(doc_id, 4) == k for doc_id in ids)
+    # with every odd document gone, each remaining one stays in its shard
+    for i in range(1, 40, 2):
+        (folder / f"note{i:02d}.txt").unlink()
+    fewer = ingest(_corpus([source], shards=4), tmp_path / "even", progress=False)
+    for name, ids in zip(fewer["shards"], shards):
+        assert read_shards([tmp_path / "even" / name])["id"].tolist() == [i for i in ids if int(i[10:12]) % 2 == 0]

@@ -190,7 +190,10 @@ def make_plan(config: dict, tokens_id: str) -> dict:
                         "eval_every": train["eval_every"],
                         "eval_tokens": train["eval_tokens"],
                         "checkpoint_every": train["checkpoint_every"],
+                        # optional keys enter the spec only when set, so existing run ids stay valid
                         **({"decay_shape": train["decay_shape"]} if train["schedule"] == "wsd" else {}),
+                        **({"compile": True} if train["compile"] else {}),
+                        **({"dtype": train["dtype"]} if train["dtype"] != "float32" else {}),
                     },
                 }
                 runs.append(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from isoflop.curate.report import curation_section
 from isoflop.workflow import read_json
 
 log = logging.getLogger("isoflop.report")
@@ -125,6 +126,7 @@ def write_report(runs_path, laws_path, curated_dir, plan_path, report_path, figu
         val = curation["split"]["val"].get(domain, {}).get("documents", 0)
         lines.append(f"| {domain} | {entry['documents']} | {train + val} | {train} | {val} |")
     lines.append("")
+    lines += curation_section(curation, Path(figures_dir), Path(curated_dir))
 
     chin = laws.get("chinchilla") or {}
     lines += ["## Fitted laws", "", "### Chinchilla approach 3: L(N, D) = E + A/N^alpha + B/D^beta", ""]

@@ -1,5 +1,9 @@
 """Corpus ingest: every source becomes rows (id, domain, source, text, n_bytes) in sharded Parquet.
 
+A document's shard is a hash of its id alone (`shard_of`): the number of shards is a config value known
+before any file is read, so the workflow's per-shard jobs form a static DAG, and no document's shard
+depends on which other documents exist.
+
 Sources are the embedded default (`stdlib`: the running Python's standard library, no download) and local
 folders or files a user points to (`files`: JSONL, Parquet, plain text). Bad input never crashes the
 ingest: undecodable, empty and oversized documents and corrupt JSON lines are counted per source (with the
@@ -25,6 +29,7 @@ SCHEMA = pa.schema(
      ("n_bytes", pa.int64())]
 )
 EXAMPLES_KEPT = 5
+SHARD_FILE = "shard-{shard}.parquet"  # {shard}: one of `shard_ids`
 
 
 @dataclass
@@ -95,10 +100,21 @@ def _decode(doc: RawDocument, max_bytes: int, counts: SourceCounts) -> str | Non
     return text
 
 
-def ingest(corpus_cfg: dict, out_dir: str | Path, *, progress: bool = True) -> dict:
-    """Read every source, write `out_dir/shard-NNNNN.parquet` and `out_dir/manifest.json`; return the manifest.
+def shard_of(doc_id: str, n_shards: int) -> int:
+    """The shard (0 .. n_shards - 1) of a document: a hash of its id, independent of every other document."""
+    return int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8).digest(), "big") % n_shards
 
-    Rows are ordered by (source order, document id) so shards are identical across reruns.
+
+def shard_ids(n_shards: int) -> list[str]:
+    """The ids of `n_shards` shards in order ("00000", "00001", ...): the workflow's `{shard}` wildcard."""
+    return [f"{index:05d}" for index in range(n_shards)]
+
+
+def ingest(corpus_cfg: dict, out_dir: str | Path, *, progress: bool = True) -> dict:
+    """Read every source, write `corpus.shards` files `out_dir/shard-NNNNN.parquet` (some may be empty) and
+    `out_dir/manifest.json`; return the manifest.
+
+    Inside a shard, rows are ordered by (source order, document id), so shards are identical across reruns.
     """
     from tqdm import tqdm
 
@@ -125,12 +141,12 @@ def ingest(corpus_cfg: dict, out_dir: str | Path, *, progress: bool = True) -> d
         kept.sort(key=lambda row: row["id"])
         rows.extend(kept)
         sources[name] = counts.__dict__
-    shard_docs = corpus_cfg["shard_docs"]
-    shards = []
-    for start in range(0, max(len(rows), 1), shard_docs):
-        path = out_dir / f"shard-{len(shards):05d}.parquet"
-        pq.write_table(pa.Table.from_pylist(rows[start : start + shard_docs], schema=SCHEMA), path)
-        shards.append(path.name)
+    shards = [SHARD_FILE.format(shard=shard) for shard in shard_ids(corpus_cfg["shards"])]
+    members: list[list[dict]] = [[] for _ in shards]
+    for row in rows:
+        members[shard_of(row["id"], len(shards))].append(row)
+    for name, shard_rows in zip(shards, members):
+        pq.write_table(pa.Table.from_pylist(shard_rows, schema=SCHEMA), out_dir / name)
     manifest = {
         "documents": len(rows),
         "bytes": sum(row["n_bytes"] for row in rows),

@@ -1,0 +1,8 @@
+from isoflop.workflow import logged
+
+with logged(snakemake.log[0]):
+    from isoflop.curate.stage import cluster_decisions
+
+    cluster_decisions(snakemake.input.embedded, snakemake.input.terms, snakemake.input.model,
+                      snakemake.config["curate"], snakemake.config["seed"], removed_out=snakemake.output.removed,
+                      details_out=snakemake.output.details)

@@ -1,0 +1,8 @@
+from isoflop.workflow import logged
+
+with logged(snakemake.log[0]):
+    from isoflop.curate.stage import merge_curated
+
+    inputs = snakemake.input
+    merge_curated(inputs.manifest, inputs.ledgers, inputs.documents, inputs.embedded, inputs.removed, inputs.details,
+                  snakemake.config["curate"], snakemake.config["seed"], snakemake.output[0])
