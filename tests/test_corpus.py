@@ -99,3 +99,16 @@ def test_a_documents_shard_is_a_hash_of_its_id_alone(tmp_path):
     fewer = ingest(_corpus([source], shards=4), tmp_path / "even", progress=False)
     for name, ids in zip(fewer["shards"], shards):
         assert read_shards([tmp_path / "even" / name])["id"].tolist() == [i for i in ids if int(i[10:12]) % 2 == 0]
+
+
+def test_synthetic_source_is_seeded_and_has_its_true_entropy_rate(tmp_path):
+    from isoflop.corpus.synthetic import entropy_rate
+
+    cfg = validate_config({"corpus": {"stdlib": {"enabled": False},
+                                      "synthetic": {"enabled": True, "documents": 5, "doc_chars": 300}}})["corpus"]
+    first = ingest(cfg, tmp_path / "a", progress=False)
+    assert first["content_sha256"] == ingest(cfg, tmp_path / "b", progress=False)["content_sha256"]
+    assert first["by_domain"] == {"markov": {"documents": 5, "bytes": 1500}}
+    docs = read_shards(sorted((tmp_path / "a").glob("shard-*.parquet")))
+    assert set("".join(docs["text"])) <= set("abcdefghijklmnop")
+    assert entropy_rate(cfg["synthetic"]) == pytest.approx(0.917, abs=0.001)

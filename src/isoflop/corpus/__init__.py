@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from isoflop.corpus import files, stdlib
+from isoflop.corpus import files, stdlib, synthetic
 
 SCHEMA = pa.schema(
     [("id", pa.string()), ("domain", pa.string()), ("source", pa.string()), ("text", pa.string()),
@@ -64,6 +64,8 @@ def iter_sources(corpus_cfg: dict) -> Iterator[tuple[str, Iterable[RawDocument]]
     """(source name, its documents) for every configured source, in config order."""
     if corpus_cfg["stdlib"]["enabled"]:
         yield "stdlib", stdlib.documents(corpus_cfg["stdlib"])
+    if corpus_cfg["synthetic"]["enabled"]:
+        yield "synthetic", synthetic.documents(corpus_cfg["synthetic"])
     for index, source in enumerate(corpus_cfg["sources"]):
         yield f"sources[{index}]:{source['domain']}", files.documents(source, index)
 

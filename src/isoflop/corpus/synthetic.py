@@ -96,3 +96,19 @@ def markov_documents(
             context = (context * alphabet_size + chars[:, position]) % contexts
         for row in symbols[chars]:
             yield row.tobytes().decode("ascii")
+
+
+def documents(cfg: dict) -> Iterator:
+    """The config's `corpus.synthetic` source: Markov documents with ids `<domain>:<index>`."""
+    from isoflop.corpus import RawDocument
+
+    domain = cfg["domain"]
+    texts = markov_documents(cfg["documents"], cfg["doc_chars"], cfg["alphabet_size"], cfg["order"], cfg["seed"],
+                             cfg["branching"])
+    for index, text in enumerate(texts):
+        yield RawDocument(f"{domain}:{index:07d}", domain, text, f"synthetic document {index}")
+
+
+def entropy_rate(cfg: dict) -> float:
+    """The true entropy rate, in nats per byte, of the config's `corpus.synthetic` source."""
+    return markov_entropy_rate(cfg["alphabet_size"], cfg["order"], cfg["seed"], cfg["branching"])

@@ -1,0 +1,29 @@
+import math
+
+import pandas as pd
+
+from isoflop.config import validate_config
+from isoflop.report import edge_warnings, ground_truth_lines
+
+
+def test_ground_truth_converts_E_to_nats_per_byte_and_states_the_gap():
+    config = validate_config({"corpus": {"stdlib": {"enabled": False}, "synthetic": {"enabled": True}}})
+    # 2 bytes per token: bpb = loss * (tokens / bytes) / ln 2 = loss / (2 ln 2)
+    runs = pd.DataFrame({"status": ["ok", "ok", "diverged"], "val_loss": [2.0, 2.4, None],
+                         "val_bpb": [2.0 / (2 * math.log(2)), 2.4 / (2 * math.log(2)), None]})
+    chinchilla = {"params": {"E": 1.9}, "ci95": {"E": [1.8, 2.0]}}
+    text = "\n".join(ground_truth_lines(runs, chinchilla, config))
+    assert "0.9170 nats per byte" in text  # the chain's exact rate
+    assert "fitted E is 0.9500 nats per byte" in text and "[0.9, 1]" in text
+    assert "+0.0330 nats per byte (+3.6%)" in text
+    assert "mixed in" not in text
+
+
+def test_no_ground_truth_without_the_synthetic_source():
+    assert ground_truth_lines(pd.DataFrame(), {"params": {"E": 1.0}}, validate_config({})) == []
+
+
+def test_edge_minima_are_warned():
+    laws = {"isoflop": {"budgets": [{"C": 1e12, "minimum_at_edge": False}, {"C": 3e12, "minimum_at_edge": True}]}}
+    [warning] = edge_warnings(laws)
+    assert "C = 3e+12" in warning and "edge" in warning
