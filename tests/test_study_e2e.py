@@ -64,11 +64,11 @@ def test_outputs_contract(study):
         assert (out / "figures" / name).stat().st_size > 10_000
 
 
-def test_mlflow_holds_one_run_per_training_run_plus_the_fit(study):
+def test_mlflow_holds_one_run_per_training_run_plus_the_fit_and_curation(study):
     _, out = study
     runs = _mlflow_runs(out)
     kinds = sorted(r.data.tags.get("isoflop.kind") for r in runs)
-    assert kinds == ["fit"] + ["train"] * 9
+    assert kinds == ["curation", "fit"] + ["train"] * 9
     train = [r for r in runs if r.data.tags["isoflop.kind"] == "train"]
     table = pd.read_parquet(out / "runs.parquet")
     assert {r.data.tags["isoflop.run_id"] for r in train} == set(table["run_id"])
@@ -97,7 +97,7 @@ def test_rerun_does_nothing_and_a_deleted_run_alone_retrains(study):
     assert redo.returncode == 0, redo.stderr[-3000:]
     assert (out / "runs" / victim / "result.json").exists()
     runs = _mlflow_runs(out)
-    assert sorted(r.data.tags.get("isoflop.kind") for r in runs) == ["fit"] + ["train"] * 9
+    assert sorted(r.data.tags.get("isoflop.kind") for r in runs) == ["curation", "fit"] + ["train"] * 9
 
 
 @pytest.mark.parametrize(

@@ -109,3 +109,16 @@ def test_tracking_failure_never_fails_the_run(tmp_path, caplog, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     assert log_training_run_safely(config, _run(), run_dir, tokens) is None
     assert "MLflow logging of run abc123def456 failed" in caplog.text
+
+
+def test_a_diverged_run_is_tracked_as_failed(mlflow_server, tmp_path):
+    config = _config(mlflow_server, tmp_path, "diverged")
+    run_dir = tmp_path / "run"
+    _write_run(run_dir, 3.0)
+    result = json.loads((run_dir / "result.json").read_text())
+    result.update(status="diverged", val_loss=None, val_loss_by_domain={"code": None}, diverged_step=2)
+    (run_dir / "result.json").write_text(json.dumps(result))
+    log_training_run(config, _run("fedcba987654"), run_dir, "fingerprint")
+    [logged] = _active_runs(mlflow_server, "diverged")
+    assert logged.info.status == "FAILED" and logged.data.tags["isoflop.status"] == "diverged"
+    assert "final.val_loss" not in logged.data.metrics

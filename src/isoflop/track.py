@@ -220,34 +220,53 @@ def log_training_run_safely(config: dict, run: dict, run_dir, tokens_dir) -> str
         return None
 
 
-def _log_fit_run(client, experiment_id: str, config: dict, laws_path: Path, study: Path) -> str:
-    laws_bytes = laws_path.read_bytes()
-    laws_sha = hashlib.sha256(laws_bytes).hexdigest()
-    for old in _find_runs(client, experiment_id, KIND_TAG, "fit"):
-        if old.data.tags.get(RESULT_TAG) == laws_sha:
-            return old.info.run_id
-        client.delete_run(old.info.run_id)
-    laws = json.loads(laws_bytes)
-    created = client.create_run(experiment_id, run_name="fit", tags={KIND_TAG: "fit"})
-    mlflow_id = created.info.run_id
-    params, metrics = {}, []
+def _log_summary_run(client, experiment_id: str, config: dict, kind: str, source: Path, params: dict,
+                     values: dict[str, float], artifacts: list[Path]) -> str:
+    """One MLflow run for a study-level output (the fit, the curation), idempotent by a hash of `source`."""
     from mlflow.entities import Metric
 
+    source_sha = hashlib.sha256(source.read_bytes()).hexdigest()
+    for old in _find_runs(client, experiment_id, KIND_TAG, kind):
+        if old.data.tags.get(RESULT_TAG) == source_sha:
+            return old.info.run_id
+        client.delete_run(old.info.run_id)
+    mlflow_id = client.create_run(experiment_id, run_name=kind, tags={KIND_TAG: kind}).info.run_id
     now = int(time.time() * 1000)
-    for law in ("chinchilla", "isoflop"):
-        for key, value in ((laws.get(law) or {}).get("params") or {}).items():
-            if isinstance(value, (int, float)):
-                metrics.append(Metric(f"{law}.{key}", float(value), now, 0))
-    params.update({"bootstrap": config["fit"]["bootstrap"], "huber_delta": config["fit"]["huber_delta"],
-                   "flops_convention": config["plan"]["flops_convention"]})
-    tags = {KIND_TAG: "fit", RESULT_TAG: laws_sha, "isoflop.study": config["study"],
+    metrics = [Metric(key, float(value), now, 0) for key, value in values.items()]
+    tags = {KIND_TAG: kind, RESULT_TAG: source_sha, "isoflop.study": config["study"],
             "isoflop.config_hash": config_hash(config), "git.commit": _git_commit()}
     _log_batches(client, mlflow_id, params, metrics, tags)
-    for path in [laws_path, study / "runs.parquet", study / "report.md", *sorted((study / "figures").glob("*.png"))]:
+    for path in artifacts:
         if path.exists():
             client.log_artifact(mlflow_id, str(path), artifact_path="figures" if path.suffix == ".png" else None)
     client.set_terminated(mlflow_id, status="FINISHED")
     return mlflow_id
+
+
+def _log_fit_run(client, experiment_id: str, config: dict, laws_path: Path, study: Path) -> str:
+    laws = json.loads(laws_path.read_bytes())
+    values = {f"{law}.{key}": value for law in ("chinchilla", "isoflop")
+              for key, value in ((laws.get(law) or {}).get("params") or {}).items() if isinstance(value, (int, float))}
+    params = {"bootstrap": config["fit"]["bootstrap"], "huber_delta": config["fit"]["huber_delta"],
+              "flops_convention": config["plan"]["flops_convention"]}
+    figures = sorted(p for p in (study / "figures").glob("*.png") if not p.name.startswith("curation_"))
+    return _log_summary_run(client, experiment_id, config, "fit", laws_path, params, values,
+                            [laws_path, study / "runs.parquet", study / "report.md", *figures])
+
+
+def _log_curation_run(client, experiment_id: str, config: dict, curated: Path, study: Path) -> str:
+    """The curation report as a run: documents and bytes kept per domain, the curation.json and its figures."""
+    summary = json.loads((curated / "curation.json").read_text())
+    values = {}
+    for split, domains in summary["split"].items():
+        for domain, entry in domains.items():
+            values[f"{split}.documents.{domain}"] = entry["documents"]
+            values[f"{split}.bytes.{domain}"] = entry["bytes"]
+    for domain, entry in summary["ingest"]["by_domain"].items():
+        values[f"ingested.documents.{domain}"] = entry["documents"]
+    params = _flatten("", {"curate": config["curate"], "corpus.shards": config["corpus"]["shards"]}, {})
+    return _log_summary_run(client, experiment_id, config, "curation", curated / "curation.json", params, values,
+                            [curated / "curation.json", *sorted((study / "figures").glob("curation_*.png"))])
 
 
 def _mark_plan_membership(client, experiment_id: str, current: set[str]) -> None:
@@ -288,10 +307,12 @@ def sync_study(config: dict, runs_path, laws_path, out_path) -> dict:
     experiment_id = _experiment_id(client, config)
     _mark_plan_membership(client, experiment_id, set(mapping))
     fit_id = _log_fit_run(client, experiment_id, config, Path(laws_path), study)
+    curation_id = _log_curation_run(client, experiment_id, config, study / "curated" / ids["curated"], study)
     summary = {"tracking_uri": tracking_uri(config), "experiment_id": experiment_id, "runs": mapping,
-               "fit": fit_id}
+               "fit": fit_id, "curation": curation_id}
     write_json(out_path, summary)
-    log.info("MLflow holds %d training runs and the fit run %s", len(mapping), fit_id)
+    log.info("MLflow holds %d training runs, the fit run %s and the curation run %s", len(mapping), fit_id,
+             curation_id)
     return summary
 
 

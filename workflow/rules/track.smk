@@ -18,6 +18,7 @@ rule track_study:
         runs=STUDY / "runs.parquet",
         laws=STUDY / "laws.json",
         report=STUDY / "report.md",
+        curated=CURATED,
     output:
         STUDY / "mlflow" / "tracked.json",
     log:
