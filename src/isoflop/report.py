@@ -55,6 +55,31 @@ def edge_warnings(laws: dict) -> list[str]:
     return out
 
 
+def time_lines(study: Path, runs: pd.DataFrame, trunk_ids: list[str]) -> list[str]:
+    """Where the time went: each stage's summed job wall time (Snakemake's benchmark files) and, for
+    training, the time inside the training loop; the difference is the overhead of many small jobs."""
+    stages: dict[str, list[float]] = {}
+    for path in sorted((study / "benchmarks").rglob("*.tsv")):
+        stage = path.relative_to(study / "benchmarks").parts[0].removesuffix(".tsv")
+        if stage == "report":  # this job is still running; a file here is an earlier run's
+            continue
+        stages.setdefault(stage, []).append(float(pd.read_csv(path, sep="\t")["s"].iloc[0]))
+    in_loop = float(runs["train_seconds"].sum())
+    for trunk_id in trunk_ids:
+        result = study / "trunks" / trunk_id / "result.json"
+        if result.exists():
+            in_loop += read_json(result)["train_seconds"]
+    lines = ["### Where the time went", "", "| stage | jobs | job wall time (s) |", "|---|---|---|"]
+    for stage, seconds in stages.items():
+        lines.append(f"| {stage} | {len(seconds)} | {sum(seconds):.0f} |")
+    training = sum(sum(stages.get(stage, [])) for stage in ("train", "trunks"))
+    if training:
+        lines += ["", f"Training jobs ran {training:.0f} s, {in_loop:.0f} s of it inside the training loop: "
+                  f"{training - in_loop:.0f} s ({(training - in_loop) / training:.0%}) went to process start, "
+                  "imports, data loading, evaluation, checkpoints and MLflow logging."]
+    return lines
+
+
 def ground_truth_lines(runs: pd.DataFrame, chinchilla: dict, config: dict) -> list[str]:
     """For a study on the synthetic Markov source: the fitted irreducible loss E, in nats per byte, against
     the chain's exact entropy rate. E is per token; a token covers val_loss / (val_bpb ln 2) bytes."""
@@ -123,7 +148,8 @@ def _figures(runs: pd.DataFrame, laws: dict, study: Path, figures: Path) -> list
 def write_report(runs_path, laws_path, curated_dir, plan_path, report_path, figures_dir, config: dict) -> str:
     runs = pd.read_parquet(runs_path)
     laws = read_json(laws_path)
-    compute = read_json(plan_path)["compute"]
+    plan = read_json(plan_path)
+    compute = plan["compute"]
     curation = read_json(Path(curated_dir) / "curation.json")
     study = Path(report_path).parent
     figures = _figures(runs, laws, study, Path(figures_dir))
@@ -224,9 +250,7 @@ def write_report(runs_path, laws_path, curated_dir, plan_path, report_path, figu
                   f"{compute['saved_fraction']:.0%} saved (Hagele et al. 2024)."]
     else:
         lines += ["", f"Training compute: {compute['separate_flops']:.3g} FLOPs (separate runs)."]
-    train_s, wall_s = runs["train_seconds"].sum(), runs["wall_seconds"].sum()
-    lines += ["", f"Training time in the loop: {train_s:.0f} s; training jobs' wall time: {wall_s:.0f} s "
-              f"(overhead {wall_s - train_s:.0f} s: process start, imports, evaluation, checkpoints).", ""]
+    lines += [""] + time_lines(study, runs, list(plan["trunks"])) + [""]
 
     if figures:
         lines += ["## Figures", ""]
