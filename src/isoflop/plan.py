@@ -42,6 +42,14 @@ def stage_ids(config: dict, corpus_fingerprint: dict) -> dict[str, str]:
     return {"corpus": corpus, "curated": curated, "tokens": tokens}
 
 
+def study_plan(config: dict) -> tuple[dict[str, str], dict]:
+    """The data stages' ids and the training plan of a validated study config."""
+    from isoflop.corpus import fingerprint
+
+    ids = stage_ids(config, fingerprint(config["corpus"]))
+    return ids, make_plan(config, ids["tokens"])
+
+
 def model_config(config: dict, d_model: int):
     from isoflop.train.model import ModelConfig
 

@@ -21,11 +21,10 @@ log = logging.getLogger("isoflop")
 
 def plan_stage(config: dict, out_path) -> dict:
     """Write the study's plan (runs, trunks, compute summary) as JSON for people and the report."""
-    from isoflop.corpus import fingerprint
-    from isoflop.plan import make_plan, stage_ids
+    from isoflop.plan import study_plan
 
-    ids = stage_ids(config, fingerprint(config["corpus"]))
-    plan = {"ids": ids, **make_plan(config, ids["tokens"])}
+    ids, plan = study_plan(config)
+    plan = {"ids": ids, **plan}
     write_json(out_path, plan)
     compute = plan["compute"]
     log.info("%d runs, %d trunks: %.3g FLOPs planned (%.3g as separate runs)", compute["runs"], compute["trunks"],
@@ -140,13 +139,11 @@ def _finite_or_nan(value) -> float:
     return float(value) if value is not None and math.isfinite(float(value)) else float("nan")
 
 
-def runs_table_stage(result_paths, out_path, config: dict, runs: dict[str, dict] | None = None) -> pd.DataFrame:
-    from isoflop.plan import make_plan, stage_ids
-    from isoflop.corpus import fingerprint
+def runs_table_stage(result_paths, out_path, config: dict) -> pd.DataFrame:
+    """Gather every run's result.json into `runs.parquet`, warning about runs that did not finish ok."""
+    from isoflop.plan import study_plan
 
-    if runs is None:
-        ids = stage_ids(config, fingerprint(config["corpus"]))
-        runs = make_plan(config, ids["tokens"])["runs"]
+    runs = study_plan(config)[1]["runs"]
     results = {Path(p).parent.name: read_json(p) for p in result_paths}
     table = runs_table({rid: runs[rid] for rid in results}, results, config["plan"]["flops_convention"])
     table.to_parquet(out_path, index=False)

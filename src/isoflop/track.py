@@ -292,12 +292,11 @@ def _find_runs_all(client, experiment_id: str):
 def sync_study(config: dict, runs_path, laws_path, out_path) -> dict:
     """Make the store match the files: every training run (logging any that are missing or stale) and the
     fit run with the laws, report and figures as artifacts. Writes `out_path` mapping ids."""
-    from isoflop.corpus import fingerprint
-    from isoflop.plan import make_plan, stage_ids
+    from isoflop.plan import study_plan
 
     study = study_dir(config)
-    ids = stage_ids(config, fingerprint(config["corpus"]))
-    plan = make_plan(config, ids["tokens"])["runs"]
+    ids, plan = study_plan(config)
+    plan = plan["runs"]
     data_fingerprint = read_json(study / "tokens" / ids["tokens"] / "meta.json")["fingerprint"]
     table = pd.read_parquet(runs_path)
     mapping = {}

@@ -1,17 +1,14 @@
 # Validated config, content-hash ids and the run grid, computed once when the workflow is parsed.
-import json
 import sys
 from pathlib import Path
 
 from isoflop.config import validate_config
-from isoflop.corpus import fingerprint as corpus_fingerprint
 from isoflop.errors import UserError
-from isoflop.plan import content_id, make_plan, stage_ids
+from isoflop.plan import content_id, study_plan
 
 try:
     config.update(validate_config(config))
-    IDS = stage_ids(config, corpus_fingerprint(config["corpus"]))
-    PLAN = make_plan(config, IDS["tokens"])
+    IDS, PLAN = study_plan(config)
     RUNS, TRUNKS = PLAN["runs"], PLAN["trunks"]
     PLAN_ID = content_id("plan", PLAN)
 except UserError as err:
