@@ -6,6 +6,14 @@
 
 Corpus: the embedded default (the Python standard library, `isoflop.corpus.stdlib`). Every comparison
 runs in the same command; each measured system runs in a fresh subprocess so peak RSS is its own.
+
+`throughput` also runs datatrove's MinHash pipeline (signature -> buckets -> cluster -> filter, set up
+like isoflop's stage in bench/dedup_datatrove.py) when datatrove imports, and otherwise says it skipped
+it. datatrove is no dependency of isoflop; install it outside the venv, with what its MinHash step
+imports beyond the venv (regex; xxhash < 4, its default shingle hash), and put it on the path:
+
+    .venv/bin/pip install --no-deps --target /tmp/dtsite datatrove==0.10.1 dill humanize loguru multiprocess regex "xxhash<4"
+    PYTHONPATH=/tmp/dtsite .venv/bin/python bench/bench_dedup.py throughput
 """
 
 from __future__ import annotations
@@ -170,6 +178,33 @@ def _worker_isoflop(corpus_path: str, threshold: float) -> dict:
             "removed": int((~table["keep"]).sum()), "peak_rss_mb": _peak_rss_mb() - base_rss}
 
 
+def _worker_datatrove(corpus_path: str, threshold: float) -> dict:
+    """datatrove's four MinHash stages (bench/dedup_datatrove.py) with the same shingles, bands and rows."""
+    import dedup_datatrove
+
+    docs = pd.read_parquet(corpus_path)
+    params = params_for(threshold)
+    config = dedup_datatrove.minhash_config(NGRAM, params.bands, params.rows)
+    documents = dedup_datatrove.documents(docs["id"], docs["text"])
+    with tempfile.TemporaryDirectory() as tmp:
+        base_rss = _peak_rss_mb()
+        start = time.perf_counter()
+        result = dedup_datatrove.near_duplicates(documents, config, WORD.pattern, Path(tmp))
+        stage_s = time.perf_counter() - start
+    return {"signatures_s": result["seconds"]["signature"], "stage_s": stage_s, "stages_s": result["seconds"],
+            "removed": result["removed"], "peak_rss_mb": _peak_rss_mb() - base_rss}
+
+
+def _datatrove_missing() -> str | None:
+    """Why datatrove's MinHash pipeline cannot run here, or None when it imports."""
+    try:
+        import datatrove.pipeline.dedup.minhash  # noqa: F401
+        import datatrove.utils.hashes.xxhash  # noqa: F401
+    except ImportError as err:
+        return str(err)
+    return None
+
+
 def _worker_gather(paths: list[str]) -> dict:
     """Peak of the gather's own allocations (tracemalloc sees numpy arrays and Python objects; the
     process's peak RSS is set by its imports, far above what the gather adds)."""
@@ -198,18 +233,32 @@ def throughput(threshold: float) -> None:
         docs.to_parquet(path)
         ours = _in_subprocess("isoflop", path, threshold)
         theirs = _in_subprocess("datasketch", path, threshold)
+        datatrove_missing = _datatrove_missing()
+        trove = None if datatrove_missing else _in_subprocess("datatrove", path, threshold)
     params = params_for(threshold)
     print(f"{len(docs)} documents, {mb:.1f} MB of text; num_perm {NUM_PERM}, {NGRAM}-word shingles, "
           f"{params.bands} bands x {params.rows} rows, threshold {threshold}; one process each\n")
     rows = []
-    for name, r in (("isoflop", ours), ("datasketch", theirs)):
-        rows.append({"system": name, "signatures docs/s": len(docs) / r["signatures_s"],
-                     "near-dup stage docs/s": len(docs) / r["stage_s"], "peak RSS increase MB": r["peak_rss_mb"]})
+    for name, r in (("isoflop", ours), ("datasketch", theirs), ("datatrove", trove)):
+        if r is not None:
+            rows.append({"system": name, "signatures docs/s": len(docs) / r["signatures_s"],
+                         "near-dup stage docs/s": len(docs) / r["stage_s"], "peak RSS increase MB": r["peak_rss_mb"]})
     print(pd.DataFrame(rows).round(1).to_string(index=False))
     print(f"\nisoflop signatures with 2 threads: {len(docs) / ours['two_threads_s']:.1f} docs/s")
     print(f"speed-up: signatures {theirs['signatures_s'] / ours['signatures_s']:.1f}x, "
           f"whole near-dup stage {theirs['stage_s'] / ours['stage_s']:.1f}x "
           f"(removed by isoflop: {ours['removed']}; verified pairs found by datasketch: {theirs['edges']})")
+    if trove is None:
+        print(f"datatrove: skipped ({datatrove_missing}; see this script's docstring to install it)")
+        return
+    stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in trove["stages_s"].items())
+    print(f"\ndatatrove MinHash pipeline ({params.bands} buckets x {params.rows} hashes = "
+          f"{params.bands * params.rows} hashes per document, no Jaccard check; one worker, "
+          f"{params.bands} bucket tasks in turn): {stages}")
+    print(f"isoflop / datatrove, whole near-dup stage: {trove['stage_s'] / ours['stage_s']:.1f}x "
+          f"(signature stage alone, which also writes and sorts datatrove's bucket files: "
+          f"{trove['signatures_s'] / ours['signatures_s']:.1f}x)")
+    print(f"removed: isoflop {ours['removed']}, datatrove {trove['removed']}")
 
 
 def _ten_fold(docs: pd.DataFrame, near_copies: bool, seed: int) -> pd.DataFrame:
@@ -255,7 +304,8 @@ def main() -> None:
         if worker == "gather":
             print(json.dumps(_worker_gather(rest)))
         else:
-            worker_fn = {"isoflop": _worker_isoflop, "datasketch": _worker_datasketch}[worker]
+            worker_fn = {"isoflop": _worker_isoflop, "datasketch": _worker_datasketch,
+                         "datatrove": _worker_datatrove}[worker]
             print(json.dumps(worker_fn(rest[0], float(rest[1]))))
         return
     parser.add_argument("mode", choices=["accuracy", "throughput", "memory"])
