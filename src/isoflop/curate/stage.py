@@ -36,8 +36,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scipy.sparse import csr_matrix
 
-from isoflop.curate import cluster as clustering
-from isoflop.curate.embed import fit_sample, make_embedder, tfidf_vectorizer
 from isoflop.curate.exact import exact_duplicates, text_hashes
 from isoflop.curate.minhash import MinHashParams
 from isoflop.curate.near_dup import near_duplicate_clusters, signatures_for_shard
@@ -178,6 +176,9 @@ def fit_embedding(document_paths, removed_paths, cfg: dict, seed: int, *, model_
     """Fit the embedder, the cluster centroids (one array per level, finest first), the 2-D map (PCA) and the
     top-term vocabulary on at most `embed.fit_docs` surviving documents with the lowest hash of (seed, id),
     in id order (as `curate_documents` does), and pickle them to `model_out`."""
+    from isoflop.curate import cluster as clustering  # scikit-learn: only the embedding jobs import it
+    from isoflop.curate.embed import fit_sample, make_embedder, tfidf_vectorizer
+
     embed_cfg, cluster_cfg = cfg["embed"], cfg["cluster"]
     removed = _removed_ids(removed_paths)
     per_shard = []
@@ -229,6 +230,8 @@ def embed_shard(document_path, removed_paths, model_path, cfg: dict, *, embedded
     domain, cluster, cluster_level_<i> for the lower levels of hierarchical k-means, map_x, map_y, vector),
     one row group per cluster so the SemDeDup gather reads a cluster at a time, and `terms_out`: per cluster
     the sum of its documents' TF-IDF rows and their count (top terms are a ratio of such sums)."""
+    from isoflop.curate import cluster as clustering
+
     model = _read_model(model_path)
     docs = _surviving(document_path, _removed_ids(removed_paths), ["id", "domain", "text"])
     texts = docs["text"].tolist()
@@ -290,6 +293,8 @@ def cluster_decisions(embedded_paths, term_paths, model_path, cfg: dict, seed: i
     (documents not drawn are removed by the `cluster` stage), then SemDeDup inside each cluster among the
     drawn documents. Writes the removed documents and the details of the `cluster` and `semantic_dedup`
     stages; returns the details."""
+    from isoflop.curate import cluster as clustering
+
     cluster_cfg, n_examples = cfg["cluster"], cfg["examples"]
     label_columns = [name for name in pq.read_schema(embedded_paths[0]).names if name.startswith("cluster")]
     labels = pd.concat([pd.read_parquet(path, columns=["id", "domain", *label_columns]) for path in embedded_paths],
