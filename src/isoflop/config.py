@@ -93,8 +93,8 @@ def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
     return config
 
 
-def load_config(path: str | Path, overrides: dict | None = None) -> dict:
-    """Read a YAML study config, apply `overrides` (top-level keys), validate and fill defaults."""
+def load_config(path: str | Path) -> dict:
+    """Read a YAML study config, validate it and fill defaults."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"config file not found: {path}")
@@ -104,5 +104,4 @@ def load_config(path: str | Path, overrides: dict | None = None) -> dict:
         raise UserError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path} must hold a mapping of config keys, not {type(raw).__name__}")
-    raw.update(overrides or {})
     return validate_config(raw)

@@ -120,10 +120,9 @@ def _figures(runs: pd.DataFrame, laws: dict, study: Path, figures: Path) -> list
     except ImportError as err:
         log.warning("law figures unavailable: %s", err)
     else:
-        from isoflop.stages import best_of_sweep
+        from isoflop.stages import best_of_sweep, finished
 
-        ok = best_of_sweep(runs)
-        ok = ok[ok["status"] == "ok"]
+        ok = finished(best_of_sweep(runs))
         iso, chin = laws.get("isoflop"), laws.get("chinchilla")
         candidates = [
             ("isoflop_curves.png", "IsoFLOP curves: validation loss against model size per budget, fitted "

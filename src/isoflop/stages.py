@@ -153,10 +153,15 @@ def runs_table_stage(result_paths, out_path, config: dict) -> pd.DataFrame:
     return table
 
 
+def finished(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that ended with status ok and a validation loss (diverged runs have neither)."""
+    return runs[(runs["status"] == "ok") & runs["val_loss"].notna()]
+
+
 def best_of_sweep(runs: pd.DataFrame) -> pd.DataFrame:
     """Per grid point (budget, size, replicate), the finished run with the lowest validation loss: with a
     learning-rate sweep the laws describe tuned models. Without a sweep this is the table itself."""
-    ok = runs[(runs["status"] == "ok") & runs["val_loss"].notna()]
+    ok = finished(runs)
     best = ok.loc[ok.groupby(["budget", "N", "replicate"])["val_loss"].idxmin()]
     return pd.concat([best, runs.drop(ok.index)]).sort_values(["budget", "N", "replicate"])
 
@@ -176,7 +181,7 @@ def fit_stage(runs_path, out_path, config: dict, *, n_jobs: int = 1) -> dict:
     )
     laws["flops_convention"] = config["plan"]["flops_convention"]
     if len(config["train"]["lr_multipliers"]) > 1:
-        ok = runs[(runs["status"] == "ok") & runs["val_loss"].notna()]
+        ok = finished(runs)
         try:
             laws["lr_law"] = fit_lr_law(ok["N"], ok["D"], ok["lr"], ok["val_loss"],
                                         bootstrap=config["fit"]["bootstrap"], seed=config["seed"])

@@ -105,7 +105,20 @@ def build_tokens(train_docs, val_docs, cfg: dict, out_dir: str | Path) -> dict:
 
 
 def read_meta(tokens_dir: str | Path) -> dict:
-    return json.loads((Path(tokens_dir) / "meta.json").read_text())
+    """meta.json of a token folder, checked for the fields training needs."""
+    from isoflop.errors import UserError
+
+    path = Path(tokens_dir) / "meta.json"
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found (is {tokens_dir} a tokenized corpus?)") from None
+    for key in ("vocab_size", "domains"):
+        if key not in meta:
+            raise UserError(f"{path}: missing key {key!r}")
+    if meta.get("dtype", "uint16") != "uint16":
+        raise UserError(f"{path}: dtype {meta['dtype']!r} is not supported, only uint16")
+    return meta
 
 
 def load_split(tokens_dir: str | Path, domain: str, split: str) -> np.memmap:

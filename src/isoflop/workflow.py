@@ -9,7 +9,7 @@ import contextlib
 import json
 import logging
 import os
-import sys
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -35,13 +35,27 @@ def logged(log_path: str | os.PathLike):
             root.removeHandler(handler)
 
 
-def write_json(path: str | os.PathLike, data) -> None:
-    """Write JSON atomically (temp file + rename), so a reader never sees half a file."""
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it to ``path``: a reader
+    (or a rerun after a kill) never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, data, *, allow_nan: bool = True, sort_keys: bool = False) -> None:
+    """Write indented JSON atomically; numpy values become plain numbers."""
+    text = json.dumps(data, indent=2, sort_keys=sort_keys, allow_nan=allow_nan, default=_jsonable) + "\n"
+    atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
 def read_json(path: str | os.PathLike):
@@ -59,5 +73,5 @@ def _jsonable(value):
 
 
 def progress_enabled() -> bool:
-    """Progress bars go to logs unless ISOFLOP_PROGRESS=0 (they are also cheap: mininterval >= 1 s)."""
-    return os.environ.get("ISOFLOP_PROGRESS", "1") != "0" and sys.stderr is not None
+    """Progress bars go to the rule logs unless ISOFLOP_PROGRESS=0 (the tests set it)."""
+    return os.environ.get("ISOFLOP_PROGRESS", "1") != "0"

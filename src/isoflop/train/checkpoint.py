@@ -8,14 +8,12 @@ reader sees either the old file or the new one, never half of one, even if the w
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from isoflop.errors import UserError
+from isoflop.workflow import atomic_write
 
 # Spec fields that shape the trajectory up to a branch point; a run may continue another run's state
 # only if these agree (the learning rates up to the branch point are compared separately).
@@ -23,27 +21,6 @@ TRAJECTORY_TRAIN_KEYS = (
     "batch_size", "micro_batch_size", "lr", "warmup_steps", "seed", "weight_decay", "beta1", "beta2",
     "grad_clip", "compile", "dtype",
 )  # fmt: skip
-
-
-def atomic_write(path: str | Path, write) -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it to ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: str | Path, obj) -> None:
-    """Atomically write ``obj`` as indented JSON (NaN and infinity are not allowed: use None)."""
-    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
 def save_state(path: str | Path, state: dict) -> None:

@@ -9,28 +9,13 @@ with ``SeedSequence(seed, spawn_key=(step,))``, so resuming or branching at any 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from isoflop.errors import UserError
-
-
-def read_meta(tokens_dir: str | Path) -> dict:
-    """meta.json of a token directory, checked for the fields training needs."""
-    path = Path(tokens_dir) / "meta.json"
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found (is {tokens_dir} a tokenized corpus?)") from None
-    for key in ("vocab_size", "domains"):
-        if key not in meta:
-            raise UserError(f"{path}: missing key {key!r}")
-    if meta.get("dtype", "uint16") != "uint16":
-        raise UserError(f"{path}: dtype {meta['dtype']!r} is not supported, only uint16")
-    return meta
+from isoflop.tokens import read_meta
 
 
 def open_tokens(tokens_dir: str | Path, domain: str, split: str) -> np.ndarray:

@@ -30,10 +30,12 @@ from tqdm import tqdm
 
 from isoflop.errors import UserError
 from isoflop.train.accounting import flops_per_token, param_counts
-from isoflop.train.checkpoint import check_continuation, load_state, save_state, write_json
-from isoflop.train.data import BatchSampler, eval_windows, read_meta
+from isoflop.tokens import read_meta
+from isoflop.train.checkpoint import check_continuation, load_state, save_state
+from isoflop.train.data import BatchSampler, eval_windows
 from isoflop.train.model import Transformer, lm_loss
 from isoflop.train.spec import RunSpec
+from isoflop.workflow import atomic_write, write_json
 
 # spawn_key of each seed derived from train.seed: separate streams, so that changing one never moves another.
 INIT_STREAM, DATA_STREAM, DROPOUT_STREAM = 0, 1, 2
@@ -331,7 +333,7 @@ class Trainer:
             "tokens_fingerprint": self.fingerprint,
             "spec": self.spec,
         }
-        write_json(self.out_dir / "result.json", result)
+        write_json(self.out_dir / "result.json", result, allow_nan=False, sort_keys=True)
         (self.out_dir / "ckpt.pt").unlink(missing_ok=True)  # the run is complete; the state is dead weight
         return result
 
@@ -346,9 +348,7 @@ class Trainer:
             if column not in curve:
                 curve[column] = None
         curve = curve.astype({"domain": "string", "val_loss": "float64", "val_bpb": "float64"})
-        tmp = self.out_dir / ".curve.parquet.tmp"
-        curve.to_parquet(tmp, index=False)
-        tmp.replace(self.out_dir / "curve.parquet")
+        atomic_write(self.out_dir / "curve.parquet", lambda handle: curve.to_parquet(handle, index=False))
 
 
 def train_run(
