@@ -113,7 +113,15 @@ def _flatten(prefix: str, value, out: dict) -> dict:
 
 
 def _find_runs(client, experiment_id: str, key: str, value: str):
-    return client.search_runs([experiment_id], filter_string=f"tags.`{key}` = '{value}'", max_results=100)
+    """Every active run of the experiment whose tag `key` equals `value` (all pages)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=f"tags.`{key}` = '{value}'", max_results=1000,
+                                  page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def _log_batches(client, mlflow_run_id: str, params: dict, metrics: list, tags: dict) -> None:
@@ -272,21 +280,10 @@ def _log_curation_run(client, experiment_id: str, config: dict, curated: Path, s
 def _mark_plan_membership(client, experiment_id: str, current: set[str]) -> None:
     """Tag each training run `isoflop.in_plan` true/false: runs of an earlier config stay browsable as history
     but filter out with `tags.isoflop.in_plan = 'true'`."""
-    for run in _find_runs_all(client, experiment_id):
+    for run in _find_runs(client, experiment_id, KIND_TAG, "train"):
         wanted = "true" if run.data.tags.get(RUN_TAG) in current else "false"
         if run.data.tags.get("isoflop.in_plan") != wanted:
             client.set_tag(run.info.run_id, "isoflop.in_plan", wanted)
-
-
-def _find_runs_all(client, experiment_id: str):
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'train'",
-                                  max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
 
 
 def sync_study(config: dict, runs_path, laws_path, out_path) -> dict:
