@@ -1,12 +1,12 @@
 """Chinchilla fits against the replication's published numbers (Besiroglu et al. 2024)."""
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.optimize import minimize
 
+from conftest import shared_file
 from isoflop.errors import UserError
 from isoflop.fit import fit_chinchilla, predict
 from isoflop.fit.bootstrap import resample_counts
@@ -14,7 +14,6 @@ from isoflop.fit.laws import CHINCHILLA, compute_optimal
 from isoflop.fit.power import bootstrap_refits
 from isoflop.fit.solve import global_minimize, replication_grid
 
-REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "chinchilla"
 NAMES = ("E", "A", "B", "alpha", "beta")
 GRID_OPTIMUM = {"E": 1.8172, "A": 477.84, "B": 2143.86, "alpha": 0.3473, "beta": 0.3672}
 GRID_OBJECTIVE = 0.0010182740
@@ -24,7 +23,7 @@ PUBLISHED_CI95 = {"E": (1.769, 1.871), "A": (285.2, 743.6), "B": (1042, 5810),
 
 def load_replication_points():
     """The 240 points the replication fits: Figure 4 data less the 5 highest losses."""
-    table = pd.read_csv(REFERENCE / "svg_extracted_data.csv")
+    table = pd.read_csv(shared_file("reference/chinchilla/svg_extracted_data.csv"))
     table = table.drop(table["loss"].nlargest(5).index)
     n, c = table["Model Size"].to_numpy(), table["Training FLOP"].to_numpy()
     return n, c / (6 * n), table["loss"].to_numpy()

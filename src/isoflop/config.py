@@ -1,7 +1,7 @@
 """The study config: parsed, validated against the schema (defaults filled in), errors naming the key.
 
-The schema lives in `workflow/schemas/` (the Snakemake catalog layout); it is located relative to this
-package's repository checkout, or given explicitly.
+The schemas ship inside the package (`isoflop/schemas/*.schema.yaml`), so an installed wheel validates a
+config as a checkout does; `schema_path(name)` finds one.
 """
 
 from __future__ import annotations
@@ -17,8 +17,15 @@ from referencing.jsonschema import DRAFT202012
 
 from isoflop.errors import UserError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+
+
+def schema_path(name: str) -> Path:
+    """The packaged schema `<name>.schema.yaml` (`config`, the whole study; `curate`, its curation keys)."""
+    return SCHEMA_DIR / f"{name}.schema.yaml"
+
+
+SCHEMA_PATH = schema_path("config")
 
 
 def _load_yaml(path: Path) -> Any:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from isoflop.config import REPO_ROOT, validate_config
+from isoflop.config import schema_path, validate_config
 from isoflop.curate import cluster as clustering
 from isoflop.curate.embed import fit_sample, make_embedder, map_2d, tfidf_vectorizer
 from isoflop.curate.exact import apply_keep, exact_duplicates, text_hashes
@@ -25,7 +25,7 @@ from isoflop.curate.semdedup import semantic_duplicates
 from isoflop.curate.split import id_uniform
 from isoflop.errors import UserError
 
-SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "curate.schema.yaml"
+SCHEMA_PATH = schema_path("curate")
 REQUIRED_COLUMNS = ("id", "domain", "text")
 log = logging.getLogger(__name__)
 
