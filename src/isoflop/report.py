@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from isoflop.curate.report import curation_section
+from isoflop.fit.study import finished
 from isoflop.workflow import read_json
 
 log = logging.getLogger("isoflop.report")
@@ -88,7 +89,7 @@ def ground_truth_lines(runs: pd.DataFrame, chinchilla: dict, config: dict) -> li
         return []
     from isoflop.corpus.synthetic import entropy_rate
 
-    ok = runs[(runs["status"] == "ok") & runs["val_bpb"].notna()]
+    ok = finished(runs)
     tokens_per_byte = float((ok["val_bpb"] * math.log(2) / ok["val_loss"]).median())
     truth = entropy_rate(source)
     fitted = chinchilla["params"]["E"] * tokens_per_byte
@@ -120,7 +121,7 @@ def _figures(runs: pd.DataFrame, laws: dict, study: Path, figures: Path) -> list
     except ImportError as err:
         log.warning("law figures unavailable: %s", err)
     else:
-        from isoflop.stages import best_of_sweep, finished
+        from isoflop.stages import best_of_sweep
 
         ok = finished(best_of_sweep(runs))
         iso, chin = laws.get("isoflop"), laws.get("chinchilla")
@@ -155,7 +156,7 @@ def write_report(runs_path, laws_path, curated_dir, plan_path, report_path, figu
     warnings = list(laws.get("warnings", [])) + edge_warnings(laws)
 
     lines = [f"# Scaling-law study `{config['study']}`", ""]
-    ok = runs[runs["status"] == "ok"]
+    ok = finished(runs)
     lines += [
         f"{len(runs)} training runs over {runs['budget'].nunique()} compute budgets "
         f"({_fmt(runs['budget'].min())} to {_fmt(runs['budget'].max())} FLOPs) and "

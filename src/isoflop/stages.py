@@ -153,14 +153,11 @@ def runs_table_stage(result_paths, out_path, config: dict) -> pd.DataFrame:
     return table
 
 
-def finished(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs that ended with status ok and a validation loss (diverged runs have neither)."""
-    return runs[(runs["status"] == "ok") & runs["val_loss"].notna()]
-
-
 def best_of_sweep(runs: pd.DataFrame) -> pd.DataFrame:
     """Per grid point (budget, size, replicate), the finished run with the lowest validation loss: with a
     learning-rate sweep the laws describe tuned models. Without a sweep this is the table itself."""
+    from isoflop.fit.study import finished
+
     ok = finished(runs)
     best = ok.loc[ok.groupby(["budget", "N", "replicate"])["val_loss"].idxmin()]
     return pd.concat([best, runs.drop(ok.index)]).sort_values(["budget", "N", "replicate"])
@@ -170,6 +167,7 @@ def fit_stage(runs_path, out_path, config: dict, *, n_jobs: int = 1) -> dict:
     """Fit the study's laws (isoflop.fit.fit_study) and write `laws.json`, recording the N/C convention;
     with a learning-rate sweep, on each grid point's best run, plus the learning-rate law from all runs."""
     from isoflop.fit import fit_lr_law, fit_study
+    from isoflop.fit.study import finished
 
     runs = pd.read_parquet(runs_path)
     laws = fit_study(

@@ -58,14 +58,23 @@ def fit_study(
     })
 
 
+def finished(runs: pd.DataFrame, loss_col: str = "val_loss") -> pd.DataFrame:
+    """The one definition of a finished run: status ok (where the table has a status) and a finite loss.
+    Diverged runs have neither."""
+    return runs[_status_ok(runs) & np.isfinite(pd.to_numeric(runs[loss_col], errors="coerce"))]
+
+
+def _status_ok(runs: pd.DataFrame) -> pd.Series:
+    if "status" not in runs.columns:
+        return pd.Series(True, index=runs.index)
+    return runs["status"].astype(str) == "ok"
+
+
 def _usable_runs(runs: pd.DataFrame, columns: list[str], warnings: list[str]) -> pd.DataFrame:
-    """The runs that finished with finite, positive values; the rest named in `warnings`."""
-    keep = pd.Series(True, index=runs.index)
-    if "status" in runs.columns:
-        failed = runs["status"].astype(str) != "ok"
-        if failed.any():
-            warnings.append(f"left out {int(failed.sum())} run(s) whose status is not ok: {_ids(runs[failed])}")
-        keep &= ~failed
+    """The finished runs (see `finished`) with finite, positive values; the rest named in `warnings`."""
+    keep = _status_ok(runs)
+    if not keep.all():
+        warnings.append(f"left out {int((~keep).sum())} run(s) whose status is not ok: {_ids(runs[~keep])}")
     values = runs[columns].apply(pd.to_numeric, errors="coerce")
     bad = ~(np.isfinite(values) & (values > 0)).all(axis=1) & keep
     if bad.any():
