@@ -18,7 +18,7 @@ include: "workflow/rules/track.smk"
 
 rule all:
     input:
-        STUDY / "report.md",
+        LAYOUT.report,
         TRACKING_TARGETS,
         # Every run's result is a target in its own right, so deleting one retrains it (Snakemake does not
         # look behind an up-to-date runs table for a missing input).

@@ -6,6 +6,6 @@ with logged(snakemake.log[0]):
     from isoflop.corpus import ingest
 
     out_dir = Path(snakemake.output.manifest).parent
-    manifest = ingest(snakemake.config["corpus"], out_dir, progress=progress_enabled())
+    manifest = ingest(snakemake.params.corpus, out_dir, progress=progress_enabled())
     print(f"ingested {manifest['documents']} documents, {manifest['bytes']:,} bytes, "
           f"{len(manifest['shards'])} shards")

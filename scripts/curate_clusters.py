@@ -4,5 +4,5 @@ with logged(snakemake.log[0]):
     from isoflop.curate.stage import cluster_decisions
 
     cluster_decisions(snakemake.input.embedded, snakemake.input.terms, snakemake.input.model,
-                      snakemake.config["curate"], snakemake.config["seed"], removed_out=snakemake.output.removed,
+                      snakemake.params.curate, snakemake.params.seed, removed_out=snakemake.output.removed,
                       details_out=snakemake.output.details)

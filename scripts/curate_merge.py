@@ -5,4 +5,4 @@ with logged(snakemake.log[0]):
 
     inputs = snakemake.input
     merge_curated(inputs.manifest, inputs.ledgers, inputs.documents, inputs.embedded, inputs.removed, inputs.details,
-                  snakemake.config["curate"], snakemake.config["seed"], snakemake.output[0])
+                  snakemake.params.curate, snakemake.params.seed, snakemake.output[0])

@@ -1,6 +1,6 @@
 from isoflop.workflow import logged
 
 with logged(snakemake.log[0]):
-    from isoflop.track import create_store
+    from isoflop.track import Tracking, create_store
 
-    create_store(snakemake.config, snakemake.output[0])
+    create_store(Tracking.of(snakemake.config), snakemake.output[0])

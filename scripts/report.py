@@ -3,7 +3,9 @@ from isoflop.workflow import logged
 with logged(snakemake.log[0]):
     from isoflop.report import write_report
 
+    inputs, params = snakemake.input, snakemake.params
     write_report(
-        snakemake.input.runs, snakemake.input.laws, snakemake.input.curated, snakemake.input.plan,
-        snakemake.output.report, snakemake.output.figures, snakemake.config,
+        inputs.runs, inputs.laws, inputs.curated, inputs.plan, inputs.curves, inputs.trunks, params.benchmarks,
+        snakemake.output.report, snakemake.output.figures, study=params.study, ground_truth=params.ground_truth,
+        mixed_sources=params.mixed_sources,
     )

@@ -1,6 +1,8 @@
 from isoflop.workflow import logged
 
 with logged(snakemake.log[0]):
-    from isoflop.track import sync_study
+    from isoflop.layout import StudyLayout
+    from isoflop.track import Tracking, sync_study
 
-    sync_study(snakemake.config, snakemake.input.runs, snakemake.input.laws, snakemake.output[0])
+    sync_study(Tracking.of(snakemake.config), StudyLayout.of(snakemake.config), snakemake.input.plan,
+               snakemake.output[0])

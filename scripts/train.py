@@ -1,13 +1,21 @@
 from isoflop.workflow import logged, progress_enabled
 
 with logged(snakemake.log[0]):
-    from isoflop.stages import train_stage
+    from isoflop.stages import planned_run, train_stage
 
+    inputs = snakemake.input
+    tracking = None
+    if inputs.store:  # tracking on: the store exists (its settings are not rerun triggers; see track.smk)
+        from isoflop.track import Tracking
+
+        tracking = Tracking.of(snakemake.config)
     train_stage(
-        snakemake.wildcards.run_id,
-        snakemake.input.tokens,
+        planned_run(inputs.plan, snakemake.wildcards.run_id, snakemake.params.spec),
+        inputs.tokens,
         snakemake.output.result,
-        snakemake.config,
+        device=snakemake.params.device,
+        branches_dir=inputs.branches[0] if inputs.branches else None,
+        tracking=tracking,
         threads=snakemake.threads,
         progress=progress_enabled(),
     )

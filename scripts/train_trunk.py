@@ -3,12 +3,14 @@ from isoflop.workflow import logged, progress_enabled
 with logged(snakemake.log[0]):
     from isoflop.stages import trunk_stage
 
+    params = snakemake.params
     trunk_stage(
-        snakemake.params.spec,
-        snakemake.params.branch_steps,
+        params.spec,
+        params.branch_steps,
         snakemake.input[0],
-        snakemake.output[0],
-        snakemake.config,
+        snakemake.output.result,
+        snakemake.output.branches,
+        device=params.device,
         threads=snakemake.threads,
         progress=progress_enabled(),
     )

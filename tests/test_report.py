@@ -12,7 +12,7 @@ def test_ground_truth_converts_E_to_nats_per_byte_and_states_the_gap():
     runs = pd.DataFrame({"status": ["ok", "ok", "diverged"], "val_loss": [2.0, 2.4, None],
                          "val_bpb": [2.0 / (2 * math.log(2)), 2.4 / (2 * math.log(2)), None]})
     chinchilla = {"params": {"E": 1.9}, "ci95": {"E": [1.8, 2.0]}}
-    text = "\n".join(ground_truth_lines(runs, chinchilla, config))
+    text = "\n".join(ground_truth_lines(runs, chinchilla, config["corpus"]["synthetic"], mixed=False))
     assert "0.9170 nats per byte" in text  # the chain's exact rate
     assert "fitted E is 0.9500 nats per byte" in text and "[0.9, 1]" in text
     assert "+0.0330 nats per byte (+3.6%)" in text
@@ -20,7 +20,7 @@ def test_ground_truth_converts_E_to_nats_per_byte_and_states_the_gap():
 
 
 def test_no_ground_truth_without_the_synthetic_source():
-    assert ground_truth_lines(pd.DataFrame(), {"params": {"E": 1.0}}, validate_config({})) == []
+    assert ground_truth_lines(pd.DataFrame(), {"params": {"E": 1.0}}, None, mixed=True) == []
 
 
 def test_edge_minima_are_warned():

@@ -22,7 +22,8 @@ def _sweep_table(rng):
                 lr = lr_opt * multiplier * math.exp(rng.normal(0, 0.02))
                 loss = base + 0.05 * math.log(lr / lr_opt) ** 2 + rng.normal(0, 0.002)
                 rows.append({"run_id": f"{budget:.0e}-{n:.0f}-{multiplier}", "budget": budget, "N": n, "D": d,
-                             "C": budget, "replicate": 0, "lr": lr, "status": "ok", "val_loss": loss})
+                             "C": budget, "replicate": 0, "lr": lr, "status": "ok", "val_loss": loss,
+                             "flops_convention": "nonembed_head"})
     return pd.DataFrame(rows)
 
 
@@ -41,9 +42,10 @@ def test_best_of_sweep_keeps_one_run_per_grid_point_and_failed_runs():
 def test_fit_stage_adds_the_lr_law_from_a_sweep(tmp_path):
     runs = _sweep_table(np.random.default_rng(1))
     runs.to_parquet(tmp_path / "runs.parquet")
-    config = validate_config({"train": {"lr_multipliers": [0.25, 0.5, 1.0, 2.0, 4.0]}, "fit": {"bootstrap": 100}})
-    fit_stage(tmp_path / "runs.parquet", tmp_path / "laws.json", config)
+    fit_stage(tmp_path / "runs.parquet", tmp_path / "laws.json", bootstrap=100, huber_delta=1e-3, seed=0, lr_law=True)
     laws = read_json(tmp_path / "laws.json")
+    assert laws["settings"] == {"bootstrap": 100, "huber_delta": 1e-3, "seed": 0}
+    assert laws["flops_convention"] == "nonembed_head"
     law = laws["lr_law"]["params"]
     assert law["p"] == pytest.approx(-0.3, abs=0.05)
     assert law["q"] == pytest.approx(0.1, abs=0.05)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,7 +74,7 @@ def test_mlflow_holds_one_run_per_training_run_plus_the_fit_and_curation(study):
     table = pd.read_parquet(out / "runs.parquet")
     assert {r.data.tags["isoflop.run_id"] for r in train} == set(table["run_id"])
     one = train[0]
-    for tag in ["isoflop.study", "isoflop.config_hash", "isoflop.data_fingerprint", "git.commit", "torch.version",
+    for tag in ["isoflop.study", "isoflop.data_fingerprint", "git.commit", "torch.version",
                 "torch.threads"]:
         assert one.data.tags.get(tag), tag
     for param in ["N", "N_total", "N_nonembed", "N_nonembed_head", "D", "C", "train.lr", "model.d_model"]:
@@ -98,6 +99,56 @@ def test_rerun_does_nothing_and_a_deleted_run_alone_retrains(study):
     assert (out / "runs" / victim / "result.json").exists()
     runs = _mlflow_runs(out)
     assert sorted(r.data.tags.get("isoflop.kind") for r in runs) == ["curation", "fit"] + ["train"] * 9
+
+
+def planned_jobs(dry_run_stdout: str) -> dict[str, int]:
+    """Rule -> job count from a dry run's first "Job stats" table (empty when nothing is to be done)."""
+    if "Job stats:" not in dry_run_stdout:
+        return {}
+    table = dry_run_stdout.split("Job stats:")[1].split("\n\n")[0]
+    rows = [line.split() for line in table.splitlines()[3:]]
+    return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[0] != "total"}
+
+
+def _smoke_with(tmp_path: Path, section: str, key: str, value) -> Path:
+    config = yaml.safe_load((REPO / "tests" / "smoke.yaml").read_text())
+    config.setdefault(section, {})[key] = value
+    path = tmp_path / f"{section}.{key}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+TAIL = {"fit": 1, "report": 1, "track_study": 1, "all": 1}
+
+
+@pytest.mark.parametrize(
+    "section, key, value, expected",
+    [
+        ("fit", "bootstrap", 60, TAIL),
+        ("fit", "huber_delta", 2e-3, TAIL),
+        # the convention changes which N and C the plan's records, the runs table and the laws use, never a run
+        ("plan", "flops_convention", "nonembed_head", {"plan": 1, "runs_table": 1, **TAIL}),
+        ("tracking", "experiment", "another-view", {}),  # tracking is a view: nothing reruns
+    ],
+)
+def test_a_changed_setting_reruns_exactly_what_depends_on_it(study, tmp_path, section, key, value, expected):
+    workdir, _ = study
+    dry = snakemake(workdir, "-n", configfile=_smoke_with(tmp_path, section, key, value))
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert planned_jobs(dry.stdout) == expected, dry.stdout[-3000:]
+
+
+def test_a_changed_fit_setting_refits_without_retraining(study, tmp_path):
+    workdir, out = study
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy, symlinks=True)
+    before = pd.read_parquet(out / "runs.parquet")
+    done = snakemake(copy, configfile=_smoke_with(tmp_path, "fit", "bootstrap", 60))
+    assert done.returncode == 0, done.stderr[-3000:]
+    laws = json.loads((copy / "results" / "smoke" / "laws.json").read_text())
+    assert laws["settings"]["bootstrap"] == 60
+    assert json.loads((out / "laws.json").read_text())["settings"]["bootstrap"] == 50
+    pd.testing.assert_frame_equal(pd.read_parquet(copy / "results" / "smoke" / "runs.parquet"), before)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from isoflop.config import validate_config
-from isoflop.track import create_store, log_training_run, log_training_run_safely
+from isoflop.track import Tracking, create_store, log_training_run, log_training_run_safely
 
 
 def _free_port() -> int:
@@ -49,7 +49,8 @@ def mlflow_server(tmp_path_factory):
 def _run(run_id="abc123def456"):
     spec = {"model": {"d_model": 16}, "mixture": {"code": 1.0}, "train": {"lr": 0.02, "tokens": 4096}}
     return {"run_id": run_id, "budget": 1e9, "N": 100, "D": 4096, "C": 2.5e9, "d_model": 16, "n_layers": 1,
-            "n_heads": 1, "params": {"total": 120, "nonembed": 20, "nonembed_head": 100}, "spec": spec}
+            "n_heads": 1, "params": {"total": 120, "nonembed": 20, "nonembed_head": 100},
+            "flops_convention": "nonembed_head_attention", "spec": spec}
 
 
 def _write_run(run_dir: Path, val_loss: float):
@@ -62,8 +63,9 @@ def _write_run(run_dir: Path, val_loss: float):
                   "val_loss": [None, None, val_loss], "val_bpb": [None, None, 2.0]}).to_parquet(run_dir / "curve.parquet")
 
 
-def _config(uri: str, tmp_path: Path, experiment: str) -> dict:
-    return validate_config({"results_dir": str(tmp_path), "tracking": {"uri": uri, "experiment": experiment}})
+def _config(uri: str, tmp_path: Path, experiment: str) -> Tracking:
+    return Tracking.of(validate_config({"results_dir": str(tmp_path),
+                                        "tracking": {"uri": uri, "experiment": experiment}}))
 
 
 def _active_runs(uri: str, experiment: str):
@@ -102,12 +104,9 @@ def test_tracking_failure_never_fails_the_run(tmp_path, caplog, monkeypatch):
     config = _config(dead, tmp_path, "unreachable")
     run_dir = tmp_path / "run"
     _write_run(run_dir, 3.0)
-    tokens = tmp_path / "tokens"
-    tokens.mkdir()
-    (tokens / "meta.json").write_text(json.dumps({"fingerprint": "f"}))
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    assert log_training_run_safely(config, _run(), run_dir, tokens) is None
+    assert log_training_run_safely(config, _run(), run_dir, "fingerprint") is None
     assert "MLflow logging of run abc123def456 failed" in caplog.text
 
 

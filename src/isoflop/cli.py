@@ -1,7 +1,7 @@
 """The `isoflop` command: one subcommand per tool, each registered by the module that owns it.
 
-Subcommand modules are imported lazily so `isoflop --help` stays fast and a missing optional
-dependency of one tool never breaks another.
+Each subcommand's module registers its parser; the heavy libraries a tool needs are imported inside the
+function that runs it, so `isoflop --help` stays fast. A module that fails to import is a bug, and says so.
 """
 
 from __future__ import annotations
@@ -29,13 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for module_name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name and err.name.startswith("isoflop"):
-                continue  # tool not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(module_name).register(sub)
     return parser
 
 

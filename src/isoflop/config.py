@@ -90,14 +90,25 @@ def _describe(error) -> str:
 def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
     """Return a validated deep copy of `config` with every default filled in.
 
-    Raises UserError naming the first offending key (path such as `plan.budgets[0]`) and the allowed values.
+    Keys come back sorted (see `_sorted_keys`). Raises UserError naming the first offending key (path such as
+    `plan.budgets[0]`) and the allowed values.
     """
     config = copy.deepcopy(config or {})
     validator = _validator_filling_defaults(schema_path)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.path)))
     if errors:
         raise UserError(_describe(errors[0]))
-    return config
+    return _sorted_keys(config)
+
+
+def _sorted_keys(value):
+    """Mappings with their keys in sorted order, all the way down: the order of a config file's keys then
+    changes no rule's params (Snakemake compares them as written) and no content id."""
+    if isinstance(value, dict):
+        return {key: _sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(item) for item in value]
+    return value
 
 
 def load_config(path: str | Path) -> dict:

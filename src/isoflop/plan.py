@@ -66,20 +66,30 @@ def model_config(config: dict, d_model: int):
     )
 
 
+# Budgets are planned in the fullest accounting, whatever `plan.flops_convention` says: the convention only
+# chooses which N and C the runs table and the laws use, so changing it refits without retraining.
+PLANNING_CONVENTION = "nonembed_head_attention"
+
+
+def convention_values(params: dict, flops: dict, convention: str) -> tuple[int, float]:
+    """(N, FLOPs per token) of a shape under a convention of `CONVENTIONS`."""
+    n_key, flops_key = CONVENTIONS[convention]
+    return params[n_key], (flops[flops_key] if flops_key else 6 * params["total"])
+
+
 def shape_accounting(config: dict, d_model: int) -> dict:
-    """N under each convention, FLOPs per token, and the primary (N, FLOPs/token) of the study's convention."""
+    """N under each convention, FLOPs per token, and the (N, FLOPs/token) that size the plan's budgets."""
     from isoflop.train.accounting import flops_per_token, param_counts
 
     cfg = model_config(config, d_model)
     params = param_counts(cfg)
     flops = flops_per_token(cfg)
-    n_key, flops_key = CONVENTIONS[config["plan"]["flops_convention"]]
-    per_token = flops[flops_key] if flops_key else 6 * params["total"]
+    n_planning, per_token = convention_values(params, flops, PLANNING_CONVENTION)
     return {
         "model": cfg.to_dict(),
         "params": params,
         "flops_per_token": flops,
-        "N": params[n_key],
+        "N": n_planning,
         "primary_flops_per_token": per_token,
     }
 
@@ -108,8 +118,9 @@ def attach_trunks(runs: list[dict], tokens_id: str) -> dict[str, dict]:
     """Group the wsd runs that differ only in their token budget under one constant-lr trunk (Hagele et al.
     2024) and return the trunks by id. Each such run gets `trunk_id` and `branch_step` (where its decay
     starts); it trains only its decay on top of the trunk's state at that step, which is bit-identical to the
-    whole schedule from scratch. The trunk runs to its latest branch step."""
-    from isoflop.train.schedule import decay_start
+    whole schedule from scratch. The trunk and the branch steps come from `isoflop.train.spec` (the one
+    derivation of both)."""
+    from isoflop.train.spec import branch_step, trunk_spec
 
     groups: dict[str, list[dict]] = {}
     for run in runs:
@@ -118,25 +129,25 @@ def attach_trunks(runs: list[dict], tokens_id: str) -> dict[str, dict]:
             continue
         shared = json.loads(json.dumps(run["spec"]))
         shared["train"].pop("tokens")
-        run["branch_step"] = decay_start(run["steps"], run["spec"]["train"]["decay_frac"])
+        run["branch_step"] = branch_step(run["spec"])
         if run["branch_step"] > 0:
             groups.setdefault(content_id("trunk-group", tokens_id, shared), []).append(run)
     trunks = {}
     for members in groups.values():
         if len(members) < 2:  # a trunk serving one run saves nothing
-            members[0]["branch_step"] = None
             continue
         steps = sorted({run["branch_step"] for run in members})
+        spec = trunk_spec([run["spec"] for run in members])
         first = members[0]
-        spec = json.loads(json.dumps(first["spec"]))
-        tokens_per_step = first["D"] // first["steps"]
-        spec["train"].update(schedule="constant", tokens=steps[-1] * tokens_per_step)
         trunk_id = content_id("trunk", tokens_id, spec, steps)
         trunks[trunk_id] = {"trunk_id": trunk_id, "spec": spec, "branch_steps": steps,
                             "run_ids": [run["run_id"] for run in members], "d_model": first["d_model"],
-                            "C": steps[-1] * tokens_per_step * first["C"] / first["D"]}
+                            "C": spec["train"]["tokens"] * first["C"] / first["D"]}
         for run in members:
             run["trunk_id"] = trunk_id
+    for run in runs:  # a run without a trunk trains its whole schedule
+        if run["trunk_id"] is None:
+            run["branch_step"] = None
     return trunks
 
 
@@ -178,6 +189,8 @@ def make_plan(config: dict, tokens_id: str) -> dict:
                     f"{train['min_steps']}; allowed values: budgets >= {minimum:.3g} FLOPs for the smallest "
                     f"model, more for larger ones (or lower train.batch_size / train.min_steps)"
                 )
+            n_reported, reported_per_token = convention_values(shape["params"], shape["flops_per_token"],
+                                                               plan["flops_convention"])
             for replicate, multiplier in itertools.product(range(plan["seeds"]), train["lr_multipliers"]):
                 spec = {
                     "model": shape["model"],
@@ -211,14 +224,15 @@ def make_plan(config: dict, tokens_id: str) -> dict:
                         "d_model": shape["d_model"],
                         "n_layers": shape["model"]["n_layers"],
                         "n_heads": shape["model"]["n_heads"],
-                        "N": shape["N"],
+                        "N": n_reported,
                         "params": shape["params"],
                         "flops_per_token": shape["flops_per_token"],
                         "D": spec["train"]["tokens"],
-                        "C": spec["train"]["tokens"] * shape["primary_flops_per_token"],
+                        "C": spec["train"]["tokens"] * reported_per_token,
                         "steps": steps,
                         "replicate": replicate,
                         "lr_multiplier": multiplier,
+                        "flops_convention": plan["flops_convention"],
                         "spec": spec,
                     }
                 )
@@ -226,4 +240,5 @@ def make_plan(config: dict, tokens_id: str) -> dict:
     for run in runs:
         run.setdefault("trunk_id", None)
         run.setdefault("branch_step", None)
-    return {"runs": {run["run_id"]: run for run in runs}, "trunks": trunks, "compute": compute_summary(runs, trunks)}
+    return {"runs": {run["run_id"]: run for run in runs}, "trunks": trunks, "compute": compute_summary(runs, trunks),
+            "flops_convention": plan["flops_convention"]}

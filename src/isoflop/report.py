@@ -1,6 +1,8 @@
-"""The study's written summary (`report.md`) and its figures, from runs.parquet, laws.json and curation.json.
+"""The study's written summary (`report.md`) and its figures, from runs.parquet, laws.json, curation.json,
+the plan, the runs' curves, the trunks' results and the jobs' benchmark files.
 
-Every number here is read from those files, so the report can be regenerated from logged data alone.
+Every number here is read from those files (the report rule declares each one), so the report can be
+regenerated from logged data alone.
 """
 
 from __future__ import annotations
@@ -56,20 +58,12 @@ def edge_warnings(laws: dict) -> list[str]:
     return out
 
 
-def time_lines(study: Path, runs: pd.DataFrame, trunk_ids: list[str]) -> list[str]:
-    """Where the time went: each stage's summed job wall time (Snakemake's benchmark files) and, for
+def time_lines(benchmarks: dict[str, list], runs: pd.DataFrame, trunk_results: list) -> list[str]:
+    """Where the time went: each stage's summed job wall time (Snakemake's benchmark files, by stage) and, for
     training, the time inside the training loop; the difference is the overhead of many small jobs."""
-    stages: dict[str, list[float]] = {}
-    for path in sorted((study / "benchmarks").rglob("*.tsv")):
-        stage = path.relative_to(study / "benchmarks").parts[0].removesuffix(".tsv")
-        if stage == "report":  # this job is still running; a file here is an earlier run's
-            continue
-        stages.setdefault(stage, []).append(float(pd.read_csv(path, sep="\t")["s"].iloc[0]))
-    in_loop = float(runs["train_seconds"].sum())
-    for trunk_id in trunk_ids:
-        result = study / "trunks" / trunk_id / "result.json"
-        if result.exists():
-            in_loop += read_json(result)["train_seconds"]
+    stages = {stage: [float(pd.read_csv(path, sep="\t")["s"].iloc[0]) for path in paths]
+              for stage, paths in benchmarks.items()}
+    in_loop = float(runs["train_seconds"].sum()) + sum(read_json(path)["train_seconds"] for path in trunk_results)
     lines = ["### Where the time went", "", "| stage | jobs | job wall time (s) |", "|---|---|---|"]
     for stage, seconds in stages.items():
         lines.append(f"| {stage} | {len(seconds)} | {sum(seconds):.0f} |")
@@ -81,11 +75,11 @@ def time_lines(study: Path, runs: pd.DataFrame, trunk_ids: list[str]) -> list[st
     return lines
 
 
-def ground_truth_lines(runs: pd.DataFrame, chinchilla: dict, config: dict) -> list[str]:
-    """For a study on the synthetic Markov source: the fitted irreducible loss E, in nats per byte, against
-    the chain's exact entropy rate. E is per token; a token covers val_loss / (val_bpb ln 2) bytes."""
-    source = config["corpus"]["synthetic"]
-    if not source["enabled"] or not chinchilla.get("params"):
+def ground_truth_lines(runs: pd.DataFrame, chinchilla: dict, source: dict | None, mixed: bool) -> list[str]:
+    """For a study on the synthetic Markov source (`source`, its config; None for other studies): the fitted
+    irreducible loss E, in nats per byte, against the chain's exact entropy rate. E is per token; a token
+    covers val_loss / (val_bpb ln 2) bytes. `mixed`: other sources share the corpus."""
+    if source is None or not chinchilla.get("params"):
         return []
     from isoflop.corpus.synthetic import entropy_rate
 
@@ -98,24 +92,20 @@ def ground_truth_lines(runs: pd.DataFrame, chinchilla: dict, config: dict) -> li
              f"The synthetic source's entropy rate is {truth:.4f} nats per byte. The fitted E is {fitted:.4f} "
              f"nats per byte (95% interval {_interval([low, high])}; {tokens_per_byte:.3f} tokens per byte): "
              f"a gap of {fitted - truth:+.4f} nats per byte ({(fitted - truth) / truth:+.1%})."]
-    if len(config["corpus"]["sources"]) or config["corpus"]["stdlib"]["enabled"]:
+    if mixed:
         lines.append("Other sources are mixed in, so E describes the mixture, not the synthetic text alone.")
     return lines + [""]
 
 
-def _figures(runs: pd.DataFrame, laws: dict, study: Path, figures: Path) -> list[tuple[str, str]]:
-    """Draw every figure; returns (file name, caption) pairs. A figure that cannot be drawn is logged, not fatal."""
+def _figures(runs: pd.DataFrame, laws: dict, curves: dict[str, pd.DataFrame], figures: Path) -> list[tuple[str, str]]:
+    """Draw every figure; returns (file name, caption) pairs. A figure that cannot be drawn is logged, not fatal.
+    `curves`: run id -> its curve (a branched run's includes its trunk's steps; the branch state carries them)."""
     from isoflop.plots import curves as curve_plots
 
     figures.mkdir(parents=True, exist_ok=True)
     drawn = []
-    loaded = {}  # a branched run's curve includes its trunk's steps (the branch state carries them)
-    for run_id in runs["run_id"]:
-        path = study / "runs" / run_id / "curve.parquet"
-        if path.exists():
-            loaded[run_id] = pd.read_parquet(path)
     jobs = [("loss_curves.png", "Training loss per run (lines) and final validation loss (dots), per budget.",
-             lambda p: curve_plots.plot_loss_curves(runs, loaded, p))]
+             lambda p: curve_plots.plot_loss_curves(runs, curves, p))]
     try:
         from isoflop.plots import laws as law_plots
     except ImportError as err:
@@ -145,23 +135,28 @@ def _figures(runs: pd.DataFrame, laws: dict, study: Path, figures: Path) -> list
     return drawn
 
 
-def write_report(runs_path, laws_path, curated_dir, plan_path, report_path, figures_dir, config: dict) -> str:
+def write_report(runs_path, laws_path, curated_dir, plan_path, curve_paths, trunk_results, benchmarks: dict[str, list],
+                 report_path, figures_dir, *, study: str, ground_truth: dict | None = None,
+                 mixed_sources: bool = False) -> str:
+    """Write report.md and the figures. `curve_paths`: the runs' curve.parquet files; `trunk_results`: the
+    trunks' result.json files; `benchmarks`: stage -> its jobs' benchmark files; `ground_truth`: the synthetic
+    source's config when the study is a ground-truth study (see `ground_truth_lines`)."""
     runs = pd.read_parquet(runs_path)
     laws = read_json(laws_path)
     plan = read_json(plan_path)
     compute = plan["compute"]
     curation = read_json(Path(curated_dir) / "curation.json")
-    study = Path(report_path).parent
-    figures = _figures(runs, laws, study, Path(figures_dir))
+    curves = {Path(path).parent.name: pd.read_parquet(path) for path in curve_paths}
+    figures = _figures(runs, laws, curves, Path(figures_dir))
     warnings = list(laws.get("warnings", [])) + edge_warnings(laws)
 
-    lines = [f"# Scaling-law study `{config['study']}`", ""]
+    lines = [f"# Scaling-law study `{study}`", ""]
     ok = finished(runs)
     lines += [
         f"{len(runs)} training runs over {runs['budget'].nunique()} compute budgets "
         f"({_fmt(runs['budget'].min())} to {_fmt(runs['budget'].max())} FLOPs) and "
         f"{runs['N'].nunique()} model sizes; {len(ok)} finished, {len(runs) - len(ok)} excluded. "
-        f"N and C follow the `{laws.get('flops_convention', config['plan']['flops_convention'])}` convention.",
+        f"N and C follow the `{laws['flops_convention']}` convention.",
         "",
     ]
     if warnings:
@@ -186,7 +181,7 @@ def write_report(runs_path, laws_path, curated_dir, plan_path, report_path, figu
                   f"{_interval(opt.get('ci95', {}).get('b'))}."]
     lines += ["", f"Objective {_fmt(chin.get('objective'))} over {chin.get('n_points', 'n/a')} points.", ""]
 
-    lines += ground_truth_lines(runs, chin, config)
+    lines += ground_truth_lines(runs, chin, ground_truth, mixed_sources)
 
     iso = laws.get("isoflop") or {}
     lines += ["### IsoFLOP approach 2: a parabola in log N per budget, then N*(C) and D*(C) power laws", ""]
@@ -250,7 +245,7 @@ def write_report(runs_path, laws_path, curated_dir, plan_path, report_path, figu
                   f"{compute['saved_fraction']:.0%} saved (Hagele et al. 2024)."]
     else:
         lines += ["", f"Training compute: {compute['separate_flops']:.3g} FLOPs (separate runs)."]
-    lines += [""] + time_lines(study, runs, list(plan["trunks"])) + [""]
+    lines += [""] + time_lines(benchmarks, runs, trunk_results) + [""]
 
     if figures:
         lines += ["## Figures", ""]

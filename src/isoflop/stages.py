@@ -19,12 +19,9 @@ from isoflop.workflow import read_json, write_json
 log = logging.getLogger("isoflop")
 
 
-def plan_stage(config: dict, out_path) -> dict:
-    """Write the study's plan (runs, trunks, compute summary) as JSON for people and the report."""
-    from isoflop.plan import study_plan
-
-    ids, plan = study_plan(config)
-    plan = {"ids": ids, **plan}
+def plan_stage(plan: dict, out_path) -> dict:
+    """Write the study's plan (ids, runs, trunks, compute summary), computed once when the workflow is parsed,
+    as the JSON that every job needing a run record reads."""
     write_json(out_path, plan)
     compute = plan["compute"]
     log.info("%d runs, %d trunks: %.3g FLOPs planned (%.3g as separate runs)", compute["runs"], compute["trunks"],
@@ -32,14 +29,14 @@ def plan_stage(config: dict, out_path) -> dict:
     return plan
 
 
-def tokenize_stage(curated_dir, out_dir, config: dict) -> dict:
+def tokenize_stage(curated_dir, out_dir, tokenizer: dict) -> dict:
     """Train the BPE on the training split and write the token folder (see `isoflop.tokens`)."""
     from isoflop.tokens import build_tokens
 
     curated_dir = Path(curated_dir)
     train = pd.read_parquet(curated_dir / "train.parquet", columns=["id", "domain", "text"])
     val = pd.read_parquet(curated_dir / "val.parquet", columns=["id", "domain", "text"])
-    meta = build_tokens(train, val, config["tokenizer"], out_dir)
+    meta = build_tokens(train, val, tokenizer, out_dir)
     log.info("tokens: %s", json.dumps(meta["domains"]))
     return meta
 
@@ -58,36 +55,43 @@ def resolve_spec(spec: dict, meta: dict) -> dict:
     return spec
 
 
-def train_stage(run_id: str, tokens_dir, result_path, config: dict, *, threads: int = 1, progress: bool = True):
-    """Train one planned run into the folder of `result_path` (from its trunk's state when it has one), then
-    log it to MLflow (never fatal)."""
-    from isoflop.plan import make_plan
+def planned_run(plan_path, run_id: str, spec: dict) -> dict:
+    """A run's record from plan.json, checked against the spec the job was started with (its params)."""
+    run = read_json(plan_path)["runs"][run_id]
+    if run["spec"] != spec:
+        raise UserError(f"run {run_id}: plan.json {plan_path} disagrees with the job's spec; rerun the workflow")
+    return run
+
+
+def train_stage(run: dict, tokens_dir, result_path, *, device: str, branches_dir=None, tracking=None,
+                threads: int = 1, progress: bool = True) -> dict:
+    """Train one planned run into the folder of `result_path` (a wsd branch from its trunk's saved state in
+    `branches_dir`), then log it to the MLflow view `tracking` if given (never fatal)."""
+    from isoflop.layout import branch_state_file
     from isoflop.tokens import read_meta
     from isoflop.train.loop import train_run
 
-    run = make_plan(config, Path(tokens_dir).name)["runs"][run_id]
     out_dir = Path(result_path).parent
-    spec = resolve_spec(run["spec"], read_meta(tokens_dir))
-    init_from = None
-    if run["trunk_id"]:
-        init_from = out_dir.parents[1] / "trunks" / run["trunk_id"] / f"branch-{run['branch_step']}.pt"
-    result = train_run(spec, tokens_dir, out_dir, threads=threads, device=config["train"]["device"],
+    meta = read_meta(tokens_dir)
+    init_from = branch_state_file(branches_dir, run["branch_step"]) if run["trunk_id"] else None
+    result = train_run(resolve_spec(run["spec"], meta), tokens_dir, out_dir, threads=threads, device=device,
                        progress=progress, init_from=init_from)
-    if config["tracking"]["enabled"]:
+    if tracking is not None:
         from isoflop.track import log_training_run_safely
 
-        log_training_run_safely(config, run, out_dir, tokens_dir)
+        log_training_run_safely(tracking, run, out_dir, meta["fingerprint"])
     return result
 
 
-def trunk_stage(spec: dict, branch_steps: list[int], tokens_dir, result_path, config: dict, *, threads: int = 1,
-                progress: bool = True):
-    """Train a shape's constant-lr trunk, saving its state at every branch step for the cooldown runs."""
+def trunk_stage(spec: dict, branch_steps: list[int], tokens_dir, result_path, branches_dir, *, device: str,
+                threads: int = 1, progress: bool = True):
+    """Train a shape's constant-lr trunk, saving its state at every branch step into `branches_dir` for the
+    cooldown runs."""
     from isoflop.tokens import read_meta
     from isoflop.train.loop import train_trunk
 
     return train_trunk(resolve_spec(spec, read_meta(tokens_dir)), tokens_dir, Path(result_path).parent,
-                       branch_steps, threads=threads, device=config["train"]["device"], progress=progress)
+                       branch_steps, branches_dir=branches_dir, threads=threads, device=device, progress=progress)
 
 
 def runs_table(runs: dict[str, dict], results: dict[str, dict], convention: str) -> pd.DataFrame:
@@ -139,13 +143,11 @@ def _finite_or_nan(value) -> float:
     return float(value) if value is not None and math.isfinite(float(value)) else float("nan")
 
 
-def runs_table_stage(result_paths, out_path, config: dict) -> pd.DataFrame:
+def runs_table_stage(plan_path, result_paths, out_path) -> pd.DataFrame:
     """Gather every run's result.json into `runs.parquet`, warning about runs that did not finish ok."""
-    from isoflop.plan import study_plan
-
-    runs = study_plan(config)[1]["runs"]
+    plan = read_json(plan_path)
     results = {Path(p).parent.name: read_json(p) for p in result_paths}
-    table = runs_table({rid: runs[rid] for rid in results}, results, config["plan"]["flops_convention"])
+    table = runs_table({rid: plan["runs"][rid] for rid in results}, results, plan["flops_convention"])
     table.to_parquet(out_path, index=False)
     diverged = table[table["status"] != "ok"]
     for _, row in diverged.iterrows():
@@ -163,26 +165,22 @@ def best_of_sweep(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([best, runs.drop(ok.index)]).sort_values(["budget", "N", "replicate"])
 
 
-def fit_stage(runs_path, out_path, config: dict, *, n_jobs: int = 1) -> dict:
-    """Fit the study's laws (isoflop.fit.fit_study) and write `laws.json`, recording the N/C convention;
-    with a learning-rate sweep, on each grid point's best run, plus the learning-rate law from all runs."""
+def fit_stage(runs_path, out_path, *, bootstrap: int, huber_delta: float, seed: int, lr_law: bool,
+              n_jobs: int = 1) -> dict:
+    """Fit the study's laws (isoflop.fit.fit_study) and write `laws.json` with the settings it was fitted with
+    and the table's N/C convention; with a learning-rate sweep (`lr_law`), on each grid point's best run, plus
+    the learning-rate law from all runs."""
     from isoflop.fit import fit_lr_law, fit_study
     from isoflop.fit.study import finished
 
     runs = pd.read_parquet(runs_path)
-    laws = fit_study(
-        best_of_sweep(runs),
-        bootstrap=config["fit"]["bootstrap"],
-        seed=config["seed"],
-        huber_delta=config["fit"]["huber_delta"],
-        n_jobs=n_jobs,
-    )
-    laws["flops_convention"] = config["plan"]["flops_convention"]
-    if len(config["train"]["lr_multipliers"]) > 1:
+    laws = fit_study(best_of_sweep(runs), bootstrap=bootstrap, seed=seed, huber_delta=huber_delta, n_jobs=n_jobs)
+    laws["flops_convention"] = str(runs["flops_convention"].iloc[0]) if len(runs) else None
+    laws["settings"] = {"bootstrap": bootstrap, "huber_delta": huber_delta, "seed": seed}
+    if lr_law:
         ok = finished(runs)
         try:
-            laws["lr_law"] = fit_lr_law(ok["N"], ok["D"], ok["lr"], ok["val_loss"],
-                                        bootstrap=config["fit"]["bootstrap"], seed=config["seed"])
+            laws["lr_law"] = fit_lr_law(ok["N"], ok["D"], ok["lr"], ok["val_loss"], bootstrap=bootstrap, seed=seed)
             laws["warnings"].extend(f"lr law: {w}" for w in laws["lr_law"].get("warnings", []))
         except UserError as err:
             laws["lr_law"] = None

@@ -4,6 +4,9 @@ Every training run's MLflow run carries the tag `isoflop.run_id` and `isoflop.re
 result.json). Logging a run that is already there with the same result does nothing; a run whose result
 changed (it was retrained) replaces the old MLflow run. So re-running the workflow never duplicates runs,
 and `sync_study` can rebuild a deleted store from `results/` alone.
+
+Tracking settings are not rerun triggers: pointing a study at another store changes no result. So jobs get
+them as a `Tracking` (built from the config's `tracking` section and the study's name), never as params.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from isoflop.layout import StudyLayout
 from isoflop.workflow import read_json, write_json
 
 log = logging.getLogger("isoflop.track")
@@ -30,40 +35,41 @@ BATCH_LIMIT = 100  # MLflow's log_batch takes at most 100 params / tags and 1000
 METRIC_BATCH = 1000
 
 
-def study_dir(config: dict) -> Path:
-    return Path(config["results_dir"]) / config["study"]
+@dataclass(frozen=True)
+class Tracking:
+    """Where a study's MLflow view lives: the store's URI, the experiment, and (for the default local store)
+    the artifact root inside the study's results."""
+
+    uri: str
+    experiment: str
+    study: str
+    artifacts: str | None = None
+
+    @classmethod
+    def of(cls, config: dict) -> Tracking:
+        """The config's `tracking.uri`, or a SQLite store inside the study's results."""
+        layout = StudyLayout.of(config)
+        uri, artifacts = config["tracking"]["uri"], None
+        if not uri:
+            uri = f"sqlite:///{layout.mlflow_db.resolve()}"
+            artifacts = layout.mlflow_artifacts.resolve().as_uri()
+        return cls(uri, config["tracking"]["experiment"] or config["study"], config["study"], artifacts)
 
 
-def tracking_uri(config: dict) -> str:
-    """The configured URI, or a SQLite store inside the study's results."""
-    uri = config["tracking"]["uri"]
-    if uri:
-        return uri
-    return f"sqlite:///{(study_dir(config) / 'mlflow.db').resolve()}"
-
-
-def experiment_name(config: dict) -> str:
-    return config["tracking"]["experiment"] or config["study"]
-
-
-def _client(config: dict):
+def _client(tracking: Tracking):
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri(config))
+    return MlflowClient(tracking_uri=tracking.uri)
 
 
-def _experiment_id(client, config: dict) -> str:
-    name = experiment_name(config)
-    experiment = client.get_experiment_by_name(name)
+def _experiment_id(client, tracking: Tracking) -> str:
+    experiment = client.get_experiment_by_name(tracking.experiment)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
-    artifacts = None
-    if not config["tracking"]["uri"]:
-        artifacts = (study_dir(config) / "mlflow" / "artifacts").resolve().as_uri()
-    return client.create_experiment(name, artifact_location=artifacts)
+    return client.create_experiment(tracking.experiment, artifact_location=tracking.artifacts)
 
 
 def _retrying(action, attempts: int = 8):
@@ -77,30 +83,26 @@ def _retrying(action, attempts: int = 8):
             time.sleep(0.2 * 2**attempt)
 
 
-def create_store(config: dict, marker_path) -> None:
+def create_store(tracking: Tracking, marker_path) -> None:
     """Create the store's schema and the study's experiment once, before any training job writes to it."""
-    study_dir(config).mkdir(parents=True, exist_ok=True)
-    client = _client(config)
-    experiment_id = _retrying(lambda: _experiment_id(client, config))
-    write_json(marker_path, {"tracking_uri": tracking_uri(config), "experiment": experiment_name(config),
+    Path(marker_path).parent.mkdir(parents=True, exist_ok=True)
+    client = _client(tracking)
+    experiment_id = _retrying(lambda: _experiment_id(client, tracking))
+    write_json(marker_path, {"tracking_uri": tracking.uri, "experiment": tracking.experiment,
                              "experiment_id": experiment_id})
-    log.info("MLflow store ready: %s (experiment %s)", tracking_uri(config), experiment_id)
+    log.info("MLflow store ready: %s (experiment %s)", tracking.uri, experiment_id)
 
 
 def _git_commit() -> str:
-    repo = Path(__file__).resolve().parents[2]
+    """The commit of the checkout the workflow runs in (its working directory), "+dirty" with local edits."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (commit or "unknown") + ("+dirty" if dirty else "")
-
-
-def config_hash(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def _flatten(prefix: str, value, out: dict) -> dict:
@@ -172,14 +174,14 @@ def _metrics(result: dict, curve: pd.DataFrame | None):
     return metrics
 
 
-def log_training_run(config: dict, run: dict, run_dir, data_fingerprint: str) -> str:
+def log_training_run(tracking: Tracking, run: dict, run_dir, data_fingerprint: str) -> str:
     """Log one finished training run from its files; returns the MLflow run id. Idempotent (see module doc)."""
     run_dir = Path(run_dir)
     result_bytes = (run_dir / "result.json").read_bytes()
     result = json.loads(result_bytes)
     result_sha = hashlib.sha256(result_bytes).hexdigest()
-    client = _client(config)
-    experiment_id = _retrying(lambda: _experiment_id(client, config))
+    client = _client(tracking)
+    experiment_id = _retrying(lambda: _experiment_id(client, tracking))
     existing = _find_runs(client, experiment_id, RUN_TAG, run["run_id"])
     for old in existing:
         if old.data.tags.get(RESULT_TAG) == result_sha:
@@ -192,15 +194,14 @@ def log_training_run(config: dict, run: dict, run_dir, data_fingerprint: str) ->
     params.update({
         "budget": run["budget"], "N": run["N"], "D": run["D"], "C": run["C"],
         "N_total": run["params"]["total"], "N_nonembed": run["params"]["nonembed"],
-        "N_nonembed_head": run["params"]["nonembed_head"], "flops_convention": config["plan"]["flops_convention"],
+        "N_nonembed_head": run["params"]["nonembed_head"], "flops_convention": run["flops_convention"],
         "d_model": run["d_model"], "n_layers": run["n_layers"], "n_heads": run["n_heads"],
     })
     tags = {
         RUN_TAG: run["run_id"],
         RESULT_TAG: result_sha,
         KIND_TAG: "train",
-        "isoflop.study": config["study"],
-        "isoflop.config_hash": config_hash(config),
+        "isoflop.study": tracking.study,
         "isoflop.data_fingerprint": data_fingerprint,
         "isoflop.status": result.get("status", "unknown"),
         "git.commit": _git_commit(),
@@ -218,17 +219,16 @@ def log_training_run(config: dict, run: dict, run_dir, data_fingerprint: str) ->
     return mlflow_id
 
 
-def log_training_run_safely(config: dict, run: dict, run_dir, tokens_dir) -> str | None:
+def log_training_run_safely(tracking: Tracking, run: dict, run_dir, data_fingerprint: str) -> str | None:
     """`log_training_run` that never fails the training job: files are the truth, the sync repairs later."""
     try:
-        fingerprint = read_json(Path(tokens_dir) / "meta.json")["fingerprint"]
-        return log_training_run(config, run, run_dir, fingerprint)
+        return log_training_run(tracking, run, run_dir, data_fingerprint)
     except Exception as err:  # noqa: BLE001 - tracking must never fail a finished run
         log.warning("MLflow logging of run %s failed (the study's final sync retries): %s", run["run_id"], err)
         return None
 
 
-def _log_summary_run(client, experiment_id: str, config: dict, kind: str, source: Path, params: dict,
+def _log_summary_run(client, experiment_id: str, tracking: Tracking, kind: str, source: Path, params: dict,
                      values: dict[str, float], artifacts: list[Path]) -> str:
     """One MLflow run for a study-level output (the fit, the curation), idempotent by a hash of `source`."""
     from mlflow.entities import Metric
@@ -241,8 +241,7 @@ def _log_summary_run(client, experiment_id: str, config: dict, kind: str, source
     mlflow_id = client.create_run(experiment_id, run_name=kind, tags={KIND_TAG: kind}).info.run_id
     now = int(time.time() * 1000)
     metrics = [Metric(key, float(value), now, 0) for key, value in values.items()]
-    tags = {KIND_TAG: kind, RESULT_TAG: source_sha, "isoflop.study": config["study"],
-            "isoflop.config_hash": config_hash(config), "git.commit": _git_commit()}
+    tags = {KIND_TAG: kind, RESULT_TAG: source_sha, "isoflop.study": tracking.study, "git.commit": _git_commit()}
     _log_batches(client, mlflow_id, params, metrics, tags)
     for path in artifacts:
         if path.exists():
@@ -251,18 +250,17 @@ def _log_summary_run(client, experiment_id: str, config: dict, kind: str, source
     return mlflow_id
 
 
-def _log_fit_run(client, experiment_id: str, config: dict, laws_path: Path, study: Path) -> str:
-    laws = json.loads(laws_path.read_bytes())
+def _log_fit_run(client, experiment_id: str, tracking: Tracking, layout: StudyLayout) -> str:
+    laws = json.loads(layout.laws.read_bytes())
     values = {f"{law}.{key}": value for law in ("chinchilla", "isoflop")
               for key, value in ((laws.get(law) or {}).get("params") or {}).items() if isinstance(value, (int, float))}
-    params = {"bootstrap": config["fit"]["bootstrap"], "huber_delta": config["fit"]["huber_delta"],
-              "flops_convention": config["plan"]["flops_convention"]}
-    figures = sorted(p for p in (study / "figures").glob("*.png") if not p.name.startswith("curation_"))
-    return _log_summary_run(client, experiment_id, config, "fit", laws_path, params, values,
-                            [laws_path, study / "runs.parquet", study / "report.md", *figures])
+    params = {**laws.get("settings", {}), "flops_convention": laws.get("flops_convention")}
+    figures = sorted(p for p in layout.figures.glob("*.png") if not p.name.startswith("curation_"))
+    return _log_summary_run(client, experiment_id, tracking, "fit", layout.laws, params, values,
+                            [layout.laws, layout.runs_table, layout.report, *figures])
 
 
-def _log_curation_run(client, experiment_id: str, config: dict, curated: Path, study: Path) -> str:
+def _log_curation_run(client, experiment_id: str, tracking: Tracking, curated: Path, figures: Path) -> str:
     """The curation report as a run: documents and bytes kept per domain, the curation.json and its figures."""
     summary = json.loads((curated / "curation.json").read_text())
     values = {}
@@ -272,9 +270,10 @@ def _log_curation_run(client, experiment_id: str, config: dict, curated: Path, s
             values[f"{split}.bytes.{domain}"] = entry["bytes"]
     for domain, entry in summary["ingest"]["by_domain"].items():
         values[f"ingested.documents.{domain}"] = entry["documents"]
-    params = _flatten("", {"curate": config["curate"], "corpus.shards": config["corpus"]["shards"]}, {})
-    return _log_summary_run(client, experiment_id, config, "curation", curated / "curation.json", params, values,
-                            [curated / "curation.json", *sorted((study / "figures").glob("curation_*.png"))])
+    curation = summary["curation"]
+    params = _flatten("", {"curate": curation["config"], "corpus.shards": curation["shards"]}, {})
+    return _log_summary_run(client, experiment_id, tracking, "curation", curated / "curation.json", params, values,
+                            [curated / "curation.json", *sorted(figures.glob("curation_*.png"))])
 
 
 def _mark_plan_membership(client, experiment_id: str, current: set[str]) -> None:
@@ -286,25 +285,24 @@ def _mark_plan_membership(client, experiment_id: str, current: set[str]) -> None
             client.set_tag(run.info.run_id, "isoflop.in_plan", wanted)
 
 
-def sync_study(config: dict, runs_path, laws_path, out_path) -> dict:
-    """Make the store match the files: every training run (logging any that are missing or stale) and the
-    fit run with the laws, report and figures as artifacts. Writes `out_path` mapping ids."""
-    from isoflop.plan import study_plan
-
-    study = study_dir(config)
-    ids, plan = study_plan(config)
-    plan = plan["runs"]
-    data_fingerprint = read_json(study / "tokens" / ids["tokens"] / "meta.json")["fingerprint"]
-    table = pd.read_parquet(runs_path)
+def sync_study(tracking: Tracking, layout: StudyLayout, plan_path, out_path) -> dict:
+    """Make the store match the files: every run of the runs table (logging any that are missing or stale),
+    the fit run with the laws, report and figures as artifacts, and the curation run. Reads the plan, the
+    runs' folders, the runs table, laws.json, the report and figures, and the curated folder; writes
+    `out_path` mapping ids."""
+    plan = read_json(plan_path)
+    data_fingerprint = read_json(layout.tokens(plan["ids"]["tokens"]) / "meta.json")["fingerprint"]
+    table = pd.read_parquet(layout.runs_table)
     mapping = {}
     for run_id in table["run_id"]:
-        mapping[run_id] = log_training_run(config, plan[run_id], study / "runs" / run_id, data_fingerprint)
-    client = _client(config)
-    experiment_id = _experiment_id(client, config)
+        mapping[run_id] = log_training_run(tracking, plan["runs"][run_id], layout.run_dir(run_id), data_fingerprint)
+    client = _client(tracking)
+    experiment_id = _experiment_id(client, tracking)
     _mark_plan_membership(client, experiment_id, set(mapping))
-    fit_id = _log_fit_run(client, experiment_id, config, Path(laws_path), study)
-    curation_id = _log_curation_run(client, experiment_id, config, study / "curated" / ids["curated"], study)
-    summary = {"tracking_uri": tracking_uri(config), "experiment_id": experiment_id, "runs": mapping,
+    fit_id = _log_fit_run(client, experiment_id, tracking, layout)
+    curation_id = _log_curation_run(client, experiment_id, tracking, layout.curated(plan["ids"]["curated"]),
+                                    layout.figures)
+    summary = {"tracking_uri": tracking.uri, "experiment_id": experiment_id, "runs": mapping,
                "fit": fit_id, "curation": curation_id}
     write_json(out_path, summary)
     log.info("MLflow holds %d training runs, the fit run %s and the curation run %s", len(mapping), fit_id,
@@ -333,7 +331,7 @@ def _ui_command(args) -> int:
     from isoflop.errors import UserError
 
     config = load_config(args.config)
-    uri = tracking_uri(config)
+    uri = Tracking.of(config).uri
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
         raise UserError(f"no MLflow store yet at {uri}: run the study first (make study)")
     if uri.startswith("http"):
@@ -348,10 +346,13 @@ def _ui_command(args) -> int:
 
 def _sync_command(args) -> int:
     from isoflop.config import load_config
+    from isoflop.errors import UserError
 
     config = load_config(args.config)
-    study = study_dir(config)
-    create_store(config, study / "mlflow" / "store.json")
-    summary = sync_study(config, study / "runs.parquet", study / "laws.json", study / "mlflow" / "tracked.json")
+    tracking, layout = Tracking.of(config), StudyLayout.of(config)
+    if not layout.plan.exists():
+        raise UserError(f"no plan at {layout.plan}: run the study first (make study)")
+    create_store(tracking, layout.store_marker)
+    summary = sync_study(tracking, layout, layout.plan, layout.tracked)
     print(f"{len(summary['runs'])} training runs and the fit are in {summary['tracking_uri']}")
     return 0

@@ -23,11 +23,15 @@
 from isoflop.corpus import SHARD_FILE, shard_ids
 
 SHARDS = shard_ids(config["corpus"]["shards"])
-CURATING = STUDY / "curating" / IDS["curated"]  # intermediate files, beside CURATED under the same id
+CURATING = LAYOUT.curating(IDS["curated"])  # intermediate files, beside CURATED under the same id
 SHARD_WORK = CURATING / "shards" / "{shard}"
 EMBEDDINGS = config["curate"]["embed"]["enabled"]
 CLUSTER_DECISIONS = [CURATING / "cluster_removed.parquet"] if EMBEDDINGS else []
 CLUSTER_DETAILS = [CURATING / "clusters.json"] if EMBEDDINGS else []
+SHARD_JOBS = ("scan", "embed") if EMBEDDINGS else ("scan",)
+GATHER_JOBS = ("dedup", "fit", "clusters", "curate") if EMBEDDINGS else ("dedup", "curate")
+CURATE_BENCHMARKS = [LAYOUT.benchmark(f"curate/{job}-{shard}") for job in SHARD_JOBS for shard in SHARDS] + [
+    LAYOUT.benchmark(f"curate/{job}") for job in GATHER_JOBS]
 
 
 wildcard_constraints:
@@ -38,10 +42,12 @@ rule corpus:
     output:
         shards=expand(CORPUS / SHARD_FILE, shard=SHARDS),
         manifest=CORPUS / "manifest.json",
+    params:
+        corpus=config["corpus"],
     log:
-        STUDY / "logs" / "corpus.log",
+        LAYOUT.log("corpus"),
     benchmark:
-        STUDY / "benchmarks" / "corpus.tsv"
+        LAYOUT.benchmark("corpus")
     conda:
         "../../envs/data.yaml"
     script:
@@ -57,10 +63,12 @@ rule curate_scan:
         hashes=SHARD_WORK / "hashes.parquet",
         signatures=SHARD_WORK / "signatures.parquet",
     threads: 1
+    params:
+        curate=config["curate"],
     log:
-        STUDY / "logs" / "curate" / "scan-{shard}.log",
+        LAYOUT.log("curate/scan-{shard}"),
     benchmark:
-        STUDY / "benchmarks" / "curate" / "scan-{shard}.tsv"
+        LAYOUT.benchmark("curate/scan-{shard}")
     conda:
         "../../envs/data.yaml"
     script:
@@ -75,10 +83,12 @@ rule curate_dedup:
         removed=CURATING / "dedup_removed.parquet",
         details=CURATING / "dedup.json",
     threads: 1
+    params:
+        curate=config["curate"],
     log:
-        STUDY / "logs" / "curate" / "dedup.log",
+        LAYOUT.log("curate/dedup"),
     benchmark:
-        STUDY / "benchmarks" / "curate" / "dedup.tsv"
+        LAYOUT.benchmark("curate/dedup")
     conda:
         "../../envs/data.yaml"
     script:
@@ -92,10 +102,13 @@ rule curate_fit:
     output:
         CURATING / "embedding.pkl",
     threads: 1
+    params:
+        curate=config["curate"],
+        seed=config["seed"],
     log:
-        STUDY / "logs" / "curate" / "fit.log",
+        LAYOUT.log("curate/fit"),
     benchmark:
-        STUDY / "benchmarks" / "curate" / "fit.tsv"
+        LAYOUT.benchmark("curate/fit")
     conda:
         "../../envs/data.yaml"
     script:
@@ -111,10 +124,12 @@ rule curate_embed:
         embedded=SHARD_WORK / "embedded.parquet",
         terms=SHARD_WORK / "terms.npz",
     threads: 1
+    params:
+        curate=config["curate"],
     log:
-        STUDY / "logs" / "curate" / "embed-{shard}.log",
+        LAYOUT.log("curate/embed-{shard}"),
     benchmark:
-        STUDY / "benchmarks" / "curate" / "embed-{shard}.tsv"
+        LAYOUT.benchmark("curate/embed-{shard}")
     conda:
         "../../envs/data.yaml"
     script:
@@ -130,10 +145,13 @@ rule curate_clusters:
         removed=CURATING / "cluster_removed.parquet",
         details=CURATING / "clusters.json",
     threads: 1
+    params:
+        curate=config["curate"],
+        seed=config["seed"],
     log:
-        STUDY / "logs" / "curate" / "clusters.log",
+        LAYOUT.log("curate/clusters"),
     benchmark:
-        STUDY / "benchmarks" / "curate" / "clusters.tsv"
+        LAYOUT.benchmark("curate/clusters")
     conda:
         "../../envs/data.yaml"
     script:
@@ -151,10 +169,13 @@ rule curate:
     output:
         directory(CURATED),
     threads: 1
+    params:
+        curate=config["curate"],
+        seed=config["seed"],
     log:
-        STUDY / "logs" / "curate" / "curate.log",
+        LAYOUT.log("curate/curate"),
     benchmark:
-        STUDY / "benchmarks" / "curate" / "curate.tsv"
+        LAYOUT.benchmark("curate/curate")
     conda:
         "../../envs/data.yaml"
     script:
@@ -166,10 +187,12 @@ rule tokenize:
         CURATED,
     output:
         directory(TOKENS),
+    params:
+        tokenizer=config["tokenizer"],
     log:
-        STUDY / "logs" / "tokenize.log",
+        LAYOUT.log("tokenize"),
     benchmark:
-        STUDY / "benchmarks" / "tokenize.tsv"
+        LAYOUT.benchmark("tokenize")
     conda:
         "../../envs/data.yaml"
     script:

@@ -1,11 +1,13 @@
 # MLflow is a view of the files under results/: created once before any training job (concurrent first
 # writers race on a fresh SQLite schema), written by each training job, and synced at the end so that a
-# run whose live logging failed is still tracked. Tracking settings stay out of `params:` (rerun triggers).
+# run whose live logging failed is still tracked. Tracking settings are deliberately not params: pointing a
+# study at another store changes no result, so it reruns nothing (`isoflop track-sync` fills a new store).
+# Scripts read them as `Tracking.of(snakemake.config)`, the one place jobs look at the config itself.
 rule mlflow_store:
     output:
-        STORE_MARKER,
+        LAYOUT.store_marker,
     log:
-        STUDY / "logs" / "mlflow_store.log",
+        LAYOUT.log("mlflow_store"),
     conda:
         "../../envs/track.yaml"
     script:
@@ -14,19 +16,24 @@ rule mlflow_store:
 
 rule track_study:
     input:
-        store=ancient(STORE_MARKER),
-        runs=STUDY / "runs.parquet",
-        laws=STUDY / "laws.json",
-        report=STUDY / "report.md",
+        store=ancient(LAYOUT.store_marker),
+        plan=LAYOUT.plan,
+        tokens=TOKENS,
+        results=RESULTS,
+        curves=CURVES,
+        runs=LAYOUT.runs_table,
+        laws=LAYOUT.laws,
+        report=LAYOUT.report,
+        figures=LAYOUT.figures,
         curated=CURATED,
     output:
-        STUDY / "mlflow" / "tracked.json",
+        LAYOUT.tracked,
     log:
-        STUDY / "logs" / "track_study.log",
+        LAYOUT.log("track_study"),
     conda:
         "../../envs/track.yaml"
     script:
         "../../scripts/track_study.py"
 
 
-TRACKING_TARGETS = [STUDY / "mlflow" / "tracked.json"] if TRACKING else []
+TRACKING_TARGETS = [LAYOUT.tracked] if TRACKING else []

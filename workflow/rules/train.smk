@@ -1,11 +1,14 @@
+# Training: one job per planned run (and per WSD trunk). A job's params hold only what determines its result
+# (its spec), so plan bookkeeping never retrains; its run record comes from plan.json, which is `ancient`
+# for the same reason.
 rule plan:
     output:
-        STUDY / "plan.json",
+        LAYOUT.plan,
     params:
-        # the plan's content hash: a changed grid rewrites plan.json (and nothing else)
-        plan_id=PLAN_ID,
+        # the whole plan, computed once at parse time: a changed grid (or N/C convention) rewrites plan.json
+        plan=PLAN_RECORD,
     log:
-        STUDY / "logs" / "plan.log",
+        LAYOUT.log("plan"),
     conda:
         "../../envs/train.yaml"
     script:
@@ -16,18 +19,20 @@ rule train_trunk:
     input:
         TOKENS,
     output:
-        STUDY / "trunks" / "{trunk_id}" / "result.json",
+        result=LAYOUT.trunk_result("{trunk_id}"),
+        branches=directory(LAYOUT.trunk_branches("{trunk_id}")),
     params:
         # only what determines the trunk's states (Snakemake reruns a job whose params change)
         spec=lambda wildcards: TRUNKS[wildcards.trunk_id]["spec"],
         branch_steps=lambda wildcards: TRUNKS[wildcards.trunk_id]["branch_steps"],
+        device=config["train"]["device"],
     threads: config["train"]["threads"]
     resources:
         mem_mb=2000,
     log:
-        STUDY / "logs" / "trunks" / "{trunk_id}.log",
+        LAYOUT.log("trunks/{trunk_id}"),
     benchmark:
-        STUDY / "benchmarks" / "trunks" / "{trunk_id}.tsv"
+        LAYOUT.benchmark("trunks/{trunk_id}")
     conda:
         "../../envs/train.yaml"
     script:
@@ -37,22 +42,24 @@ rule train_trunk:
 rule train:
     input:
         tokens=TOKENS,
-        # a wsd run with a branched cooldown starts from its trunk's saved state
-        trunk=trunk_of,
+        plan=ancient(LAYOUT.plan),
+        branches=trunk_branches,
         # ancient: recreating the store must never retrain; it only has to exist before the first run logs.
-        store=ancient(STORE_MARKER) if TRACKING else [],
+        store=ancient(LAYOUT.store_marker) if TRACKING else [],
     output:
-        result=STUDY / "runs" / "{run_id}" / "result.json",
+        result=LAYOUT.run_result("{run_id}"),
+        curve=LAYOUT.run_curve("{run_id}"),
     params:
         # only what determines the result (Snakemake reruns a job whose params change)
         spec=lambda wildcards: RUNS[wildcards.run_id]["spec"],
+        device=config["train"]["device"],
     threads: config["train"]["threads"]
     resources:
         mem_mb=2000,
     log:
-        STUDY / "logs" / "train" / "{run_id}.log",
+        LAYOUT.log("train/{run_id}"),
     benchmark:
-        STUDY / "benchmarks" / "train" / "{run_id}.tsv"
+        LAYOUT.benchmark("train/{run_id}")
     conda:
         "../../envs/train.yaml"
     script:
@@ -61,11 +68,14 @@ rule train:
 
 rule runs_table:
     input:
-        RESULTS,
+        plan=LAYOUT.plan,
+        results=RESULTS,
     output:
-        STUDY / "runs.parquet",
+        LAYOUT.runs_table,
     log:
-        STUDY / "logs" / "runs_table.log",
+        LAYOUT.log("runs_table"),
+    benchmark:
+        LAYOUT.benchmark("runs_table")
     conda:
         "../../envs/fit.yaml"
     script:

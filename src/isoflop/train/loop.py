@@ -29,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from isoflop.errors import UserError
+from isoflop.layout import branch_state_file
 from isoflop.train.accounting import flops_per_token, param_counts
 from isoflop.tokens import read_meta
 from isoflop.train.checkpoint import check_continuation, load_state, save_state
@@ -380,13 +381,18 @@ def train_trunk(
     out_dir,
     branch_steps,
     *,
+    branches_dir=None,
     threads: int = 1,
     device: str = "auto",
     progress: bool = True,
 ) -> dict:
     """Train the constant-lr trunk of a shape and save its full state after each step in ``branch_steps``
-    as ``out_dir/branch-<step>.pt``; wsd runs then start from those with ``train_run(..., init_from=...)``.
-    The trunk runs ceil(tokens / tokens per step) steps; every branch step must lie in [0, that]."""
+    as ``branch-<step>.pt``; wsd runs then start from those with ``train_run(..., init_from=...)``.
+    The trunk runs ceil(tokens / tokens per step) steps; every branch step must lie in [0, that].
+
+    States are written into ``out_dir`` as training passes each step and, when the trunk is done, moved into
+    ``branches_dir`` (default ``out_dir``): a workflow may clear that folder when it restarts a killed
+    trunk, and a resumed trunk would not pass the earlier steps again."""
     if trunk_spec.get("train", {}).get("schedule") != "constant":
         raise UserError("train_trunk: the trunk's train.schedule must be 'constant'")
     trainer = Trainer(trunk_spec, tokens_dir, out_dir, threads=threads, device=device, progress=progress)
@@ -396,4 +402,10 @@ def train_trunk(
     checkpoint = trainer.out_dir / "ckpt.pt"
     if checkpoint.exists():
         trainer.restore(checkpoint, branch=False)
-    return trainer.run({int(s): trainer.out_dir / f"branch-{int(s)}.pt" for s in branch_steps})
+    staged = {int(s): branch_state_file(trainer.out_dir, s) for s in branch_steps}
+    result = trainer.run(staged)
+    if branches_dir is not None:
+        Path(branches_dir).mkdir(parents=True, exist_ok=True)
+        for step, path in staged.items():
+            os.replace(path, branch_state_file(branches_dir, step))
+    return result

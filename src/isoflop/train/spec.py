@@ -113,10 +113,17 @@ class RunSpec:
         )  # fmt: skip
 
 
+def _schedule_of(spec: dict) -> RunSpec:
+    """`spec` parsed for its schedule alone: at plan time the mixture may still be a name ("natural", resolved
+    from the token counts when the run starts), and it does not shape the schedule."""
+    mixture = spec.get("mixture")
+    return RunSpec.from_dict({**spec, "mixture": mixture if isinstance(mixture, dict) else {"*": 1.0}})
+
+
 def branch_step(spec: dict) -> int:
     """The step at which a wsd run's decay begins: runs of one shape (same spec but ``tokens``) can share
     a constant-lr trunk up to here, and each needs only its decay steps on top (see ``train_trunk``)."""
-    parsed = RunSpec.from_dict(spec)
+    parsed = _schedule_of(spec)
     if parsed.train.schedule != "wsd":
         raise UserError(f"branch_step: train.schedule is {parsed.train.schedule!r}, only 'wsd' runs branch")
     return decay_start(parsed.steps, parsed.train.decay_frac)
@@ -125,16 +132,20 @@ def branch_step(spec: dict) -> int:
 def trunk_spec(wsd_specs) -> dict:
     """The constant-lr trunk that wsd runs of one shape (specs equal but for ``train.tokens``) branch from:
     their spec with schedule "constant" and just enough tokens to reach the latest branch step. Train it
-    with ``train_trunk(trunk, ..., branch_steps=[branch_step(s) for s in wsd_specs])``."""
-    parsed = [RunSpec.from_dict(spec) for spec in wsd_specs]
-    if not parsed:
+    with ``train_trunk(trunk, ..., branch_steps=[branch_step(s) for s in wsd_specs])``. The planner derives
+    every study's trunks here."""
+    wsd_specs = list(wsd_specs)
+    if not wsd_specs:
         raise UserError("trunk_spec: no runs given")
+    parsed = [_schedule_of(spec) for spec in wsd_specs]
     shapes = [spec.to_dict() for spec in parsed]
     for shape in shapes:
         shape["train"]["tokens"] = 0
-    if any(shape != shapes[0] for shape in shapes[1:]):
+    if any(shape != shapes[0] for shape in shapes[1:]) or any(
+            spec["mixture"] != wsd_specs[0]["mixture"] for spec in wsd_specs[1:]):
         raise UserError("trunk_spec: the runs differ in more than train.tokens, so they cannot share a trunk")
-    latest = max(branch_step(spec.to_dict()) for spec in parsed)
+    latest = max(branch_step(spec) for spec in wsd_specs)
     trunk = parsed[0].to_dict()
+    trunk["mixture"] = wsd_specs[0]["mixture"]
     trunk["train"].update(schedule="constant", tokens=max(1, latest) * parsed[0].tokens_per_step)
     return trunk

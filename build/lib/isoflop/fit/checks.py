@@ -1,0 +1,53 @@
+"""Input checks shared by every fit: each failure is one line that names the column at fault."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from isoflop.errors import UserError
+
+
+def positive_column(name: str, values) -> np.ndarray:
+    """`values` as a float array, or UserError if any is missing, NaN, infinite or not positive."""
+    try:
+        array = np.asarray(values, dtype=float).ravel()
+    except (TypeError, ValueError) as err:
+        raise UserError(f"column {name!r} must be numeric ({err})") from None
+    bad = ~np.isfinite(array)
+    if bad.any():
+        raise UserError(f"column {name!r} has {int(bad.sum())} missing or non-finite value(s), "
+                        f"first at row {int(np.argmax(bad))}")
+    if (array <= 0).any():
+        first = int(np.argmax(array <= 0))
+        raise UserError(f"column {name!r} must be positive; row {first} is {array[first]:g}")
+    return array
+
+
+def same_length(**columns: np.ndarray) -> int:
+    """The common length of `columns`, or UserError naming the lengths."""
+    lengths = {name: len(values) for name, values in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise UserError(f"columns differ in length: {lengths}")
+    return next(iter(lengths.values()))
+
+
+def enough_points(n_points: int, n_params: int, what: str) -> None:
+    """UserError unless there are more points than parameters (a residual degree of freedom)."""
+    if n_points <= n_params:
+        raise UserError(f"{what} has {n_params} parameters but only {n_points} points; "
+                        f"it needs at least {n_params + 1}")
+
+
+def to_jsonable(value):
+    """Numpy scalars and arrays as plain Python, non-finite floats as None (valid JSON)."""
+    if isinstance(value, dict):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value

@@ -1,0 +1,152 @@
+"""`isoflop fit` and `isoflop predict`: fit a law to runs in a CSV, predict from the saved fit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from isoflop.errors import UserError
+from isoflop.fit.isoflop import fit_isoflop
+from isoflop.fit.power import fit_chinchilla, fit_curve
+from isoflop.fit.predict import predict
+
+LAWS = ("chinchilla", "isoflop", "power")
+
+
+def register(subparsers) -> None:
+    """Add the `fit` and `predict` subcommands."""
+    fit = subparsers.add_parser(
+        "fit", help="fit a scaling law to runs in a CSV",
+        description="Fit a scaling law to a CSV of runs (one row per run) and write it as JSON.")
+    fit.add_argument("input", type=Path, metavar="INPUT.csv")
+    fit.add_argument("--law", choices=LAWS, required=True,
+                     help="chinchilla: L(N, D) = E + A/N^alpha + B/D^beta; isoflop: per-budget parabolas "
+                          "then N*, D* power laws in C; power: L = E + A x^-alpha in one variable")
+    fit.add_argument("--n-col", default="N", help="model size column (default N)")
+    fit.add_argument("--d-col", default="D", help="tokens column (default D; derived as C/(6N) if absent)")
+    fit.add_argument("--c-col", default="C", help="training FLOPs column (default C)")
+    fit.add_argument("--loss-col", default="loss", help="loss column (default loss)")
+    fit.add_argument("--budget-col", help="isoflop: column of planned budgets to group runs by "
+                                          "(default: group by gaps in C wider than 0.1 dex)")
+    fit.add_argument("--x", choices=("N", "D", "C"), default="C", help="power law: the variable (default C)")
+    fit.add_argument("--no-offset", action="store_true", help="power law: fit A x^-alpha, without E")
+    fit.add_argument("--bootstrap", type=int, default=1000, metavar="B",
+                     help="bootstrap resamples for 95%% intervals (default 1000; 0 for none)")
+    fit.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    fit.add_argument("--huber-delta", type=float, default=1e-3, metavar="X",
+                     help="Huber delta on log residuals (default 1e-3)")
+    fit.add_argument("--exclude-top-loss", type=int, default=0, metavar="K",
+                     help="drop the K highest-loss rows first (outliers of the smallest runs)")
+    fit.add_argument("--out", type=Path, required=True, metavar="OUT.json")
+    fit.add_argument("--plot", type=Path, metavar="OUT.png", help="also draw the fit")
+    fit.set_defaults(func=run_fit)
+
+    pred = subparsers.add_parser(
+        "predict", help="predict loss from a fitted law",
+        description="Print the loss a fitted law predicts, with its 95% bootstrap interval.")
+    pred.add_argument("law", type=Path, metavar="OUT.json")
+    pred.add_argument("--N", type=float, help="model size")
+    pred.add_argument("--D", type=float, help="tokens")
+    pred.add_argument("--C", type=float, help="training FLOPs")
+    pred.set_defaults(func=run_predict)
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    table = read_runs(args.input, args)
+    if args.exclude_top_loss < 0 or args.exclude_top_loss >= len(table):
+        raise UserError(f"--exclude-top-loss {args.exclude_top_loss} must be in [0, {len(table)})")
+    table = table.drop(table[args.loss_col].nlargest(args.exclude_top_loss).index)
+    options = {"bootstrap": args.bootstrap, "seed": args.seed}
+    if args.law == "chinchilla":
+        law = fit_chinchilla(table[args.n_col], table[args.d_col], table[args.loss_col],
+                             huber_delta=args.huber_delta, **options)
+    elif args.law == "isoflop":
+        budget = table[args.budget_col].to_numpy() if args.budget_col else None
+        law = fit_isoflop(table[args.c_col], table[args.n_col], table[args.d_col], table[args.loss_col],
+                          budget=budget, **options)
+    else:
+        law = fit_curve(table[_x_column(args)], table[args.loss_col], variable=args.x,
+                        offset=not args.no_offset, huber_delta=args.huber_delta, **options)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(law, indent=1) + "\n")
+    print(_summary(law))
+    if args.plot:
+        _plot(args, table, law)
+    return 0
+
+
+def read_runs(path: Path, args: argparse.Namespace) -> pd.DataFrame:
+    """The CSV's rows with the columns the law needs; D is derived as C / (6N) when missing."""
+    try:
+        table = pd.read_csv(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+    needed = {"chinchilla": [args.n_col, args.d_col], "isoflop": [args.c_col, args.n_col, args.d_col],
+              "power": [_x_column(args)]}[args.law] + [args.loss_col]
+    if args.law == "isoflop" and args.budget_col:
+        needed.append(args.budget_col)
+    if args.d_col in needed and args.d_col not in table and {args.c_col, args.n_col} <= set(table.columns):
+        table[args.d_col] = pd.to_numeric(table[args.c_col], errors="coerce") / (
+            6.0 * pd.to_numeric(table[args.n_col], errors="coerce"))
+    missing = [col for col in needed if col not in table]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}; it has {', '.join(table.columns)}")
+    for col in needed:
+        numeric = pd.to_numeric(table[col], errors="coerce")
+        if numeric.isna().any():
+            row = int(np.argmax(numeric.isna().to_numpy()))
+            raise UserError(f"{path}: column {col!r} has a missing or non-numeric value at data row {row + 1}")
+        table[col] = numeric
+    return table
+
+
+def _x_column(args: argparse.Namespace) -> str:
+    return {"N": args.n_col, "D": args.d_col, "C": args.c_col}[args.x]
+
+
+def _summary(law: dict) -> str:
+    """One line per parameter: estimate and interval."""
+    lines = [f"{law['law']}: {law['form']}  ({law['n_points']} points)"]
+    for name, value in law["params"].items():
+        ci = law["ci95"].get(name)
+        interval = f"  95% [{_num(ci[0])}, {_num(ci[1])}]" if ci else ""
+        lines.append(f"  {name:>6} = {_num(value)}{interval}")
+    return "\n".join(lines)
+
+
+def _num(value) -> str:
+    return "nan" if value is None else f"{value:.5g}"
+
+
+def _plot(args: argparse.Namespace, table: pd.DataFrame, law: dict) -> None:
+    from isoflop.plots import laws as plots  # matplotlib only when a figure is asked for
+
+    if args.law == "chinchilla":
+        runs = pd.DataFrame({"N": table[args.n_col], "D": table[args.d_col], "loss": table[args.loss_col]})
+        plots.plot_fitted_vs_observed(runs, law, args.plot)
+    elif args.law == "isoflop":
+        runs = pd.DataFrame({"N": table[args.n_col], "C": table[args.c_col], "loss": table[args.loss_col]})
+        plots.plot_isoflop_curves(runs, law, args.plot)
+    else:
+        plots.plot_curve(table[_x_column(args)].to_numpy(), table[args.loss_col].to_numpy(), law, args.plot)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    try:
+        law = json.loads(args.law.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{args.law}: no such file") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{args.law}: not JSON ({err})") from None
+    if not isinstance(law, dict):
+        raise UserError(f"{args.law}: not a fitted law")
+    loss, (low, high) = predict(law, args.N, args.D, C=args.C)
+    interval = "no interval (fitted without --bootstrap)" if np.isnan(low) else f"95% [{low:.5g}, {high:.5g}]"
+    print(f"loss {loss:.5g}  {interval}")
+    return 0

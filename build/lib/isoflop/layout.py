@@ -1,0 +1,123 @@
+"""Where every file of a study lives: the one place that names paths under `results/<study>/`.
+
+The Snakemake rules (`workflow/rules/common.smk`) and the library (stages, tracking, report, `isoflop
+track-sync`) both build paths here, so a folder is renamed in one line. Folders named by a content id
+(corpus, curated, tokens, runs, trunks) hold results that are a pure function of that id; the study-level
+files (plan, runs table, laws, report) are rewritten when what they declare changes.
+
+    results/<study>/
+      corpus/<corpus_id>/           shard-*.parquet, manifest.json
+      curating/<curated_id>/        curation intermediates (per-shard work, dedup and cluster decisions)
+      curated/<curated_id>/         train.parquet, val.parquet, curation.json
+      tokens/<tokens_id>/           tokenizer.json, meta.json, <domain>/{train,val}.bin
+      plan.json                     every run and trunk of the study, read by the jobs that need a record
+      trunks/<trunk_id>/            result.json, curve.parquet, branches/branch-<step>.pt
+      runs/<run_id>/                result.json, curve.parquet (ckpt.pt while training)
+      runs.parquet, laws.json, report.md, figures/
+      logs/, benchmarks/            one log and one Snakemake benchmark per job, by stage
+      mlflow.db, mlflow/            the default SQLite store, its artifacts and the workflow's markers
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def branch_state_file(branches_dir, step: int) -> Path:
+    """A trunk's saved state after `step` steps, inside its `branches/` folder."""
+    return Path(branches_dir) / f"branch-{int(step)}.pt"
+
+
+@dataclass(frozen=True)
+class StudyLayout:
+    """Paths of one study. Arguments that are ids may also be Snakemake wildcards ("{run_id}")."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, config: dict) -> StudyLayout:
+        return cls(Path(config["results_dir"]) / config["study"])
+
+    # data stages, each in a folder named by its content id
+    def corpus(self, corpus_id: str) -> Path:
+        return self.root / "corpus" / corpus_id
+
+    def curating(self, curated_id: str) -> Path:
+        return self.root / "curating" / curated_id
+
+    def curated(self, curated_id: str) -> Path:
+        return self.root / "curated" / curated_id
+
+    def tokens(self, tokens_id: str) -> Path:
+        return self.root / "tokens" / tokens_id
+
+    # training
+    @property
+    def plan(self) -> Path:
+        return self.root / "plan.json"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+    def run_result(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "result.json"
+
+    def run_curve(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "curve.parquet"
+
+    def trunk_dir(self, trunk_id: str) -> Path:
+        return self.root / "trunks" / trunk_id
+
+    def trunk_result(self, trunk_id: str) -> Path:
+        return self.trunk_dir(trunk_id) / "result.json"
+
+    def trunk_branches(self, trunk_id: str) -> Path:
+        """The trunk's saved states, one per branch step (a declared output of the trunk's job)."""
+        return self.trunk_dir(trunk_id) / "branches"
+
+    # the study's tail
+    @property
+    def runs_table(self) -> Path:
+        return self.root / "runs.parquet"
+
+    @property
+    def laws(self) -> Path:
+        return self.root / "laws.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    # job records
+    def log(self, name: str) -> Path:
+        return self.root / "logs" / f"{name}.log"
+
+    @property
+    def benchmarks(self) -> Path:
+        return self.root / "benchmarks"
+
+    def benchmark(self, name: str) -> Path:
+        """A job's Snakemake benchmark; `name` is "<stage>" or "<stage>/<job>" (the report groups by stage)."""
+        return self.benchmarks / f"{name}.tsv"
+
+    # the MLflow view
+    @property
+    def mlflow_db(self) -> Path:
+        return self.root / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.root / "mlflow" / "artifacts"
+
+    @property
+    def store_marker(self) -> Path:
+        return self.root / "mlflow" / "store.json"
+
+    @property
+    def tracked(self) -> Path:
+        return self.root / "mlflow" / "tracked.json"

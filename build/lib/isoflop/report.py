@@ -1,0 +1,256 @@
+"""The study's written summary (`report.md`) and its figures, from runs.parquet, laws.json, curation.json,
+the plan, the runs' curves, the trunks' results and the jobs' benchmark files.
+
+Every number here is read from those files (the report rule declares each one), so the report can be
+regenerated from logged data alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from isoflop.curate.report import curation_section
+from isoflop.fit.study import finished
+from isoflop.workflow import read_json
+
+log = logging.getLogger("isoflop.report")
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, (int, float)) and (abs(value) >= 1e5 or 0 < abs(value) < 1e-3):
+        return f"{value:.{digits - 1}e}"
+    return f"{value:.{digits}g}"
+
+
+def _interval(ci) -> str:
+    if not ci or len(ci) != 2:
+        return "n/a"
+    if ci[0] is None and ci[1] is None:
+        return "unbounded"
+    return f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"
+
+
+def _param_table(law: dict, names: list[str]) -> list[str]:
+    lines = ["| parameter | estimate | 95% interval |", "|---|---|---|"]
+    params, ci = law.get("params", {}), law.get("ci95", {})
+    for name in names:
+        if name in params:
+            lines.append(f"| {name} | {_fmt(params[name])} | {_interval(ci.get(name))} |")
+    return lines
+
+
+def edge_warnings(laws: dict) -> list[str]:
+    """One warning per budget whose IsoFLOP minimum is not strictly inside its sizes."""
+    out = []
+    for entry in (laws.get("isoflop") or {}).get("budgets", []):
+        if entry.get("minimum_at_edge"):
+            out.append(
+                f"The IsoFLOP minimum of budget C = {entry['C']:.3g} lies at the edge of its grid (or the curve is "
+                "not convex): its N* is an extrapolation. Move plan.ladder / plan.tokens_per_param so the sizes "
+                "bracket the optimum."
+            )
+    return out
+
+
+def time_lines(benchmarks: dict[str, list], runs: pd.DataFrame, trunk_results: list) -> list[str]:
+    """Where the time went: each stage's summed job wall time (Snakemake's benchmark files, by stage) and, for
+    training, the time inside the training loop; the difference is the overhead of many small jobs."""
+    stages = {stage: [float(pd.read_csv(path, sep="\t")["s"].iloc[0]) for path in paths]
+              for stage, paths in benchmarks.items()}
+    in_loop = float(runs["train_seconds"].sum()) + sum(read_json(path)["train_seconds"] for path in trunk_results)
+    lines = ["### Where the time went", "", "| stage | jobs | job wall time (s) |", "|---|---|---|"]
+    for stage, seconds in stages.items():
+        lines.append(f"| {stage} | {len(seconds)} | {sum(seconds):.0f} |")
+    training = sum(sum(stages.get(stage, [])) for stage in ("train", "trunks"))
+    if training:
+        lines += ["", f"Training jobs ran {training:.0f} s, {in_loop:.0f} s of it inside the training loop: "
+                  f"{training - in_loop:.0f} s ({(training - in_loop) / training:.0%}) went to process start, "
+                  "imports, data loading, evaluation, checkpoints and MLflow logging."]
+    return lines
+
+
+def ground_truth_lines(runs: pd.DataFrame, chinchilla: dict, source: dict | None, mixed: bool) -> list[str]:
+    """For a study on the synthetic Markov source (`source`, its config; None for other studies): the fitted
+    irreducible loss E, in nats per byte, against the chain's exact entropy rate. E is per token; a token
+    covers val_loss / (val_bpb ln 2) bytes. `mixed`: other sources share the corpus."""
+    if source is None or not chinchilla.get("params"):
+        return []
+    from isoflop.corpus.synthetic import entropy_rate
+
+    ok = finished(runs)
+    tokens_per_byte = float((ok["val_bpb"] * math.log(2) / ok["val_loss"]).median())
+    truth = entropy_rate(source)
+    fitted = chinchilla["params"]["E"] * tokens_per_byte
+    low, high = (v * tokens_per_byte if v is not None else None for v in chinchilla["ci95"]["E"])
+    lines = ["### Ground truth: irreducible loss against the true entropy rate", "",
+             f"The synthetic source's entropy rate is {truth:.4f} nats per byte. The fitted E is {fitted:.4f} "
+             f"nats per byte (95% interval {_interval([low, high])}; {tokens_per_byte:.3f} tokens per byte): "
+             f"a gap of {fitted - truth:+.4f} nats per byte ({(fitted - truth) / truth:+.1%})."]
+    if mixed:
+        lines.append("Other sources are mixed in, so E describes the mixture, not the synthetic text alone.")
+    return lines + [""]
+
+
+def _figures(runs: pd.DataFrame, laws: dict, curves: dict[str, pd.DataFrame], figures: Path) -> list[tuple[str, str]]:
+    """Draw every figure; returns (file name, caption) pairs. A figure that cannot be drawn is logged, not fatal.
+    `curves`: run id -> its curve (a branched run's includes its trunk's steps; the branch state carries them)."""
+    from isoflop.plots import curves as curve_plots
+
+    figures.mkdir(parents=True, exist_ok=True)
+    drawn = []
+    jobs = [("loss_curves.png", "Training loss per run (lines) and final validation loss (dots), per budget.",
+             lambda p: curve_plots.plot_loss_curves(runs, curves, p))]
+    try:
+        from isoflop.plots import laws as law_plots
+    except ImportError as err:
+        log.warning("law figures unavailable: %s", err)
+    else:
+        from isoflop.stages import best_of_sweep
+
+        ok = finished(best_of_sweep(runs))
+        iso, chin = laws.get("isoflop"), laws.get("chinchilla")
+        candidates = [
+            ("isoflop_curves.png", "IsoFLOP curves: validation loss against model size per budget, fitted "
+             "parabolas in log N and their minima.", iso, lambda p: law_plots.plot_isoflop_curves(ok, iso, p)),
+            ("frontier.png", "Compute-optimal model size N*(C) and tokens D*(C) with 95% bootstrap bands, "
+             "from both approaches.", iso or chin, lambda p: law_plots.plot_frontier(iso, chin, p)),
+            ("fitted_vs_observed.png", "Chinchilla law (approach 3) against the observed losses.", chin,
+             lambda p: law_plots.plot_fitted_vs_observed(ok, chin, p)),
+            ("extrapolation.png", "Extrapolation check: laws fitted without the largest budget predict it.",
+             laws.get("extrapolation"), lambda p: law_plots.plot_extrapolation(ok, laws, p)),
+        ]
+        jobs += [(name, caption, draw) for name, caption, fitted, draw in candidates if fitted]
+    for name, caption, draw in jobs:
+        try:
+            draw(figures / name)
+            drawn.append((name, caption))
+        except Exception as err:  # noqa: BLE001 - one broken figure must not lose the report
+            log.warning("figure %s failed: %s", name, err)
+    return drawn
+
+
+def write_report(runs_path, laws_path, curated_dir, plan_path, curve_paths, trunk_results, benchmarks: dict[str, list],
+                 report_path, figures_dir, *, study: str, ground_truth: dict | None = None,
+                 mixed_sources: bool = False) -> str:
+    """Write report.md and the figures. `curve_paths`: the runs' curve.parquet files; `trunk_results`: the
+    trunks' result.json files; `benchmarks`: stage -> its jobs' benchmark files; `ground_truth`: the synthetic
+    source's config when the study is a ground-truth study (see `ground_truth_lines`)."""
+    runs = pd.read_parquet(runs_path)
+    laws = read_json(laws_path)
+    plan = read_json(plan_path)
+    compute = plan["compute"]
+    curation = read_json(Path(curated_dir) / "curation.json")
+    curves = {Path(path).parent.name: pd.read_parquet(path) for path in curve_paths}
+    figures = _figures(runs, laws, curves, Path(figures_dir))
+    warnings = list(laws.get("warnings", [])) + edge_warnings(laws)
+
+    lines = [f"# Scaling-law study `{study}`", ""]
+    ok = finished(runs)
+    lines += [
+        f"{len(runs)} training runs over {runs['budget'].nunique()} compute budgets "
+        f"({_fmt(runs['budget'].min())} to {_fmt(runs['budget'].max())} FLOPs) and "
+        f"{runs['N'].nunique()} model sizes; {len(ok)} finished, {len(runs) - len(ok)} excluded. "
+        f"N and C follow the `{laws['flops_convention']}` convention.",
+        "",
+    ]
+    if warnings:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
+
+    lines += ["## Data", "", "| domain | documents in | documents kept | train docs | val docs |", "|---|---|---|---|---|"]
+    by_domain = curation["ingest"]["by_domain"]
+    for domain, entry in by_domain.items():
+        train = curation["split"]["train"].get(domain, {}).get("documents", 0)
+        val = curation["split"]["val"].get(domain, {}).get("documents", 0)
+        lines.append(f"| {domain} | {entry['documents']} | {train + val} | {train} | {val} |")
+    lines.append("")
+    lines += curation_section(curation, Path(figures_dir), Path(curated_dir))
+
+    chin = laws.get("chinchilla") or {}
+    lines += ["## Fitted laws", "", "### Chinchilla approach 3: L(N, D) = E + A/N^alpha + B/D^beta", ""]
+    lines += _param_table(chin, ["E", "A", "B", "alpha", "beta"])
+    opt = chin.get("compute_optimal", {})
+    if opt:
+        lines += ["", f"Compute-optimal exponents: N* ~ C^a with a = {_fmt(opt.get('a'))} "
+                  f"{_interval(opt.get('ci95', {}).get('a'))}, D* ~ C^b with b = {_fmt(opt.get('b'))} "
+                  f"{_interval(opt.get('ci95', {}).get('b'))}."]
+    lines += ["", f"Objective {_fmt(chin.get('objective'))} over {chin.get('n_points', 'n/a')} points.", ""]
+
+    lines += ground_truth_lines(runs, chin, ground_truth, mixed_sources)
+
+    iso = laws.get("isoflop") or {}
+    lines += ["### IsoFLOP approach 2: a parabola in log N per budget, then N*(C) and D*(C) power laws", ""]
+    lines += _param_table(iso, list(iso.get("params", {})))
+    lines += ["", "| budget C | N* | N* 95% interval | D* | loss at N* | minimum inside grid |", "|---|---|---|---|---|---|"]
+    for entry in iso.get("budgets", []):
+        lines.append(
+            f"| {_fmt(entry.get('C'))} | {_fmt(entry.get('N_opt'))} | {_interval(entry.get('ci95', {}).get('N_opt'))} | "
+            f"{_fmt(entry.get('D_opt'))} | {_fmt(entry.get('loss_opt'))} | "
+            f"{'no (edge)' if entry.get('minimum_at_edge') else 'yes'} |"
+        )
+    lines.append("")
+
+    lr_law = laws.get("lr_law")
+    if lr_law:
+        lines += ["### Learning-rate law: lr* = c N^p D^q (Li et al. 2025)", ""]
+        lines += _param_table(lr_law, ["c", "p", "q"])
+        lines += ["", "| N | D | lr* | 95% interval | bracketed by the sweep |", "|---|---|---|---|---|"]
+        for group in lr_law.get("groups", []):
+            lines.append(f"| {_fmt(group['N'])} | {_fmt(group['D'])} | {_fmt(group['lr_opt'])} | "
+                         f"{_interval(group['ci95']['lr_opt'])} | {'no' if group['minimum_at_edge'] else 'yes'} |")
+        lines.append("")
+
+    nxt = laws.get("next_budget")
+    if nxt:
+        lines += ["## Compute-optimal allocation for the next 10x budget", "",
+                  f"From the {nxt.get('source', 'fitted')} law:", "",
+                  "| quantity | estimate | 95% interval |", "|---|---|---|"]
+        for key in ("C", "N_opt", "D_opt", "loss"):
+            if key in nxt:
+                lines.append(f"| {key} | {_fmt(nxt[key])} | {_interval(nxt.get('ci95', {}).get(key))} |")
+        other = nxt.get("isoflop")
+        if other:
+            lines += ["", f"The IsoFLOP power laws put it at N* = {_fmt(other['N_opt'])} "
+                      f"{_interval(other['ci95']['N_opt'])} and D* = {_fmt(other['D_opt'])} "
+                      f"{_interval(other['ci95']['D_opt'])}; where the two approaches disagree beyond their "
+                      "intervals, trust neither far outside the fitted range."]
+        lines.append("")
+
+    ext = laws.get("extrapolation")
+    if ext:
+        lines += ["## Extrapolation check", "",
+                  f"Laws fitted on the {ext.get('n_train_runs')} runs of the smaller budgets predict the "
+                  f"{ext.get('n_held_out_runs')} runs of the held-out largest budget "
+                  f"({_fmt(ext.get('held_out_budget'))} FLOPs):", ""]
+        for law_name, summary in (ext.get("laws") or {}).items():
+            if summary:
+                lines.append(f"- {law_name}: mean |relative error| of the loss {summary['mean_abs_rel_error']:.2%}")
+            else:
+                lines.append(f"- {law_name}: could not be fitted without the largest budget")
+        lines.append("")
+
+    lines += ["## Runs", "", "| run | budget | d_model | N | D | C | status | val loss | val bpb |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for _, r in runs.iterrows():
+        lines.append(f"| `{r.run_id}` | {_fmt(r.budget)} | {r.d_model} | {r.N:,} | {r.D:,} | {_fmt(r.C)} | "
+                     f"{r.status} | {_fmt(r.val_loss)} | {_fmt(r.val_bpb)} |")
+    if compute["trunks"]:
+        lines += ["", f"Training compute: {compute['planned_flops']:.3g} FLOPs with {compute['trunks']} WSD trunks "
+                  f"and branched cooldowns, against {compute['separate_flops']:.3g} FLOPs as separate runs: "
+                  f"{compute['saved_fraction']:.0%} saved (Hagele et al. 2024)."]
+    else:
+        lines += ["", f"Training compute: {compute['separate_flops']:.3g} FLOPs (separate runs)."]
+    lines += [""] + time_lines(benchmarks, runs, trunk_results) + [""]
+
+    if figures:
+        lines += ["## Figures", ""]
+        for name, caption in figures:
+            lines += [f"![{caption}](figures/{name})", "", f"*{caption}*", ""]
+    text = "\n".join(lines)
+    Path(report_path).write_text(text)
+    return text

@@ -1,0 +1,191 @@
+"""Each workflow stage as a function of (config, input paths) -> output files.
+
+Output folders are named by content hashes (see `isoflop.plan`), so these functions never decide whether to
+run: Snakemake does, from the paths.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from isoflop.errors import UserError
+from isoflop.workflow import read_json, write_json
+
+log = logging.getLogger("isoflop")
+
+
+def plan_stage(plan: dict, out_path) -> dict:
+    """Write the study's plan (ids, runs, trunks, compute summary), computed once when the workflow is parsed,
+    as the JSON that every job needing a run record reads."""
+    write_json(out_path, plan)
+    compute = plan["compute"]
+    log.info("%d runs, %d trunks: %.3g FLOPs planned (%.3g as separate runs)", compute["runs"], compute["trunks"],
+             compute["planned_flops"], compute["separate_flops"])
+    return plan
+
+
+def tokenize_stage(curated_dir, out_dir, tokenizer: dict) -> dict:
+    """Train the BPE on the training split and write the token folder (see `isoflop.tokens`)."""
+    from isoflop.tokens import build_tokens
+
+    curated_dir = Path(curated_dir)
+    train = pd.read_parquet(curated_dir / "train.parquet", columns=["id", "domain", "text"])
+    val = pd.read_parquet(curated_dir / "val.parquet", columns=["id", "domain", "text"])
+    meta = build_tokens(train, val, tokenizer, out_dir)
+    log.info("tokens: %s", json.dumps(meta["domains"]))
+    return meta
+
+
+def natural_mixture(meta: dict) -> dict[str, float]:
+    """Domain weights proportional to their training tokens."""
+    total = sum(d["train_tokens"] for d in meta["domains"].values())
+    return {name: d["train_tokens"] / total for name, d in meta["domains"].items()}
+
+
+def resolve_spec(spec: dict, meta: dict) -> dict:
+    """A planned spec with its data-dependent choices filled in (the natural mixture's weights)."""
+    spec = json.loads(json.dumps(spec))
+    if spec["mixture"] == "natural":
+        spec["mixture"] = natural_mixture(meta)
+    return spec
+
+
+def planned_run(plan_path, run_id: str, spec: dict) -> dict:
+    """A run's record from plan.json, checked against the spec the job was started with (its params)."""
+    run = read_json(plan_path)["runs"][run_id]
+    if run["spec"] != spec:
+        raise UserError(f"run {run_id}: plan.json {plan_path} disagrees with the job's spec; rerun the workflow")
+    return run
+
+
+def train_stage(run: dict, tokens_dir, result_path, *, device: str, branches_dir=None, tracking=None,
+                threads: int = 1, progress: bool = True) -> dict:
+    """Train one planned run into the folder of `result_path` (a wsd branch from its trunk's saved state in
+    `branches_dir`), then log it to the MLflow view `tracking` if given (never fatal)."""
+    from isoflop.layout import branch_state_file
+    from isoflop.tokens import read_meta
+    from isoflop.train.loop import train_run
+
+    out_dir = Path(result_path).parent
+    meta = read_meta(tokens_dir)
+    init_from = branch_state_file(branches_dir, run["branch_step"]) if run["trunk_id"] else None
+    result = train_run(resolve_spec(run["spec"], meta), tokens_dir, out_dir, threads=threads, device=device,
+                       progress=progress, init_from=init_from)
+    if tracking is not None:
+        from isoflop.track import log_training_run_safely
+
+        log_training_run_safely(tracking, run, out_dir, meta["fingerprint"])
+    return result
+
+
+def trunk_stage(spec: dict, branch_steps: list[int], tokens_dir, result_path, branches_dir, *, device: str,
+                threads: int = 1, progress: bool = True):
+    """Train a shape's constant-lr trunk, saving its state at every branch step into `branches_dir` for the
+    cooldown runs."""
+    from isoflop.tokens import read_meta
+    from isoflop.train.loop import train_trunk
+
+    return train_trunk(resolve_spec(spec, read_meta(tokens_dir)), tokens_dir, Path(result_path).parent,
+                       branch_steps, branches_dir=branches_dir, threads=threads, device=device, progress=progress)
+
+
+def runs_table(runs: dict[str, dict], results: dict[str, dict], convention: str) -> pd.DataFrame:
+    """One row per training run (the contract of `runs.parquet`; see README)."""
+    rows = []
+    for run_id, run in runs.items():
+        result = results[run_id]
+        tokens = result.get("tokens", run["D"])
+        per_token = run["C"] / run["D"]
+        row = {
+            "run_id": run_id,
+            "budget": run["budget"],
+            "d_model": run["d_model"],
+            "n_layers": run["n_layers"],
+            "n_heads": run["n_heads"],
+            "N": run["N"],
+            "N_total": run["params"]["total"],
+            "N_nonembed": run["params"]["nonembed"],
+            "N_nonembed_head": run["params"]["nonembed_head"],
+            "D": tokens,
+            "C": tokens * per_token,
+            "flops_convention": convention,
+            "seed": run["spec"]["train"]["seed"],
+            "replicate": run["replicate"],
+            "lr": run["spec"]["train"]["lr"],
+            "lr_multiplier": run["lr_multiplier"],
+            "batch_size": run["spec"]["train"]["batch_size"],
+            "schedule": run["spec"]["train"]["schedule"],
+            "trunk_id": run["trunk_id"],
+            "branch_step": run["branch_step"],
+            "status": result["status"],
+            "steps": result.get("steps"),
+            "val_loss": _finite_or_nan(result.get("val_loss")),
+            "val_bpb": _finite_or_nan(result.get("val_bpb")),
+            "train_loss": _finite_or_nan(result.get("train_loss")),
+            "train_seconds": result.get("train_seconds"),
+            "wall_seconds": result.get("wall_seconds"),
+            "tokens_per_second": result.get("tokens_per_second"),
+        }
+        for domain, loss in sorted((result.get("val_loss_by_domain") or {}).items()):
+            row[f"val_loss_{domain}"] = _finite_or_nan(loss)
+        for domain, bpb in sorted((result.get("val_bpb_by_domain") or {}).items()):
+            row[f"val_bpb_{domain}"] = _finite_or_nan(bpb)
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values(["budget", "N", "replicate", "lr"]).reset_index(drop=True)
+
+
+def _finite_or_nan(value) -> float:
+    return float(value) if value is not None and math.isfinite(float(value)) else float("nan")
+
+
+def runs_table_stage(plan_path, result_paths, out_path) -> pd.DataFrame:
+    """Gather every run's result.json into `runs.parquet`, warning about runs that did not finish ok."""
+    plan = read_json(plan_path)
+    results = {Path(p).parent.name: read_json(p) for p in result_paths}
+    table = runs_table({rid: plan["runs"][rid] for rid in results}, results, plan["flops_convention"])
+    table.to_parquet(out_path, index=False)
+    diverged = table[table["status"] != "ok"]
+    for _, row in diverged.iterrows():
+        log.warning("run %s (d_model=%d, budget %.3g) is %s", row.run_id, row.d_model, row.budget, row.status)
+    return table
+
+
+def best_of_sweep(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per grid point (budget, size, replicate), the finished run with the lowest validation loss: with a
+    learning-rate sweep the laws describe tuned models. Without a sweep this is the table itself."""
+    from isoflop.fit.study import finished
+
+    ok = finished(runs)
+    best = ok.loc[ok.groupby(["budget", "N", "replicate"])["val_loss"].idxmin()]
+    return pd.concat([best, runs.drop(ok.index)]).sort_values(["budget", "N", "replicate"])
+
+
+def fit_stage(runs_path, out_path, *, bootstrap: int, huber_delta: float, seed: int, lr_law: bool,
+              n_jobs: int = 1) -> dict:
+    """Fit the study's laws (isoflop.fit.fit_study) and write `laws.json` with the settings it was fitted with
+    and the table's N/C convention; with a learning-rate sweep (`lr_law`), on each grid point's best run, plus
+    the learning-rate law from all runs."""
+    from isoflop.fit import fit_lr_law, fit_study
+    from isoflop.fit.study import finished
+
+    runs = pd.read_parquet(runs_path)
+    laws = fit_study(best_of_sweep(runs), bootstrap=bootstrap, seed=seed, huber_delta=huber_delta, n_jobs=n_jobs)
+    laws["flops_convention"] = str(runs["flops_convention"].iloc[0]) if len(runs) else None
+    laws["settings"] = {"bootstrap": bootstrap, "huber_delta": huber_delta, "seed": seed}
+    if lr_law:
+        ok = finished(runs)
+        try:
+            laws["lr_law"] = fit_lr_law(ok["N"], ok["D"], ok["lr"], ok["val_loss"], bootstrap=bootstrap, seed=seed)
+            laws["warnings"].extend(f"lr law: {w}" for w in laws["lr_law"].get("warnings", []))
+        except UserError as err:
+            laws["lr_law"] = None
+            laws["warnings"].append(f"lr law: not fitted: {err}")
+    for warning in laws.get("warnings", []):
+        log.warning("%s", warning)
+    write_json(out_path, laws)
+    return laws

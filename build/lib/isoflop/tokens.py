@@ -1,0 +1,126 @@
+"""Tokenizer training, encoding, and the on-disk token format every training run reads.
+
+Format of a tokens folder (read by `isoflop.train`):
+
+    meta.json          {"vocab_size", "eos_id", "dtype": "uint16", "domains": {name: {"train_tokens",
+                        "val_tokens", "train_bytes", "val_bytes", "train_documents", "val_documents"}},
+                        "fingerprint": sha256 over every .bin}
+    tokenizer.json     the byte-level BPE (HF tokenizers)
+    <domain>/train.bin, <domain>/val.bin   flat uint16 ids, each document followed by eos_id
+
+The BPE is trained on the training split only (validation text never shapes the vocabulary), from a
+deterministic sample of at most `train_bytes` bytes, single-threaded so the merges are reproducible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+EOS = "<|endoftext|>"
+ENCODE_BATCH = 256
+
+
+def _sample_for_training(texts: list[str], ids: list[str], budget_bytes: int) -> list[str]:
+    """Documents ranked by a hash of their id, taken until the byte budget is spent (deterministic)."""
+    order = sorted(range(len(ids)), key=lambda i: hashlib.sha1(ids[i].encode()).hexdigest())
+    sample, used = [], 0
+    for i in order:
+        if used >= budget_bytes:
+            break
+        sample.append(texts[i])
+        used += len(texts[i].encode("utf-8"))
+    return sample
+
+
+def train_tokenizer(texts: list[str], ids: list[str], vocab_size: int, train_bytes: int):
+    """A byte-level BPE with `vocab_size` entries (256 bytes + EOS + merges) trained on a sample of `texts`."""
+    os.environ.setdefault("RAYON_NUM_THREADS", "1")  # multi-threaded merge counting can reorder ties
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_sample_for_training(texts, ids, train_bytes), trainer=trainer)
+    return tokenizer
+
+
+def encode_documents(tokenizer, texts: list[str]) -> np.ndarray:
+    """All documents' ids concatenated as uint16, each document followed by the EOS id."""
+    eos = tokenizer.token_to_id(EOS)
+    chunks = []
+    for start in range(0, len(texts), ENCODE_BATCH):
+        for encoding in tokenizer.encode_batch(texts[start : start + ENCODE_BATCH], add_special_tokens=False):
+            chunks.append(np.asarray(encoding.ids, dtype=np.uint16))
+            chunks.append(np.asarray([eos], dtype=np.uint16))
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.uint16)
+
+
+def build_tokens(train_docs, val_docs, cfg: dict, out_dir: str | Path) -> dict:
+    """Train the BPE on `train_docs`, encode both splits per domain into `out_dir`; return meta.json's content.
+
+    `train_docs`, `val_docs`: DataFrames with columns id, domain, text. `cfg`: the config's `tokenizer:`.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tokenizer(
+        train_docs["text"].tolist(), train_docs["id"].tolist(), cfg["vocab_size"], cfg["train_bytes"]
+    )
+    tokenizer.save(str(out_dir / "tokenizer.json"))
+    fingerprint = hashlib.sha256()
+    domains: dict[str, dict] = {}
+    for domain in sorted(set(train_docs["domain"]) | set(val_docs["domain"])):
+        entry: dict[str, int] = {}
+        for split, docs in (("train", train_docs), ("val", val_docs)):
+            part = docs[docs["domain"] == domain].sort_values("id")
+            texts = part["text"].tolist()
+            ids = encode_documents(tokenizer, texts)
+            path = out_dir / domain / f"{split}.bin"
+            path.parent.mkdir(exist_ok=True)
+            ids.tofile(path)
+            fingerprint.update(f"{domain}/{split}:".encode() + ids.tobytes())
+            entry[f"{split}_tokens"] = int(ids.size)
+            entry[f"{split}_bytes"] = int(sum(len(t.encode("utf-8")) for t in texts))
+            entry[f"{split}_documents"] = len(texts)
+        domains[domain] = entry
+    meta = {
+        "vocab_size": tokenizer.get_vocab_size(),
+        "eos_id": tokenizer.token_to_id(EOS),
+        "dtype": "uint16",
+        "domains": domains,
+        "fingerprint": fingerprint.hexdigest(),
+    }
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def read_meta(tokens_dir: str | Path) -> dict:
+    """meta.json of a token folder, checked for the fields training needs."""
+    from isoflop.errors import UserError
+
+    path = Path(tokens_dir) / "meta.json"
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found (is {tokens_dir} a tokenized corpus?)") from None
+    for key in ("vocab_size", "domains"):
+        if key not in meta:
+            raise UserError(f"{path}: missing key {key!r}")
+    if meta.get("dtype", "uint16") != "uint16":
+        raise UserError(f"{path}: dtype {meta['dtype']!r} is not supported, only uint16")
+    return meta
+
+
+def load_split(tokens_dir: str | Path, domain: str, split: str) -> np.memmap:
+    """The flat uint16 token array of one domain's split, memory-mapped (no copy)."""
+    return np.memmap(Path(tokens_dir) / domain / f"{split}.bin", dtype=np.uint16, mode="r")

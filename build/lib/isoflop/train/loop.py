@@ -1,0 +1,411 @@
+"""Training one run: ``train_run`` (one spec, from scratch, a checkpoint, or a wsd branch point) and
+``train_trunk`` (the constant-lr trunk that wsd runs of one shape branch from; Hagele et al. 2024).
+
+A run writes into its folder:
+
+    curve.parquet   one row per step (kind "train": step, tokens, lr, train_loss) and one row per domain
+                    and evaluation (kind "eval": step, tokens, lr, domain, val_loss, val_bpb; domain "*" is
+                    the token-weighted mean over domains)
+    result.json     written last and atomically: if it exists, the run is finished ("ok" or "diverged")
+    ckpt.pt         the latest training state, every ``checkpoint_every`` steps; a rerun resumes from it
+    branch-<s>.pt   (trunks only) the training state after s steps
+
+On the CPU, the same spec, seed and thread count give bit-identical results, whether the run went
+straight through, was killed and resumed, or was branched from a trunk. Step ``s`` sees the batch drawn
+from (data seed, s); init, data order and dropout use separate seeds derived from ``train.seed``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from isoflop.errors import UserError
+from isoflop.layout import branch_state_file
+from isoflop.train.accounting import flops_per_token, param_counts
+from isoflop.tokens import read_meta
+from isoflop.train.checkpoint import check_continuation, load_state, save_state
+from isoflop.train.data import BatchSampler, eval_windows
+from isoflop.train.model import Transformer, lm_loss
+from isoflop.train.spec import RunSpec
+from isoflop.workflow import atomic_write, write_json
+
+# spawn_key of each seed derived from train.seed: separate streams, so that changing one never moves another.
+INIT_STREAM, DATA_STREAM, DROPOUT_STREAM = 0, 1, 2
+ALL_DOMAINS = "*"
+
+
+def derive_seed(seed: int, stream: int) -> int:
+    """A 32-bit seed for one purpose (init, data, dropout), independent of the others."""
+    return int(np.random.SeedSequence(seed, spawn_key=(stream,)).generate_state(1)[0])
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device={device!r} asked for, but torch {torch.__version__} sees no CUDA device")
+    return torch.device(device)
+
+
+def process_age_seconds() -> float | None:
+    """Seconds since this process started (interpreter start and imports included), or None off Linux."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def make_optimizer(model: torch.nn.Module, run: RunSpec) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (nanoGPT), as one fused kernel."""
+    t = run.train
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": t.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), eps=1e-8, fused=True)
+
+
+class Trainer:
+    """The state of one run in progress; ``run`` trains to the end (or to divergence)."""
+
+    def __init__(self, spec: dict, tokens_dir, out_dir, *, threads: int, device: str, progress: bool):
+        self.started = time.perf_counter()
+        self.run_spec = RunSpec.from_dict(spec)
+        self.spec = self.run_spec.to_dict()
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.threads, self.progress = threads, progress
+        self.device = resolve_device(device)
+        torch.set_num_threads(threads)
+        if self.device.type == "cpu":
+            torch.use_deterministic_algorithms(True)
+
+        cfg, t = self.run_spec.model, self.run_spec.train
+        meta = read_meta(tokens_dir)
+        if cfg.vocab_size != meta["vocab_size"]:
+            raise UserError(f"model.vocab_size={cfg.vocab_size} but {tokens_dir}/meta.json has {meta['vocab_size']}")
+        self.fingerprint = meta.get("fingerprint")
+        self.sampler = BatchSampler(tokens_dir, self.run_spec.mixture, cfg.seq_len, t.batch_size, derive_seed(t.seed, DATA_STREAM))
+        self.eval_data = {d: eval_windows(tokens_dir, d, cfg.seq_len, t.eval_tokens).to(self.device) for d in meta["domains"]}
+        self.bytes_per_token = {d: info["val_bytes"] / info["val_tokens"] for d, info in meta["domains"].items()}
+
+        init = torch.Generator().manual_seed(derive_seed(t.seed, INIT_STREAM))
+        self.model = Transformer(cfg, generator=init).to(self.device)
+        self.optimizer = make_optimizer(self.model, self.run_spec)
+        torch.manual_seed(derive_seed(t.seed, DROPOUT_STREAM))
+        self.forward = torch.compile(self.model, dynamic=False) if t.compile else self.model
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.dtype == "bfloat16")
+
+        self.steps = self.run_spec.steps
+        self.lrs = self.run_spec.lr_schedule()
+        self.step = 0  # steps done
+        self.train_losses = np.full(self.steps, np.nan)
+        self.eval_rows: list[dict] = []
+        self.train_seconds = 0.0  # this run's own steps, resumed segments included, trunk excluded
+        self.trained_steps = 0
+        self.start_step = 0  # > 0 when branched from a trunk
+        self.resumed = 0
+        self.init_from = None
+        self.diverged_step = None
+        self.running_min = math.inf  # of the train loss, for the divergence check
+
+    # ---- state -------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "spec": self.spec,
+            "fingerprint": self.fingerprint,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            "train_losses": self.train_losses[: self.step].copy(),
+            "eval_rows": list(self.eval_rows),
+            "train_seconds": self.train_seconds,
+            "trained_steps": self.trained_steps,
+            "start_step": self.start_step,
+            "resumed": self.resumed,
+            "init_from": self.init_from,
+        }
+
+    def restore(self, path: Path, *, branch: bool) -> None:
+        """Continue from a saved state: this run's own checkpoint, or (branch=True) a trunk's branch point."""
+        state = load_state(path)
+        check_continuation(state, self.spec, self.fingerprint, path)
+        step = state["step"]
+        if step > self.steps:
+            raise UserError(f"{path}: state is at step {step}, past this run's {self.steps} steps")
+        if branch:
+            trunk_lrs = RunSpec.from_dict(state["spec"]).lr_schedule()[:step]
+            if not np.array_equal(trunk_lrs, self.lrs[:step]):
+                raise UserError(
+                    f"{path}: the trunk's learning rates before step {step} differ from this run's "
+                    f"(a wsd run can branch only at or before its decay start)"
+                )
+        elif state["spec"] != self.spec:
+            raise UserError(f"{path}: checkpoint of a different spec; delete it or use another out_dir")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.step = step
+        self.train_losses[:step] = state["train_losses"]
+        self.running_min = float(np.min(state["train_losses"], initial=math.inf))
+        self.eval_rows = [row for row in state["eval_rows"] if row["step"] <= step]
+        if branch:
+            self.start_step, self.init_from = step, str(path)
+        else:
+            self.train_seconds, self.trained_steps = state["train_seconds"], state["trained_steps"]
+            self.start_step, self.init_from = state["start_step"], state["init_from"]
+            self.resumed = state["resumed"] + 1
+
+    # ---- training ----------------------------------------------------------------------------------
+    def train_step(self, step: int) -> torch.Tensor:
+        """One optimizer step on batch ``step``; returns the cross-entropy (a device scalar, not synced)."""
+        t = self.run_spec.train
+        batch = self.sampler.batch(step).to(self.device, non_blocking=True)
+        for group in self.optimizer.param_groups:
+            group["lr"] = float(self.lrs[step])
+        chunks = batch.split(t.micro_batch_size) if t.micro_batch_size else (batch,)
+        total_ce = 0.0
+        for chunk in chunks:
+            with self.autocast:
+                ce, objective = lm_loss(self.forward(chunk[:, :-1]), chunk[:, 1:], self.run_spec.model.z_loss)
+            share = len(chunk) / len(batch)
+            (objective * share if len(chunks) > 1 else objective).backward()
+            total_ce = total_ce + ce.detach() * share
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip, foreach=True)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total_ce
+
+    def record_losses(self, first_step: int, losses: list[torch.Tensor]) -> None:
+        """Bring pending losses back from the device (one sync) and check them for divergence."""
+        values = torch.stack(losses).double().cpu().numpy()
+        self.train_losses[first_step : first_step + len(values)] = values
+        t = self.run_spec.train
+        for step, loss in enumerate(values.tolist(), start=first_step):
+            if not math.isfinite(loss) or (step >= t.warmup_steps and loss > t.divergence_factor * self.running_min):
+                self.diverged_step = step
+                return
+            self.running_min = min(self.running_min, loss)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean val cross-entropy (nats per token) per domain."""
+        self.model.eval()
+        losses = {}
+        batch = self.run_spec.train.micro_batch_size or self.run_spec.train.batch_size
+        for domain, windows in self.eval_data.items():
+            total = 0.0
+            for chunk in windows.split(batch):
+                with self.autocast:
+                    ce, _ = lm_loss(self.model(chunk[:, :-1]), chunk[:, 1:])
+                total += ce.item() * chunk[:, 1:].numel()
+            losses[domain] = total / windows[:, 1:].numel()
+        self.model.train()
+        return losses
+
+    def summarize_eval(self, losses: dict[str, float]) -> dict:
+        """Per-domain and overall loss and bits per byte (overall: total bits over total bytes)."""
+        counts = {d: self.eval_data[d][:, 1:].numel() for d in losses}
+        tokens = sum(counts.values())
+        bpb = {d: losses[d] / self.bytes_per_token[d] / math.log(2) for d in losses}
+        nats = sum(losses[d] * counts[d] for d in losses)
+        total_bytes = sum(counts[d] * self.bytes_per_token[d] for d in losses)
+        return {
+            "val_loss": nats / tokens,
+            "val_loss_by_domain": losses,
+            "val_bpb": nats / total_bytes / math.log(2),
+            "val_bpb_by_domain": bpb,
+        }
+
+    def record_eval(self) -> None:
+        """Evaluate now and append the rows to the curve."""
+        summary = self.summarize_eval(self.evaluate())
+        base = {"kind": "eval", "step": self.step, "tokens": self.step * self.run_spec.tokens_per_step,
+                "lr": float(self.lrs[self.step - 1]) if self.step else 0.0}  # fmt: skip
+        for domain, loss in summary["val_loss_by_domain"].items():
+            self.eval_rows.append({**base, "domain": domain, "val_loss": loss, "val_bpb": summary["val_bpb_by_domain"][domain]})
+        self.eval_rows.append({**base, "domain": ALL_DOMAINS, "val_loss": summary["val_loss"], "val_bpb": summary["val_bpb"]})
+
+    def final_eval(self) -> dict:
+        """The evaluation at the last step (done now unless the loop or a trunk already did it), as result fields."""
+        if not self.eval_rows or self.eval_rows[-1]["step"] != self.step:
+            self.record_eval()
+        rows = [row for row in self.eval_rows if row["step"] == self.step]
+        overall = next(row for row in rows if row["domain"] == ALL_DOMAINS)
+        per_domain = [row for row in rows if row["domain"] != ALL_DOMAINS]
+        return {
+            "val_loss": overall["val_loss"],
+            "val_loss_by_domain": {row["domain"]: row["val_loss"] for row in per_domain},
+            "val_bpb": overall["val_bpb"],
+            "val_bpb_by_domain": {row["domain"]: row["val_bpb"] for row in per_domain},
+        }
+
+    def run(self, save_states_at: dict[int, Path] | None = None) -> dict:
+        """Train from ``self.step`` to the end; write curve.parquet, then result.json; return the result."""
+        t = self.run_spec.train
+        save_states_at = save_states_at or {}
+        if 0 in save_states_at:
+            save_state(save_states_at[0], self.state())
+        bar = tqdm(total=self.steps, initial=self.step, disable=not self.progress, file=sys.stderr, unit="step", dynamic_ncols=True)
+        pending: list[torch.Tensor] = []
+        clock = time.perf_counter()
+        while self.step < self.steps and self.diverged_step is None:
+            pending.append(self.train_step(self.step))
+            self.step += 1
+            self.trained_steps += 1
+            done = self.step
+            pause = (
+                done == self.steps
+                or done in save_states_at
+                or (t.eval_every and done % t.eval_every == 0)
+                or (t.checkpoint_every and done % t.checkpoint_every == 0)
+            )
+            if not pause and len(pending) < t.log_every:
+                continue
+            self.record_losses(done - len(pending), pending)
+            pending = []
+            bar.update(done - bar.n)
+            bar.set_postfix(loss=f"{self.train_losses[done - 1]:.4f}", refresh=False)
+            if self.diverged_step is not None or not pause:
+                continue
+            self.train_seconds += time.perf_counter() - clock
+            if t.eval_every and done % t.eval_every == 0:
+                self.record_eval()
+            if done in save_states_at:
+                save_state(save_states_at[done], self.state())
+            if t.checkpoint_every and done % t.checkpoint_every == 0 and done < self.steps:
+                save_state(self.out_dir / "ckpt.pt", self.state())
+            clock = time.perf_counter()
+        self.train_seconds += time.perf_counter() - clock
+        bar.close()
+        return self.finish()
+
+    # ---- outputs -----------------------------------------------------------------------------------
+    def finish(self) -> dict:
+        summary = self.final_eval() if self.diverged_step is None else {}
+        if not all(math.isfinite(loss) for loss in summary.get("val_loss_by_domain", {}).values()):
+            self.diverged_step = self.step  # finite train loss, but the model no longer evaluates
+        ok = self.diverged_step is None
+        if not ok:
+            summary = dict.fromkeys(("val_loss", "val_loss_by_domain", "val_bpb", "val_bpb_by_domain"))
+        self.write_curve()
+        cfg = self.run_spec.model
+        per_token = flops_per_token(cfg)
+        tokens = self.step * self.run_spec.tokens_per_step
+        final_loss = self.train_losses[self.step - 1] if self.step else math.nan
+        age = process_age_seconds()
+        result = {
+            "status": "ok" if ok else "diverged",
+            "diverged_step": self.diverged_step,
+            **summary,
+            "train_loss": float(final_loss) if math.isfinite(final_loss) else None,
+            "steps": self.step,
+            "tokens": tokens,
+            "param_counts": param_counts(cfg),
+            "flops_per_token": per_token,
+            "flops": {name: value * tokens for name, value in per_token.items()},
+            "start_step": self.start_step,
+            "init_from": self.init_from,
+            "resumed": self.resumed,
+            "train_seconds": self.train_seconds,
+            "tokens_per_second": self.trained_steps * self.run_spec.tokens_per_step / self.train_seconds if self.train_seconds else None,
+            "run_seconds": time.perf_counter() - self.started,
+            "wall_seconds": age if age is not None else time.perf_counter() - self.started,
+            "torch_version": torch.__version__,
+            "threads": self.threads,
+            "device": str(self.device),
+            "tokens_fingerprint": self.fingerprint,
+            "spec": self.spec,
+        }
+        write_json(self.out_dir / "result.json", result, allow_nan=False, sort_keys=True)
+        (self.out_dir / "ckpt.pt").unlink(missing_ok=True)  # the run is complete; the state is dead weight
+        return result
+
+    def write_curve(self) -> None:
+        steps = np.arange(1, self.step + 1)
+        train = pd.DataFrame({
+            "kind": "train", "step": steps, "tokens": steps * self.run_spec.tokens_per_step,
+            "lr": self.lrs[: self.step], "train_loss": self.train_losses[: self.step],
+        })  # fmt: skip
+        curve = pd.concat([train, pd.DataFrame(self.eval_rows)], ignore_index=True)
+        for column in ("domain", "val_loss", "val_bpb"):
+            if column not in curve:
+                curve[column] = None
+        curve = curve.astype({"domain": "string", "val_loss": "float64", "val_bpb": "float64"})
+        atomic_write(self.out_dir / "curve.parquet", lambda handle: curve.to_parquet(handle, index=False))
+
+
+def train_run(
+    spec: dict,
+    tokens_dir,
+    out_dir,
+    *,
+    threads: int = 1,
+    device: str = "auto",
+    progress: bool = True,
+    init_from=None,
+) -> dict:
+    """Train one run of ``spec`` on ``tokens_dir``, writing curve.parquet and (last) result.json to
+    ``out_dir``; returns the result. Resumes from ``out_dir/ckpt.pt`` if there is one; otherwise, with
+    ``init_from`` (a trunk's branch-<s>.pt), continues from that state, whose learning rates must match this
+    spec's up to step s. A diverged run is reported in the result (status "diverged"), never raised."""
+    trainer = Trainer(spec, tokens_dir, out_dir, threads=threads, device=device, progress=progress)
+    checkpoint = trainer.out_dir / "ckpt.pt"
+    if checkpoint.exists():
+        trainer.restore(checkpoint, branch=False)
+    elif init_from is not None:
+        trainer.restore(Path(init_from), branch=True)
+    return trainer.run()
+
+
+def train_trunk(
+    trunk_spec: dict,
+    tokens_dir,
+    out_dir,
+    branch_steps,
+    *,
+    branches_dir=None,
+    threads: int = 1,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
+    """Train the constant-lr trunk of a shape and save its full state after each step in ``branch_steps``
+    as ``branch-<step>.pt``; wsd runs then start from those with ``train_run(..., init_from=...)``.
+    The trunk runs ceil(tokens / tokens per step) steps; every branch step must lie in [0, that].
+
+    States are written into ``out_dir`` as training passes each step and, when the trunk is done, moved into
+    ``branches_dir`` (default ``out_dir``): a workflow may clear that folder when it restarts a killed
+    trunk, and a resumed trunk would not pass the earlier steps again."""
+    if trunk_spec.get("train", {}).get("schedule") != "constant":
+        raise UserError("train_trunk: the trunk's train.schedule must be 'constant'")
+    trainer = Trainer(trunk_spec, tokens_dir, out_dir, threads=threads, device=device, progress=progress)
+    outside = sorted(s for s in branch_steps if not 0 <= s <= trainer.steps)
+    if outside:
+        raise UserError(f"train_trunk: branch steps {outside} lie outside the trunk's 0..{trainer.steps} steps")
+    checkpoint = trainer.out_dir / "ckpt.pt"
+    if checkpoint.exists():
+        trainer.restore(checkpoint, branch=False)
+    staged = {int(s): branch_state_file(trainer.out_dir, s) for s in branch_steps}
+    result = trainer.run(staged)
+    if branches_dir is not None:
+        Path(branches_dir).mkdir(parents=True, exist_ok=True)
+        for step, path in staged.items():
+            os.replace(path, branch_state_file(branches_dir, step))
+    return result

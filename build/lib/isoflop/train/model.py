@@ -1,0 +1,214 @@
+"""A small pre-norm decoder-only transformer, nanoGPT-style, for scaling-law studies.
+
+One size knob. A study varies only ``d_model``; ``ModelConfig.from_size`` derives the rest:
+
+    head_dim = 16 if d_model < 128 else 32
+    n_heads  = d_model // head_dim
+    n_layers = max(1, d_model // 32)
+
+so d_model 16 -> 1 layer x 1 head, 64 -> 2 x 4, 128 -> 4 x 4, 256 -> 8 x 8. The aspect ratio
+d_model / n_layers stays at 32 (16 for the smallest), inside the flat region Kaplan et al. 2020 found
+(loss depends weakly on shape at fixed non-embedding parameters), and heads stay wide enough for rotary
+positions to mean something. ``d_model`` must be a multiple of 16. Any derived field can be overridden.
+
+Options (all in ``ModelConfig``): RMSNorm or LayerNorm (both without bias), rotary or learned positions,
+QK-norm (Wortsman et al. 2023: normalise queries and keys per head before the dot product), a z-loss
+coefficient (same paper: penalise log Z of the softmax to keep logits from drifting), and a tied or
+untied output head. The MLP is GELU with a 4x hidden width. No linear layer has a bias.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from isoflop.errors import UserError
+
+NORMS = ("rmsnorm", "layernorm")
+POSITIONS = ("rope", "learned")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that determines the architecture (and so the parameter and FLOP counts)."""
+
+    d_model: int
+    n_layers: int
+    n_heads: int
+    vocab_size: int
+    seq_len: int
+    mlp_ratio: int = 4
+    norm: str = "rmsnorm"
+    positions: str = "rope"
+    qk_norm: bool = False
+    z_loss: float = 0.0
+    tie_embeddings: bool = False
+    dropout: float = 0.0
+    init_std: float = 0.02
+    rope_base: float = 10000.0
+
+    def __post_init__(self):
+        if self.d_model % self.n_heads:
+            raise UserError(f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}")
+        if self.norm not in NORMS:
+            raise UserError(f"model.norm={self.norm!r}: expected one of {NORMS}")
+        if self.positions not in POSITIONS:
+            raise UserError(f"model.positions={self.positions!r}: expected one of {POSITIONS}")
+        if self.positions == "rope" and self.head_dim % 2:
+            raise UserError(f"model: rotary positions need an even head_dim, got {self.head_dim}")
+        for name in ("d_model", "n_layers", "n_heads", "vocab_size", "seq_len", "mlp_ratio"):
+            if getattr(self, name) < 1:
+                raise UserError(f"model.{name}={getattr(self, name)} must be a positive integer")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @classmethod
+    def from_size(cls, d_model: int, vocab_size: int, seq_len: int, **options) -> ModelConfig:
+        """A config whose depth and head count follow from ``d_model`` by the rule in the module docstring."""
+        if d_model < 16 or d_model % 16:
+            raise UserError(f"model.d_model={d_model} must be a positive multiple of 16")
+        head_dim = 16 if d_model < 128 else 32
+        derived = {"n_heads": d_model // head_dim, "n_layers": max(1, d_model // 32)}
+        return cls(d_model=d_model, vocab_size=vocab_size, seq_len=seq_len, **{**derived, **options})
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelConfig:
+        """Build from a spec's ``model`` section, naming any key that is not a field."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"model: unknown keys {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def make_norm(kind: str, dim: int) -> nn.Module:
+    if kind == "rmsnorm":
+        return nn.RMSNorm(dim, eps=1e-6)
+    return nn.LayerNorm(dim, eps=1e-6, bias=False)
+
+
+def rotary_tables(seq_len: int, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of shape (seq_len, head_dim) for the rotate-half form of RoPE (Su et al. 2021)."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angles = torch.outer(torch.arange(seq_len, dtype=torch.float64), inv_freq)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.dropout = cfg.dropout
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.q_norm = make_norm(cfg.norm, cfg.head_dim) if cfg.qk_norm else None
+        self.k_norm = make_norm(cfg.norm, cfg.head_dim) if cfg.qk_norm else None
+
+    def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        batch, seq, d_model = x.shape
+        # unbind, not tuple unpacking: indexing would make backward zero-fill three full-size gradients
+        q, k, v = self.qkv(x).view(batch, seq, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rotary is not None:
+            cos, sin = rotary[0][:seq], rotary[1][:seq]
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.proj(y.transpose(1, 2).reshape(batch, seq, d_model))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.up = nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model, bias=False)
+        self.down = nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.gelu(self.up(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.attn_norm = make_norm(cfg.norm, cfg.d_model)
+        self.attn = CausalSelfAttention(cfg)
+        self.mlp_norm = make_norm(cfg.norm, cfg.d_model)
+        self.mlp = MLP(cfg)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, rotary) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.attn_norm(x), rotary))
+        return x + self.dropout(self.mlp(self.mlp_norm(x)))
+
+
+class Transformer(nn.Module):
+    """Token ids (batch, seq) -> logits (batch, seq, vocab)."""
+
+    def __init__(self, cfg: ModelConfig, generator: torch.Generator | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos_embed = nn.Embedding(cfg.seq_len, cfg.d_model) if cfg.positions == "learned" else None
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.final_norm = make_norm(cfg.norm, cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.head.weight = self.embed.weight
+        if cfg.positions == "rope":
+            cos, sin = rotary_tables(cfg.seq_len, cfg.head_dim, cfg.rope_base)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        self.embed_dropout = nn.Dropout(cfg.dropout)
+        self.reset_parameters(generator)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """GPT-2 init: N(0, init_std) for matrices, with the two residual-stream outputs of each block
+        scaled by 1/sqrt(2 n_layers) so the stream's variance does not grow with depth; norms at 1."""
+        residual_std = self.cfg.init_std / math.sqrt(2 * self.cfg.n_layers)
+        for name, param in self.named_parameters():
+            if param.dim() < 2:
+                param.fill_(1.0)
+            else:
+                std = residual_std if name.endswith(("attn.proj.weight", "mlp.down.weight")) else self.cfg.init_std
+                param.normal_(0.0, std, generator=generator)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.embed(idx)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed.weight[: idx.shape[1]]
+        x = self.embed_dropout(x)
+        rotary = (self.rope_cos, self.rope_sin) if self.pos_embed is None else None
+        for block in self.blocks:
+            x = block(x, rotary)
+        return self.head(self.final_norm(x))
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor, z_loss: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross-entropy in nats per token, training objective = cross-entropy + z_loss * mean(log Z ^ 2))."""
+    logits = logits.float().flatten(0, -2)
+    targets = targets.flatten()
+    if not z_loss:
+        ce = F.cross_entropy(logits, targets)
+        return ce, ce
+    log_z = torch.logsumexp(logits, dim=-1)
+    ce = (log_z - logits.gather(1, targets[:, None]).squeeze(1)).mean()
+    return ce, ce + z_loss * log_z.square().mean()

@@ -1,0 +1,77 @@
+"""Glue for the Snakemake scripts in `scripts/`: log redirection and small file helpers.
+
+Rules stay thin: each script reads its inputs, calls one library function, and writes its outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import traceback
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def logged(log_path: str | os.PathLike):
+    """Send stdout, stderr (progress bars included) and `logging` to the rule's log file; a failure's
+    traceback lands there too before the exception propagates to Snakemake."""
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", buffering=1) as handle:
+        root = logging.getLogger()
+        handler = logging.StreamHandler(handle)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        try:
+            with contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
+                yield
+        except BaseException:
+            traceback.print_exc(file=handle)
+            raise
+        finally:
+            root.removeHandler(handler)
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it to ``path``: a reader
+    (or a rerun after a kill) never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, data, *, allow_nan: bool = True, sort_keys: bool = False) -> None:
+    """Write indented JSON atomically; numpy values become plain numbers."""
+    text = json.dumps(data, indent=2, sort_keys=sort_keys, allow_nan=allow_nan, default=_jsonable) + "\n"
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def read_json(path: str | os.PathLike):
+    return json.loads(Path(path).read_text())
+
+
+def _jsonable(value):
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def progress_enabled() -> bool:
+    """Progress bars go to the rule logs unless ISOFLOP_PROGRESS=0 (the tests set it)."""
+    return os.environ.get("ISOFLOP_PROGRESS", "1") != "0"
