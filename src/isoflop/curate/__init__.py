@@ -23,8 +23,8 @@ import importlib
 # only scans text must not pay for scikit-learn's import (about 1.2 s of its 1.5 s).
 _EXPORTS = {
     "cluster": ["assign", "assign_levels", "balanced_sample", "hierarchical_kmeans", "kmeans", "top_terms"],
-    "embed": ["fit_sample", "make_embedder", "map_2d"],
-    "exact": ["apply_keep", "exact_duplicates", "text_hashes"],
+    "embed": ["fit_sample", "make_embedder"],
+    "exact": ["exact_duplicates", "text_hashes"],
     "minhash": ["MinHashParams", "optimal_bands_rows", "s_curve", "signatures"],
     "near_dup": ["near_duplicate_clusters", "near_duplicates", "signatures_for_shard"],
     "normalise": ["normalise_documents", "normalise_text"],

@@ -261,20 +261,13 @@ def embed_shard(document_path, removed_paths, model_path, cfg: dict, *, embedded
 
 # --- gather: balanced sample and SemDeDup, cluster by cluster ----------------------------------------------
 
-def _top_terms(term_paths, feature_names: np.ndarray, n_terms: int) -> dict[int, list[str]]:
-    """`cluster.top_terms` from per-shard sums: terms whose mean weight in a cluster most exceeds the
-    corpus-wide mean."""
+def _term_sums(term_paths) -> tuple[np.ndarray, np.ndarray]:
+    """Per cluster, the sum of its documents' TF-IDF rows and their number, over every shard's `terms_out`."""
     sums = counts = 0
     for path in term_paths:
         with np.load(path) as shard:
             sums, counts = sums + shard["sums"], counts + shard["counts"]
-    overall = sums.sum(axis=0) / max(counts.sum(), 1)
-    terms = {}
-    for cluster in np.flatnonzero(counts):
-        lift = sums[cluster] / counts[cluster] - overall
-        best = np.argsort(-lift, kind="stable")[:n_terms]
-        terms[int(cluster)] = [str(feature_names[i]) for i in best if lift[i] > 0]
-    return terms
+    return sums, counts
 
 
 def _cluster_vectors(embedded_paths, cluster: int) -> tuple[np.ndarray, np.ndarray]:
@@ -308,7 +301,8 @@ def cluster_decisions(embedded_paths, term_paths, model_path, cfg: dict, seed: i
         "sizes": {int(c): int(n) for c, n in labels["cluster"].value_counts().sort_index().items()},
         "sizes_by_domain": {int(c): {d: int(n) for d, n in by_domain[c].items()}
                             for c in by_domain.index.get_level_values(0).unique()},
-        "top_terms": _top_terms(term_paths, model["vectorizer"].get_feature_names_out(), cluster_cfg["top_terms"]),
+        "top_terms": clustering.top_terms(*_term_sums(term_paths), model["vectorizer"].get_feature_names_out(),
+                                          cluster_cfg["top_terms"]),
     }}
     removed = []
     chosen = np.ones(len(labels), dtype=bool)
