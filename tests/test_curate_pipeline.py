@@ -32,12 +32,13 @@ def test_defaults_are_filled_and_unknown_keys_named():
 def test_stages_remove_what_they_should_and_report_it():
     docs = _docs()
     cfg = {"cluster": {"n_clusters": 3}}
-    kept, report = curate_documents(docs, cfg, progress=False)
+    kept, report = curate_documents(docs, cfg)
     json.dumps(report)
     assert "short" not in set(kept["id"])  # quality: min_words
     assert "z-exact" not in set(kept["id"])  # exact copy of p001 (after normalisation): p001 < z-exact
     assert "a-exact" in set(kept["id"]) and "p003" not in set(kept["id"])  # the smallest id is kept
     assert list(kept.columns[:4]) == ["id", "domain", "text", "source"]
+    assert kept["id"].tolist() == [i for i in docs["id"] if i in set(kept["id"])]  # in input order
     assert set(kept["cluster"]) <= {0, 1, 2} and {"map_x", "map_y"} <= set(kept.columns)
 
     table = pd.DataFrame(report["table"])
@@ -56,16 +57,15 @@ def test_alarm_when_near_dup_removes_too_much():
     copies = pd.DataFrame([{"id": f"c{k}", "domain": "notes", "text": base["text"].iloc[0] + f" extra{k}",
                             "source": "copy"} for k in range(6)])
     cfg = {"quality": {"enabled": False}, "embed": {"enabled": False}, "near_dup": {"alarm_removal_rate": 0.3}}
-    _, report = curate_documents(pd.concat([base, copies], ignore_index=True), cfg, progress=False)
+    _, report = curate_documents(pd.concat([base, copies], ignore_index=True), cfg)
     assert len(report["alarms"]) == 1 and "'notes'" in report["alarms"][0]
 
 
 def test_missing_column_and_repeated_ids_are_user_errors():
     with pytest.raises(UserError, match="domain"):
-        curate_documents(pd.DataFrame({"id": ["a"], "text": ["x"]}), {}, progress=False)
+        curate_documents(pd.DataFrame({"id": ["a"], "text": ["x"]}), {})
     with pytest.raises(UserError, match="unique"):
-        curate_documents(pd.DataFrame({"id": ["a", "a"], "domain": ["d", "d"], "text": ["x", "y"]}), {},
-                         progress=False)
+        curate_documents(pd.DataFrame({"id": ["a", "a"], "domain": ["d", "d"], "text": ["x", "y"]}), {})
 
 
 def test_split_is_stable_stratified_and_seeded():
@@ -84,6 +84,6 @@ def test_split_is_stable_stratified_and_seeded():
 
 def test_bands_without_rows_is_a_user_error():
     with pytest.raises(UserError, match="set together"):
-        curate_documents(_docs(), {"near_dup": {"bands": 8}}, progress=False)
+        curate_documents(_docs(), {"near_dup": {"bands": 8}})
     with pytest.raises(UserError, match="exceeds num_perm"):
-        curate_documents(_docs(), {"near_dup": {"bands": 20, "rows": 8}}, progress=False)
+        curate_documents(_docs(), {"near_dup": {"bands": 20, "rows": 8}})

@@ -16,11 +16,9 @@ import yaml
 from conftest import REPO
 from isoflop.config import validate_config
 from isoflop.corpus import ingest, read_shards
-from isoflop.curate import curate_documents, split_validation
+from isoflop.curate import curate_documents, curate_shards, split_validation
 from isoflop.curate.minhash import exact_jaccard
 from isoflop.curate.report import CLUSTER_MAP_FIGURE, S_CURVE_FIGURE, curation_section
-from isoflop.curate.stage import (cluster_decisions, dedup_decisions, embed_shard, fit_embedding, merge_curated,
-                                  scan_shard)
 from isoflop.curate.synthetic import edit_text
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -162,7 +160,7 @@ def test_sharded_workflow_equals_in_memory_curation(workflow):
     config = validate_config(yaml.safe_load(configfile.read_text()))
     corpus = next((folder.parents[1] / "corpus").iterdir())
     docs = read_shards(sorted(corpus.glob("shard-*.parquet")))
-    kept, _ = curate_documents(docs, config["curate"], progress=False, seed=SEED)
+    kept, _ = curate_documents(docs, config["curate"], seed=SEED)
     _, val = split_validation(kept, config["curate"]["val_fraction"], SEED)
     expected = kept[["id", "cluster"]].assign(split=np.where(kept["id"].isin(val["id"]), "val", "train"))
     sharded = _documents(folder)[["id", "cluster", "split"]]
@@ -190,29 +188,8 @@ def test_curation_section_tables_pairs_and_figures(workflow, web_source, tmp_pat
 
 def _curate_in_process(corpus_dir: Path, config: dict, work: Path) -> Path:
     """The curation rules' functions called in the order data.smk runs them (no Snakemake)."""
-    cfg, seed = config["curate"], config["seed"]
-    shards = sorted(corpus_dir.glob("shard-*.parquet"))
-    files = {name: [work / f"{name}-{i}.{ext}" for i in range(len(shards))] for name, ext in
-             [("documents", "parquet"), ("ledger", "parquet"), ("hashes", "parquet"), ("signatures", "parquet"),
-              ("embedded", "parquet"), ("terms", "npz")]}
-    for i, shard in enumerate(shards):
-        scan_shard(shard, cfg, documents_out=files["documents"][i], ledger_out=files["ledger"][i],
-                   hashes_out=files["hashes"][i], signatures_out=files["signatures"][i])
-    removed, details = [work / "dedup_removed.parquet"], [work / "dedup.json"]
-    dedup_decisions(files["hashes"], files["signatures"], cfg, removed_out=removed[0], details_out=details[0])
-    if not cfg["embed"]["enabled"]:
-        files["embedded"] = []
-    else:
-        fit_embedding(files["documents"], removed, cfg, seed, model_out=work / "model.pkl")
-        for i in range(len(shards)):
-            embed_shard(files["documents"][i], removed, work / "model.pkl", cfg, embedded_out=files["embedded"][i],
-                        terms_out=files["terms"][i])
-        cluster_decisions(files["embedded"], files["terms"], work / "model.pkl", cfg, seed,
-                          removed_out=work / "cluster_removed.parquet", details_out=work / "clusters.json")
-        removed.append(work / "cluster_removed.parquet")
-        details.append(work / "clusters.json")
-    merge_curated(corpus_dir / "manifest.json", files["ledger"], files["documents"], files["embedded"], removed,
-                  details, cfg, seed, work / "curated")
+    curate_shards(sorted(corpus_dir.glob("shard-*.parquet")), corpus_dir / "manifest.json", config["curate"],
+                  config["seed"], work, work / "curated")
     return work / "curated"
 
 
@@ -230,7 +207,7 @@ def test_balanced_sample_and_no_embeddings_match_in_memory(tmp_path, shards, cur
     folder = _curate_in_process(tmp_path / "corpus", config, tmp_path / "work")
     sharded = _documents(folder)
     kept, report = curate_documents(read_shards(sorted((tmp_path / "corpus").glob("shard-*.parquet"))),
-                                    config["curate"], progress=False, seed=SEED)
+                                    config["curate"], seed=SEED)
     curation = json.loads((folder / "curation.json").read_text())["curation"]
     if config["curate"]["embed"]["enabled"]:
         assert len(sharded) <= 60 and curation["stages"]["cluster"]["balanced_sample"] == 60

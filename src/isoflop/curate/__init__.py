@@ -1,29 +1,18 @@
 """Data curation: what every training run sees. Correct, reproducible, fast, and shardable.
 
-In memory (the default study, tests, notebooks):
+Sharded (the workflow, workflow/rules/data.smk): the functions of `stage.py`, each one Snakemake job per
+shard or one gather job; every decision is keyed and ordered by document id, so any shard count gives the
+same result. They are the only implementation of the stages; `pipeline.py` runs them in one process:
 
-    kept, report = curate_documents(docs, cfg)          # cfg: the config's `curate:` object, {} for defaults
+    summary = curate_shards(shard_paths, manifest_path, cfg, seed, work_dir, out_dir)   # curation.json
+    kept, report = curate_documents(docs, cfg, seed=seed)   # a DataFrame as one shard; cfg {} for defaults
     train, val = split_validation(kept, val_fraction, seed)
 
 Stages, in order (each a module): `normalise` (NFC, LF, no trailing whitespace), `quality`
 (Gopher-style rules, thresholds per domain), `exact` (byte-identical texts), `near_dup` with
-`minhash` (MinHash LSH with verified edges), `embed` + `cluster` (TF-IDF+SVD or a local model;
-k-means or hierarchical k-means with balanced sampling), `semdedup` (SemDeDup inside clusters).
-
-Sharded (the workflow: each line one Snakemake job per shard, or one gather job). Every decision
-is keyed and ordered by document id, so any shard count gives the same result:
-
-    apply_quality_rules(normalise_documents(shard), cfg["quality"]) -> kept, fails  (per shard)
-    text_hashes(shard) -> Parquet                                                     (per shard)
-    exact_duplicates([hash tables]) -> keep table (id, dup_cluster, keep)             (gather)
-    signatures_for_shard(shard, MinHashParams) -> Parquet                             (per shard)
-    near_duplicate_clusters([signature paths]) -> keep table (+ jaccard)              (gather; memory
-                                                     follows candidate buckets, not text)
-    apply_keep(shard, keep table) -> kept rows                                        (per shard)
-    embedder = make_embedder(cfg["embed"], seed).fit(texts[fit_sample(ids, n, seed)]) (once, on a sample)
-    centroids = kmeans(embedder.transform(sample), k, seed)                           (once)
-    assign(embedder.transform(shard texts), centroids) -> cluster ids                 (per shard)
-    semantic_duplicates(ids, vectors, clusters, eps)                                  (per cluster)
+`minhash` (MinHash LSH with verified edges; memory follows candidate buckets, not text), `embed` +
+`cluster` (TF-IDF+SVD or a local model, fitted on a sample drawn by id hash; k-means or hierarchical
+k-means with balanced sampling), `semdedup` (SemDeDup inside clusters).
 
 `isoflop dedup INPUT.parquet --out OUT.parquet` runs exact + near-dup dedup on one table (cli.py).
 """
@@ -34,12 +23,12 @@ import importlib
 # only scans text must not pay for scikit-learn's import (about 1.2 s of its 1.5 s).
 _EXPORTS = {
     "cluster": ["assign", "assign_levels", "balanced_sample", "hierarchical_kmeans", "kmeans", "top_terms"],
-    "embed": ["fit_sample", "make_embedder", "map_2d"],
-    "exact": ["apply_keep", "exact_duplicates", "text_hashes"],
+    "embed": ["fit_sample", "make_embedder"],
+    "exact": ["exact_duplicates", "text_hashes"],
     "minhash": ["MinHashParams", "optimal_bands_rows", "s_curve", "signatures"],
     "near_dup": ["near_duplicate_clusters", "near_duplicates", "signatures_for_shard"],
     "normalise": ["normalise_documents", "normalise_text"],
-    "pipeline": ["curate_documents", "fill_defaults"],
+    "pipeline": ["curate_documents", "curate_shards", "fill_defaults"],
     "quality": ["apply_quality_rules", "failing_rules", "quality_stats"],
     "semdedup": ["semantic_duplicates"],
     "split": ["split_validation"],

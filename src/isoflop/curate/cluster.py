@@ -110,15 +110,17 @@ def balanced_sample(labels_per_level: list[np.ndarray], budget: int, priority: n
     return chosen
 
 
-def top_terms(tfidf, labels: np.ndarray, feature_names: np.ndarray, n_terms: int) -> dict[int, list[str]]:
-    """Per cluster, the `n_terms` terms whose mean TF-IDF weight most exceeds their corpus-wide mean.
+def top_terms(sums: np.ndarray, counts: np.ndarray, feature_names: np.ndarray, n_terms: int) -> dict[int, list[str]]:
+    """Per non-empty cluster, the `n_terms` terms whose mean TF-IDF weight most exceeds their corpus-wide mean,
+    from each cluster's sum of TF-IDF rows (`sums`, clusters x terms) and its number of documents (`counts`).
 
-    Subtracting the corpus mean ranks what sets a cluster apart above words every cluster uses.
+    Subtracting the corpus mean ranks what sets a cluster apart above words every cluster uses. Sums rather
+    than rows because shards add them up, so the terms do not depend on the sharding.
     """
-    overall = np.asarray(tfidf.mean(axis=0)).ravel()
+    overall = sums.sum(axis=0) / max(counts.sum(), 1)
     terms = {}
-    for cluster in np.unique(labels):
-        lift = np.asarray(tfidf[labels == cluster].mean(axis=0)).ravel() - overall
+    for cluster in np.flatnonzero(counts):
+        lift = sums[cluster] / counts[cluster] - overall
         best = np.argsort(-lift, kind="stable")[:n_terms]
         terms[int(cluster)] = [str(feature_names[i]) for i in best if lift[i] > 0]
     return terms

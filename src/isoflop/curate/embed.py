@@ -93,12 +93,3 @@ def make_embedder(embed_cfg: dict, seed: int):
     if embed_cfg["kind"] == "tfidf_svd":
         return TfidfSvdEmbedder(embed_cfg["dim"], embed_cfg["max_features"], embed_cfg["max_chars"], seed)
     return LocalModelEmbedder(embed_cfg["kind"], embed_cfg["model_path"], embed_cfg["max_chars"])
-
-
-def map_2d(embeddings: np.ndarray) -> np.ndarray:
-    """The first two principal components (signs fixed by scikit-learn), for the cluster map figure."""
-    from sklearn.decomposition import PCA
-
-    if len(embeddings) < 2 or embeddings.shape[1] < 2:
-        return np.zeros((len(embeddings), 2), dtype=np.float32)
-    return PCA(n_components=2, svd_solver="full").fit_transform(embeddings).astype(np.float32)

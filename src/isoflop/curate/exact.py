@@ -23,7 +23,7 @@ def exact_duplicates(hash_tables: list[pd.DataFrame]) -> pd.DataFrame:
     """Rows `id`, `dup_cluster`, `keep` for every document whose text occurs more than once.
 
     `dup_cluster` is the smallest id with the same text, the one kept. Documents absent from the
-    result are unique and kept (see `apply_keep`).
+    result are unique and kept.
     """
     hashes = pd.concat(hash_tables, ignore_index=True)
     repeated = hashes[hashes.duplicated("text_hash", keep=False)]
@@ -33,9 +33,3 @@ def exact_duplicates(hash_tables: list[pd.DataFrame]) -> pd.DataFrame:
         "dup_cluster": representative.to_numpy(),
         "keep": (repeated["id"] == representative).to_numpy(),
     }).sort_values("id", ignore_index=True)
-
-
-def apply_keep(docs: pd.DataFrame, keep_table: pd.DataFrame, id_col: str = "id") -> pd.DataFrame:
-    """The rows of `docs` that `keep_table` (id, keep) does not mark as removed, in their order."""
-    removed = set(keep_table.loc[~keep_table["keep"].astype(bool), "id"])
-    return docs[~docs[id_col].isin(removed)]

@@ -9,7 +9,7 @@
    verified by their estimated Jaccard similarity before they become edges, so a spurious bucket
    collision cannot chain unrelated documents; connected components of the verified edges are the
    duplicate clusters, each represented (and kept) by its smallest id.
-3. scatter, `exact.apply_keep(shard, keep_table)`: drop the removed rows of each shard.
+3. scatter: each shard drops the ids the table does not keep (`stage.py` passes them on by id).
 
 Everything is keyed by document id and ordered by id, so the result is identical for any number
 of shards and any order of rows.

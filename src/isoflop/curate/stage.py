@@ -9,12 +9,12 @@
     merge_curated      gather     apply every decision, split train/val, write the curation report
 
 Every decision is keyed by document id and every fit sees its inputs in id order, so the kept set, the
-clusters and the split do not depend on the number of shards, and equal `curate_documents` on the whole
-corpus (the 2-D map differs: here it is fitted on the embedding sample). Memory: a shard job holds one
-shard; `dedup_decisions` holds the text hashes and the near-duplicate candidates (never signatures of
-unique documents, nor text); `fit_embedding` the sample; `cluster_decisions` every id with its cluster
-labels plus the vectors of one cluster; `merge_curated` the kept documents, which the tokenizer loads
-whole right after.
+clusters and the split do not depend on the number of shards. These functions are the only implementation
+of the curation: `pipeline.py` runs them in one process (`curate_shards`, and `curate_documents` on a
+DataFrame as a single shard). Memory: a shard job holds one shard; `dedup_decisions` holds the text hashes
+and the near-duplicate candidates (never signatures of unique documents, nor text); `fit_embedding` the
+sample; `cluster_decisions` every id with its cluster labels plus the vectors of one cluster;
+`merge_curated` the kept documents, which the tokenizer loads whole right after.
 
 Removal decisions travel as tables (id, stage, duplicate_of, similarity); each gather also writes its
 stages' report details as JSON, and `merge_curated` assembles `curation.json` with the documents, bytes
@@ -134,9 +134,9 @@ def _near_dup_among(signature_paths, removed: set[str], cfg: dict, scratch: Path
 
 
 def dedup_decisions(hash_paths, signature_paths, cfg: dict, *, removed_out, details_out) -> dict:
-    """Exact duplicates across all shards, then near duplicates among the documents exact dedup kept (as
-    `curate_documents` orders them). Writes the removed documents (`removed_out`: id, stage, duplicate_of,
-    similarity) and each stage's report details (`details_out`); returns the details."""
+    """Exact duplicates across all shards, then near duplicates among the documents exact dedup kept. Writes
+    the removed documents (`removed_out`: id, stage, duplicate_of, similarity) and each stage's report details
+    (`details_out`); returns the details."""
     n_examples = cfg["examples"]
     removed, details = [], {}
     exact_removed: set[str] = set()
@@ -175,7 +175,7 @@ def dedup_decisions(hash_paths, signature_paths, cfg: dict, *, removed_out, deta
 def fit_embedding(document_paths, removed_paths, cfg: dict, seed: int, *, model_out) -> None:
     """Fit the embedder, the cluster centroids (one array per level, finest first), the 2-D map (PCA) and the
     top-term vocabulary on at most `embed.fit_docs` surviving documents with the lowest hash of (seed, id),
-    in id order (as `curate_documents` does), and pickle them to `model_out`."""
+    in id order, and pickle them to `model_out`."""
     from isoflop.curate import cluster as clustering  # scikit-learn: only the embedding jobs import it
     from isoflop.curate.embed import fit_sample, make_embedder, tfidf_vectorizer
 
@@ -211,7 +211,7 @@ def fit_embedding(document_paths, removed_paths, cfg: dict, seed: int, *, model_
         "embedder": embedder,
         "levels": levels,
         "map": PCA(n_components=2, svd_solver="full").fit(points) if drawable else None,
-        # top terms come from the embedding's own TF-IDF when it has one (as in `curate_documents`)
+        # top terms come from the embedding's own TF-IDF when it has one, else from one fitted on the sample
         "vectorizer": getattr(embedder, "vectorizer_", None) or tfidf_vectorizer(embed_cfg["max_features"]).fit(
             [text[: embed_cfg["max_chars"]] for text in texts]),
     }
@@ -261,20 +261,13 @@ def embed_shard(document_path, removed_paths, model_path, cfg: dict, *, embedded
 
 # --- gather: balanced sample and SemDeDup, cluster by cluster ----------------------------------------------
 
-def _top_terms(term_paths, feature_names: np.ndarray, n_terms: int) -> dict[int, list[str]]:
-    """`cluster.top_terms` from per-shard sums: terms whose mean weight in a cluster most exceeds the
-    corpus-wide mean."""
+def _term_sums(term_paths) -> tuple[np.ndarray, np.ndarray]:
+    """Per cluster, the sum of its documents' TF-IDF rows and their number, over every shard's `terms_out`."""
     sums = counts = 0
     for path in term_paths:
         with np.load(path) as shard:
             sums, counts = sums + shard["sums"], counts + shard["counts"]
-    overall = sums.sum(axis=0) / max(counts.sum(), 1)
-    terms = {}
-    for cluster in np.flatnonzero(counts):
-        lift = sums[cluster] / counts[cluster] - overall
-        best = np.argsort(-lift, kind="stable")[:n_terms]
-        terms[int(cluster)] = [str(feature_names[i]) for i in best if lift[i] > 0]
-    return terms
+    return sums, counts
 
 
 def _cluster_vectors(embedded_paths, cluster: int) -> tuple[np.ndarray, np.ndarray]:
@@ -308,7 +301,8 @@ def cluster_decisions(embedded_paths, term_paths, model_path, cfg: dict, seed: i
         "sizes": {int(c): int(n) for c, n in labels["cluster"].value_counts().sort_index().items()},
         "sizes_by_domain": {int(c): {d: int(n) for d, n in by_domain[c].items()}
                             for c in by_domain.index.get_level_values(0).unique()},
-        "top_terms": _top_terms(term_paths, model["vectorizer"].get_feature_names_out(), cluster_cfg["top_terms"]),
+        "top_terms": clustering.top_terms(*_term_sums(term_paths), model["vectorizer"].get_feature_names_out(),
+                                          cluster_cfg["top_terms"]),
     }}
     removed = []
     chosen = np.ones(len(labels), dtype=bool)
