@@ -5,8 +5,8 @@ with logged(snakemake.log[0]):
 
     inputs = snakemake.input
     tracking = None
-    if inputs.store:  # tracking on: the store exists (its settings are not rerun triggers; see track.smk)
-        from isoflop.track import Tracking
+    if snakemake.config["tracking"]["enabled"] and snakemake.config["tracking"]["live"]:
+        from isoflop.track import Tracking  # tracking settings are not rerun triggers (see track.smk)
 
         tracking = Tracking.of(snakemake.config)
     train_stage(

@@ -1,6 +1,6 @@
-# MLflow is a view of the files under results/: created once before any training job (concurrent first
-# writers race on a fresh SQLite schema), written by each training job, and synced at the end so that a
-# run whose live logging failed is still tracked. Tracking settings are deliberately not params: pointing a
+# MLflow is a view of the files under results/: its store created by one job, every run logged by the sync
+# at the end (and, with `tracking.live`, by each training job as it finishes; a failed live log is never
+# fatal, and the sync repairs it). Tracking settings are deliberately not params: pointing a
 # study at another store changes no result, so it reruns nothing (`isoflop track-sync` fills a new store).
 # Scripts read them as `Tracking.of(snakemake.config)`, the one place jobs look at the config itself.
 rule mlflow_store:

@@ -44,8 +44,6 @@ rule train:
         tokens=TOKENS,
         plan=ancient(LAYOUT.plan),
         branches=trunk_branches,
-        # ancient: recreating the store must never retrain; it only has to exist before the first run logs.
-        store=ancient(LAYOUT.store_marker) if TRACKING else [],
     output:
         result=LAYOUT.run_result("{run_id}"),
         curve=LAYOUT.run_curve("{run_id}"),
