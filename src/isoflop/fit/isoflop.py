@@ -197,18 +197,25 @@ def profile_loss(params: dict, N: np.ndarray, C: np.ndarray) -> np.ndarray:
     return loss_opt + p["kappa"] * (np.log(np.asarray(N, dtype=float))[None, :] - log_n_opt) ** 2
 
 
+def profile_allocation(params: dict, compute) -> dict[str, np.ndarray]:
+    """N*, D* and the optimal loss from IsoFLOP `params` ({name: scalar or (K,) array}) at `compute` (m,).
+
+    Returns {"N_opt", "D_opt", "loss"}, each (K, m): one row per parameter set.
+    """
+    p = {name: np.atleast_1d(np.asarray(params[name], dtype=float))[:, None]
+         for name in ("k_N", "a", "k_D", "b", "k_L", "gamma")}
+    compute = np.atleast_1d(np.asarray(compute, dtype=float))[None, :]
+    return {
+        "N_opt": p["k_N"] * compute ** p["a"],
+        "D_opt": p["k_D"] * compute ** p["b"],
+        "loss": p["k_L"] * compute ** -p["gamma"],
+    }
+
+
 def isoflop_allocation(law: dict, compute: float) -> dict:
     """N*, D* and the optimal loss at `compute` from a fitted IsoFLOP law, with 95% intervals."""
-
-    def at(p):
-        return {
-            "N_opt": np.asarray(p["k_N"], dtype=float) * compute ** np.asarray(p["a"], dtype=float),
-            "D_opt": np.asarray(p["k_D"], dtype=float) * compute ** np.asarray(p["b"], dtype=float),
-            "loss": np.asarray(p["k_L"], dtype=float) * compute ** -np.asarray(p["gamma"], dtype=float),
-        }
-
     samples = law["bootstrap"]["samples"]
-    point = at(law["params"])
-    spread = at(samples) if samples is not None else None
-    ci = {name: (percentile_interval(spread[name]) if spread else None) for name in point}
+    point = {name: values[0, 0] for name, values in profile_allocation(law["params"], compute).items()}
+    spread = profile_allocation(samples, compute) if samples is not None else None
+    ci = {name: (percentile_interval(spread[name][:, 0]) if spread else None) for name in point}
     return to_jsonable({"C": float(compute), **point, "ci95": ci})
