@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from isoflop.errors import UserError
-from isoflop.fit.isoflop import fit_isoflop
+from isoflop.fit.isoflop import DEFAULT_WINDOW, fit_isoflop
 from isoflop.fit.power import fit_chinchilla, fit_curve
 from isoflop.fit.predict import predict
 
@@ -32,6 +32,9 @@ def register(subparsers) -> None:
     fit.add_argument("--loss-col", default="loss", help="loss column (default loss)")
     fit.add_argument("--budget-col", help="isoflop: column of planned budgets to group runs by "
                                           "(default: group by gaps in C wider than 0.1 dex)")
+    fit.add_argument("--window", type=_window, default=DEFAULT_WINDOW, metavar="K",
+                     help=f"isoflop: each budget's parabola spans the 2K+1 sizes centred on its lowest loss "
+                          f"(default {DEFAULT_WINDOW}; 'all' for one parabola over every size)")
     fit.add_argument("--x", choices=("N", "D", "C"), default="C", help="power law: the variable (default C)")
     fit.add_argument("--no-offset", action="store_true", help="power law: fit A x^-alpha, without E")
     fit.add_argument("--bootstrap", type=int, default=1000, metavar="B",
@@ -67,7 +70,7 @@ def run_fit(args: argparse.Namespace) -> int:
     elif args.law == "isoflop":
         budget = table[args.budget_col].to_numpy() if args.budget_col else None
         law = fit_isoflop(table[args.c_col], table[args.n_col], table[args.d_col], table[args.loss_col],
-                          budget=budget, **options)
+                          budget=budget, window=args.window, **options)
     else:
         law = fit_curve(table[_x_column(args)], table[args.loss_col], variable=args.x,
                         offset=not args.no_offset, huber_delta=args.huber_delta, **options)
@@ -104,6 +107,15 @@ def read_runs(path: Path, args: argparse.Namespace) -> pd.DataFrame:
             raise UserError(f"{path}: column {col!r} has a missing or non-numeric value at data row {row + 1}")
         table[col] = numeric
     return table
+
+
+def _window(text: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--window takes a whole number of sizes or 'all', not {text!r}") from None
 
 
 def _x_column(args: argparse.Namespace) -> str:

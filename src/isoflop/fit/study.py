@@ -7,7 +7,7 @@ import pandas as pd
 
 from isoflop.errors import UserError
 from isoflop.fit.checks import to_jsonable
-from isoflop.fit.isoflop import fit_isoflop
+from isoflop.fit.isoflop import DEFAULT_WINDOW, fit_isoflop
 from isoflop.fit.power import fit_chinchilla
 from isoflop.fit.predict import predict
 
@@ -26,6 +26,7 @@ def fit_study(
     seed: int = 0,
     huber_delta: float = 1e-3,
     n_jobs: int | None = None,
+    isoflop_window: int | None = DEFAULT_WINDOW,
 ) -> dict:
     """Fit a study's runs; returns the dict the workflow writes as `laws.json`.
 
@@ -35,6 +36,7 @@ def fit_study(
     the remaining runs cannot support. Keys: `chinchilla`, `isoflop` (each the fit's dict or None),
     `extrapolation` (both laws refitted without the largest budget, scored on its runs),
     `next_budget` (10x the largest budget: N*, D* and loss with 95% intervals), `warnings`.
+    `isoflop_window` is the IsoFLOP parabolas' window (see `fit_isoflop`).
     """
     missing = [col for col in (n_col, d_col, c_col, budget_col, loss_col) if col not in runs.columns]
     if missing:
@@ -44,7 +46,8 @@ def fit_study(
     columns = {"N": n_col, "D": d_col, "C": c_col, "budget": budget_col, "loss": loss_col}
     data = {key: table[col].to_numpy() for key, col in columns.items()}
     data["run_id"] = table["run_id"].astype(str).to_numpy() if "run_id" in table else table.index.astype(str).to_numpy()
-    options = {"bootstrap": bootstrap, "seed": seed, "huber_delta": huber_delta, "n_jobs": n_jobs}
+    options = {"bootstrap": bootstrap, "seed": seed, "huber_delta": huber_delta, "n_jobs": n_jobs,
+               "window": isoflop_window}
     next_compute = NEXT_BUDGET_FACTOR * float(np.max(data["budget"])) if len(table) else None
     chinchilla, isoflop = _fit_both(data, options, next_compute, warnings, "")
     return to_jsonable({
@@ -94,11 +97,12 @@ def _ids(frame: pd.DataFrame, limit: int = 10) -> str:
 def _fit_both(data: dict, options: dict, target: float | None, warnings: list[str], context: str):
     """Chinchilla and IsoFLOP fits of `data`; a law that cannot be fitted is None plus a warning."""
     chinchilla = isoflop = None
+    chin_options = {key: options[key] for key in ("bootstrap", "seed", "huber_delta", "n_jobs")}
     try:
-        chinchilla = fit_chinchilla(data["N"], data["D"], data["loss"], target_C=target, **options)
+        chinchilla = fit_chinchilla(data["N"], data["D"], data["loss"], target_C=target, **chin_options)
     except UserError as err:
         warnings.append(f"chinchilla{context}: not fitted: {err}")
-    iso_options = {key: options[key] for key in ("bootstrap", "seed")}
+    iso_options = {key: options[key] for key in ("bootstrap", "seed", "window")}
     try:
         isoflop = fit_isoflop(data["C"], data["N"], data["D"], data["loss"], budget=data["budget"],
                               target_C=target, **iso_options)
