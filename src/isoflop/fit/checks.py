@@ -31,11 +31,18 @@ def same_length(**columns: np.ndarray) -> int:
     return next(iter(lengths.values()))
 
 
-def enough_points(n_points: int, n_params: int, what: str) -> None:
-    """UserError unless there are more points than parameters (a residual degree of freedom)."""
-    if n_points <= n_params:
-        raise UserError(f"{what} has {n_params} parameters but only {n_points} points; "
-                        f"it needs at least {n_params + 1}")
+def distinct_points(*columns: np.ndarray) -> int:
+    """How many distinct rows the `columns` form together: repeats of one run add no information."""
+    return len(np.unique(np.column_stack(columns), axis=0))
+
+
+def enough_points(n_points: int, n_params: int, what: str, *, exact: bool = False) -> None:
+    """UserError unless there are more distinct points than parameters (a residual degree of
+    freedom), or, with `exact`, at least as many (the fit then interpolates)."""
+    need = n_params if exact else n_params + 1
+    if n_points < need:
+        raise UserError(f"{what} has {n_params} free parameters but only {n_points} distinct points; "
+                        f"it needs at least {need}")
 
 
 def to_jsonable(value):

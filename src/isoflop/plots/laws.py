@@ -81,7 +81,7 @@ def plot_fitted_vs_observed(runs: pd.DataFrame, chinchilla_fit: dict, path, *, l
     ax.plot(span, span, "k--", lw=1, label="predicted = observed")
     error = np.mean(np.abs(predicted / observed - 1))
     ax.set(xlabel="observed loss (nats/token)", ylabel="fitted loss (nats/token)",
-           title=f"Chinchilla fit: mean |relative error| {error:.2%}")
+           title=f"{chinchilla_fit['law']} fit: mean |relative error| {error:.2%}")
     ax.legend(fontsize=8)
     save_figure(fig, path)
 
