@@ -25,6 +25,7 @@ from isoflop.fit.regression import (
     parabolas_by_group,
     resampled_vertices,
 )
+from isoflop.fit.residuals import residual_summary
 
 ISOFLOP_FORM = ("N_opt = k_N C^a; D_opt = k_D C^b; loss_opt = k_L C^-gamma; "
                 "L(N, C) = loss_opt(C) + kappa (ln N - ln N_opt(C))^2")
@@ -108,6 +109,8 @@ def fit_isoflop(
                             "budgets and were left out of the intervals")
     ci95 = ({name: percentile_interval(samples[name]) for name in ISOFLOP_PARAMS}
             if samples is not None else ols_ci)
+    fitted_rows = np.concatenate([g["rows"] for g in usable])
+    fitted = profile_loss(params, N[fitted_rows], C[fitted_rows])[0]
     result = {
         "law": "isoflop",
         "form": ISOFLOP_FORM,
@@ -118,6 +121,8 @@ def fit_isoflop(
         "n_budgets_used": len(usable),
         "objective": float(sum(g["rss"] for g in groups)),
         "budgets": [_budget_summary(g) for g in groups],
+        # the runs the usable parabolas were fitted to, against the profile law (for prediction intervals)
+        "residuals": residual_summary(loss[fitted_rows], fitted, "raw", len(ISOFLOP_PARAMS)),
         "bootstrap": {"resamples": bootstrap, "seed": seed, "failed": failed, "samples": samples},
         "warnings": warnings,
     }
