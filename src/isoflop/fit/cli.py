@@ -6,15 +6,18 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from isoflop.errors import UserError
-from isoflop.fit.constrained import FORMS, NO_CONSTRAINTS, OBJECTIVES, Constraints, fit_law
-from isoflop.fit.isoflop import DEFAULT_WINDOW, fit_isoflop
-from isoflop.fit.power import fit_chinchilla, fit_curve
-from isoflop.fit.predict import predict, predict_intervals
+from isoflop.fit.constrained import FORMS, NO_CONSTRAINTS, OBJECTIVES, Constraints
+from isoflop.fit.isoflop import DEFAULT_WINDOW
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas and the fits (scipy, statsmodels) load inside the commands, so `--help` answers at once
 
 LAWS = ("chinchilla", "overtrained", "isoflop", "power")
 
@@ -98,6 +101,8 @@ def register(subparsers) -> None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
+    from isoflop.fit import fit_chinchilla, fit_curve, fit_isoflop, fit_law
+
     table = read_runs(args.input, args)
     if args.exclude_top_loss < 0 or args.exclude_top_loss >= len(table):
         raise UserError(f"--exclude-top-loss {args.exclude_top_loss} must be in [0, {len(table)})")
@@ -140,8 +145,7 @@ def read_runs(path: Path, args: argparse.Namespace) -> pd.DataFrame:
     if args.law == "isoflop" and args.budget_col:
         needed.append(args.budget_col)
     if args.d_col in needed and args.d_col not in table and {args.c_col, args.n_col} <= set(table.columns):
-        table[args.d_col] = pd.to_numeric(table[args.c_col], errors="coerce") / (
-            6.0 * pd.to_numeric(table[args.n_col], errors="coerce"))
+        table[args.d_col] = _numeric(table, args.c_col, path) / (6.0 * _numeric(table, args.n_col, path))
     missing = [col for col in needed if col not in table]
     if missing:
         raise UserError(f"{path}: missing column(s) {', '.join(missing)}; it has {', '.join(table.columns)}")
@@ -152,6 +156,8 @@ def read_runs(path: Path, args: argparse.Namespace) -> pd.DataFrame:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     """The CSV at `path`, or a one-line UserError naming it (missing, unreadable, or no rows)."""
+    import pandas as pd
+
     try:
         table = pd.read_csv(path)
     except FileNotFoundError:
@@ -165,6 +171,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 def _numeric(table: pd.DataFrame, col: str, path: Path) -> np.ndarray:
     """Column `col` as floats, or UserError naming the first missing or non-numeric data row."""
+    import pandas as pd
+
     numeric = pd.to_numeric(table[col], errors="coerce")
     if numeric.isna().any():
         row = int(np.argmax(numeric.isna().to_numpy()))
@@ -228,6 +236,8 @@ def _num(value) -> str:
 
 
 def _plot(args: argparse.Namespace, table: pd.DataFrame, law: dict) -> None:
+    import pandas as pd
+
     from isoflop.plots import laws as plots  # matplotlib only when a figure is asked for
 
     if args.law in FORMS:
@@ -241,6 +251,8 @@ def _plot(args: argparse.Namespace, table: pd.DataFrame, law: dict) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from isoflop.fit import predict
+
     try:
         law = json.loads(args.law.read_text())
     except FileNotFoundError:
@@ -259,6 +271,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def _predict_csv(law: dict, args: argparse.Namespace) -> int:
     """One prediction per row of `args.csv`, with confidence and prediction intervals, to `args.out`."""
+    from isoflop.fit import predict_intervals
+
     if args.out is None:
         raise UserError("--csv needs --out PRED.csv for the predictions")
     table = _read_csv(args.csv)

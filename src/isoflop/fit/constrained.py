@@ -26,7 +26,15 @@ import numpy as np
 
 from isoflop.errors import UserError
 from isoflop.fit.bootstrap import percentile_interval, resample_counts
-from isoflop.fit.checks import distinct_points, enough_points, positive_column, same_length, to_jsonable
+from isoflop.fit.checks import (
+    distinct_points,
+    duplicate_rows,
+    enough_points,
+    fit_warnings,
+    positive_column,
+    same_length,
+    to_jsonable,
+)
 from isoflop.fit.residuals import residual_summary
 
 OBJECTIVES = ("huber", "lsq")
@@ -250,8 +258,9 @@ def fit_law(
                         "bounds": {name: list(b) for name, b in constraints.bounds.items()}},
         "residuals": residual_summary(loss, fitted, "log" if objective == "huber" else "raw", len(space.free)),
         "bootstrap": {"resamples": bootstrap, "seed": seed, "failed": failed, "samples": samples},
-        "warnings": warnings + _at_bounds(space, best.x),
     }
+    result["warnings"] = (duplicate_rows(N, D, loss) + warnings + _at_bounds(space, best.x)
+                          + fit_warnings(result, form.exponents))
     if law == "chinchilla":
         from isoflop.fit.power import allocation_at, compute_optimal_summary
 

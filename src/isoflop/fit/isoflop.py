@@ -16,7 +16,7 @@ import numpy as np
 
 from isoflop.errors import UserError
 from isoflop.fit.bootstrap import percentile_interval, resample_counts
-from isoflop.fit.checks import positive_column, same_length, to_jsonable
+from isoflop.fit.checks import duplicate_rows, fit_warnings, positive_column, same_length, to_jsonable
 from isoflop.fit.regression import (
     MIN_DISTINCT,
     group_labels,
@@ -126,6 +126,8 @@ def fit_isoflop(
         "bootstrap": {"resamples": bootstrap, "seed": seed, "failed": failed, "samples": samples},
         "warnings": warnings,
     }
+    warnings[:0] = duplicate_rows(C, N, loss)
+    warnings += fit_warnings(result, ("a", "b", "gamma"))
     if target_C is not None:
         result["at_target"] = isoflop_allocation(result, target_C)
     return to_jsonable(result)

@@ -11,8 +11,16 @@ import numpy as np
 
 from isoflop.errors import UserError
 from isoflop.fit.bootstrap import parallel_rows, percentile_interval, resample_counts
-from isoflop.fit.checks import distinct_points, enough_points, positive_column, same_length, to_jsonable
-from isoflop.fit.laws import CHINCHILLA, PowerSumLaw, compute_optimal, optimal_allocation
+from isoflop.fit.checks import (
+    distinct_points,
+    duplicate_rows,
+    enough_points,
+    fit_warnings,
+    positive_column,
+    same_length,
+    to_jsonable,
+)
+from isoflop.fit.laws import CHINCHILLA, EXPONENT_NAMES, PowerSumLaw, compute_optimal, optimal_allocation
 from isoflop.fit.residuals import residual_summary
 from isoflop.fit.solve import global_minimize, minimize_batched
 
@@ -106,9 +114,10 @@ def _fit_power_sum(law, x, y, huber_delta, bootstrap, seed, n_jobs) -> tuple[dic
         with np.errstate(over="ignore"):
             samples = law.to_params(thetas)
     names = law.names
+    samples_by_name = None if samples is None else dict(zip(names, samples.T))
     result = {
         "params": dict(zip(names, params)),
-        "ci95": _intervals(None if samples is None else dict(zip(names, samples.T)), names),
+        "ci95": _intervals(samples_by_name, names),
         "n_points": len(y),
         "n_distinct_points": distinct_points(x),
         "objective": objective,
@@ -116,9 +125,10 @@ def _fit_power_sum(law, x, y, huber_delta, bootstrap, seed, n_jobs) -> tuple[dic
         "residuals": residual_summary(y, law.predict(params, x)[0], "log", law.n_params),
         "bootstrap": {
             "resamples": bootstrap, "seed": seed, "failed": failed,
-            "samples": None if samples is None else dict(zip(names, samples.T)),
+            "samples": samples_by_name,
         },
     }
+    result["warnings"] = duplicate_rows(x, y) + fit_warnings(result, EXPONENT_NAMES)
     return result, params, samples
 
 

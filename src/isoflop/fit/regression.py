@@ -8,8 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import statsmodels.api as sm
-from scipy import stats
 
 from isoflop.errors import UserError
 
@@ -54,6 +52,8 @@ def fit_parabola(u: np.ndarray, y: np.ndarray, level: float = 0.95) -> Parabola:
     curvature is not clearly positive the interval is unbounded (nan ends), not falsely narrow.
     It needs a residual degree of freedom (4 distinct points or more); with exactly 3 it is nan.
     """
+    import statsmodels.api as sm  # statsmodels and scipy.stats take seconds to import: only fits pay
+    from scipy import stats
     centre = u.mean()
     design = np.column_stack([np.ones_like(u), u - centre, (u - centre) ** 2])
     model = sm.OLS(y, design).fit()
@@ -153,6 +153,7 @@ def resampled_vertices(
 
 def ols_line(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """OLS of `y` on [1, x columns]: coefficients (k,) and their t-intervals (k, 2), nan if no dof."""
+    import statsmodels.api as sm
     design = np.column_stack([np.ones(len(y)), x])
     model = sm.OLS(y, design).fit()
     if model.df_resid < 1:

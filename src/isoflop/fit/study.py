@@ -105,6 +105,7 @@ def _fit_both(data: dict, options: dict, target: float | None, warnings: list[st
     chin_options, iso_options = _law_options(options)
     try:
         chinchilla = fit_chinchilla(data["N"], data["D"], data["loss"], target_C=target, **chin_options)
+        warnings.extend(f"chinchilla{context}: {message}" for message in chinchilla["warnings"])
     except UserError as err:
         warnings.append(f"chinchilla{context}: not fitted: {err}")
     try:
