@@ -26,15 +26,8 @@ import numpy as np
 
 from isoflop.errors import UserError
 from isoflop.fit.bootstrap import percentile_interval, resample_counts
-from isoflop.fit.checks import (
-    distinct_points,
-    duplicate_rows,
-    enough_points,
-    fit_warnings,
-    positive_column,
-    same_length,
-    to_jsonable,
-)
+from isoflop.fit import checks
+from isoflop.fit.checks import positive_column, same_length, to_jsonable
 from isoflop.fit.residuals import residual_summary
 
 OBJECTIVES = ("huber", "lsq")
@@ -200,8 +193,8 @@ def fit_law(
     N, D, loss = positive_column("N", N), positive_column("D", D), positive_column("loss", loss)
     same_length(N=N, D=D, loss=loss)
     space = _Space(form, constraints)
-    distinct = distinct_points(N, D)
-    enough_points(distinct, len(space.free), f"the {law} law", exact=allow_exact and objective == "lsq")
+    distinct = checks.distinct_points(N, D)
+    checks.enough_points(distinct, len(space.free), f"the {law} law", exact=allow_exact and objective == "lsq")
     warnings: list[str] = []
     if distinct == len(space.free):
         warnings.append(f"{distinct} points for {distinct} free parameters: the law interpolates them, "
@@ -259,8 +252,8 @@ def fit_law(
         "residuals": residual_summary(loss, fitted, "log" if objective == "huber" else "raw", len(space.free)),
         "bootstrap": {"resamples": bootstrap, "seed": seed, "failed": failed, "samples": samples},
     }
-    result["warnings"] = (duplicate_rows(N, D, loss) + warnings + _at_bounds(space, best.x)
-                          + fit_warnings(result, form.exponents))
+    result["warnings"] = (checks.duplicate_rows(N, D, loss) + warnings + _at_bounds(space, best.x)
+                          + checks.fit_warnings(result, form.exponents))
     if law == "chinchilla":
         from isoflop.fit.power import allocation_at, compute_optimal_summary
 
