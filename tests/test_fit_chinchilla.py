@@ -167,7 +167,7 @@ def test_target_compute_and_prediction_intervals():
     [
         ([1e8] * 6, [1e9] * 6, [3.0, 3.1, np.nan, 3.0, 2.9, 3.0], "'loss' has 1 missing"),
         ([1e8] * 6, [1e9] * 5 + [0.0], [3.0] * 6, "'D' must be positive"),
-        ([1e8] * 5, [1e9] * 5, [3.0] * 5, "5 parameters but only 5 points"),
+        ([1e8] * 5, [1e9] * 5, [3.0] * 5, "5 free parameters but only 1 distinct points"),
         ([1e8] * 6, [1e9] * 5, [3.0] * 6, "differ in length"),
     ],
 )

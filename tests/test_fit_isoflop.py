@@ -6,7 +6,8 @@ import pytest
 from isoflop.errors import UserError
 from isoflop.fit import fit_envelope, fit_isoflop, fit_lr_law, predict
 from isoflop.fit.laws import compute_optimal, optimal_allocation
-from isoflop.fit.regression import fit_parabola, group_labels
+from isoflop.fit.isoflop import DEFAULT_WINDOW
+from isoflop.fit.regression import around_minimum, fit_parabola, group_labels
 
 TRUE = np.array([1.8, 480.0, 2100.0, 0.35, 0.37])  # close to the replication's fit
 TRUE_A = compute_optimal(TRUE)["a"]
@@ -17,13 +18,17 @@ def chinchilla_loss(n, d):
     return e + a / n**alpha + b / d**beta
 
 
-def isoflop_runs(budgets=(1e18, 3e18, 1e19, 3e19, 1e20), spread=0.8, sizes=9, noise=0.0, seed=0, shift=0.0):
-    """Runs at `sizes` log-spaced N around each budget's true optimum (times 10^`shift`)."""
+def isoflop_runs(budgets=(1e18, 3e18, 1e19, 3e19, 1e20), spread=0.8, sizes=9, noise=0.0, seed=0, shift=0.0,
+                 offsets=None):
+    """Runs at `sizes` log-spaced N around each budget's true optimum (times 10^`shift`), or at
+    the optimum times 10^`offsets` when given (a lopsided sweep)."""
     rng = np.random.default_rng(seed)
     c, n = [], []
+    offsets = np.linspace(-spread, spread, sizes) if offsets is None else np.asarray(offsets)
+    sizes = len(offsets)
     for compute in budgets:
         n_opt = optimal_allocation(TRUE, compute)["N_opt"] * 10**shift
-        grid = n_opt * np.logspace(-spread, spread, sizes)
+        grid = n_opt * 10**offsets
         c.extend([compute] * sizes)
         n.extend(grid)
     c, n = np.array(c), np.array(n)
@@ -67,6 +72,59 @@ def test_a_budget_that_misses_its_minimum_is_flagged_and_left_out():
     assert fit["n_budgets_used"] == 5
     assert any("not bracketed" in w for w in fit["warnings"])
     assert fit["params"]["a"] == pytest.approx(TRUE_A, abs=0.02)
+
+
+LOPSIDED = np.arange(-0.5, 1.51, 0.1)  # 21 sizes, three times as many above the optimum as below
+
+
+def window_experiment(offsets, noise, draws, windows, seed=0):
+    """Bias and RMSE (dex) of log10 N* per window (None: all sizes) over noisy Chinchilla-shaped
+    profiles at `offsets` dex from the optimum: the experiment behind DEFAULT_WINDOW's choice."""
+    rng = np.random.default_rng(seed)
+    errors = {window: [] for window in windows}
+    for compute in (1e18, 1e20, 1e22):
+        n_opt = optimal_allocation(TRUE, compute)["N_opt"]
+        n = n_opt * 10**offsets
+        for _ in range(draws):
+            loss = chinchilla_loss(n, compute / (6 * n)) * np.exp(rng.normal(0, noise, len(n)))
+            for window in windows:
+                keep = np.ones(len(n), bool) if window is None else around_minimum(np.log(n), loss, window)
+                parabola = fit_parabola(np.log(n[keep]), loss[keep])
+                errors[window].append((parabola.vertex - np.log(n_opt)) / np.log(10))
+    return {window: (np.mean(e), np.sqrt(np.mean(np.square(e)))) for window, e in errors.items()}
+
+
+def test_default_window_removes_the_lopsided_sweep_bias():
+    """A short run of the experiment recorded at DEFAULT_WINDOW (there with 300 draws and six sweeps)."""
+    result = window_experiment(LOPSIDED, noise=0.002, draws=40, windows=(2, DEFAULT_WINDOW, None))
+    bias_local, rmse_local = result[DEFAULT_WINDOW]
+    bias_global, rmse_global = result[None]
+    assert bias_global > 0.012  # one parabola leans toward the longer (upper) flank
+    assert abs(bias_local) < 0.005 and rmse_local < rmse_global
+    assert rmse_local < result[2][1]  # a narrower window pays in variance
+
+
+def test_local_parabolas_find_the_vertex_where_the_global_one_is_biased():
+    c, n, d, loss = isoflop_runs(offsets=LOPSIDED)
+    local, whole = fit_isoflop(c, n, d, loss), fit_isoflop(c, n, d, loss, window=None)
+    for budget_local, budget_whole in zip(local["budgets"], whole["budgets"]):
+        truth = optimal_allocation(TRUE, budget_local["C"])["N_opt"]
+        assert budget_local["N_opt"] == pytest.approx(truth, rel=0.01)
+        assert budget_whole["N_opt"] / truth > 1.03  # biased toward the longer flank
+        assert budget_local["n_runs"] == 21 and budget_local["n_runs_fitted"] == 2 * DEFAULT_WINDOW + 1
+    assert local["params"]["a"] == pytest.approx(TRUE_A, abs=0.003)
+    # intervals: percentiles of resampled windows around the full-data estimate
+    c, n, d, loss = isoflop_runs(offsets=LOPSIDED, noise=0.003, seed=9)
+    fit = fit_isoflop(c, n, d, loss, bootstrap=300, seed=1)
+    assert fit["ci95"]["a"][0] < fit["params"]["a"] < fit["ci95"]["a"][1]
+    assert fit["ci95"]["a"][0] < TRUE_A < fit["ci95"]["a"][1]
+
+
+def test_a_window_wider_than_the_sweep_is_the_global_fit():
+    c, n, d, loss = isoflop_runs(sizes=5, noise=0.003, seed=2)  # the study's default: 5 sizes a budget
+    assert fit_isoflop(c, n, d, loss, window=2) == fit_isoflop(c, n, d, loss, window=None) | {"window": 2}
+    with pytest.raises(UserError, match="window"):
+        fit_isoflop(c, n, d, loss, window=0)
 
 
 def test_too_few_bracketed_budgets_is_a_user_error():

@@ -129,7 +129,7 @@ def test_cli_isoflop_and_power_laws(study_csv, tmp_path):
     [
         ("N,D,loss\n1e8,1e9,3\n", ["--n-col", "params"], "missing column(s) params"),
         ("N,D,loss\n" + "1e8,1e9,3\n" * 5 + "1e8,-1e9,3\n", [], "'D' must be positive"),
-        ("N,D,loss\n" + "1e8,1e9,3\n" * 5, [], "5 parameters but only 5 points"),
+        ("N,D,loss\n" + "1e8,1e9,3\n" * 50, [], "5 free parameters but only 1 distinct points"),
         ("N,D,loss\n" + "1e8,1e9,3\n" * 5 + "1e8,1e9,nan\n", [], "'loss' has a missing or non-numeric value"),
     ],
 )

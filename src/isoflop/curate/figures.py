@@ -4,22 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from isoflop.curate.minhash import s_curve  # noqa: E402
-
-
-def _save(fig, path) -> Path:
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+from isoflop.curate.minhash import s_curve
+from isoflop.plots import save_figure  # also selects the Agg backend
 
 
 def plot_cluster_map(embedding_2d: np.ndarray, cluster_ids, path, labels: dict | None = None,
@@ -32,7 +21,7 @@ def plot_cluster_map(embedding_2d: np.ndarray, cluster_ids, path, labels: dict |
     cluster_ids = np.asarray(cluster_ids)
     clusters = np.unique(cluster_ids)
     colours = plt.get_cmap("tab20" if len(clusters) > 10 else "tab10")
-    fig, ax = plt.subplots(figsize=(8, 7), dpi=120)
+    fig, ax = plt.subplots(figsize=(8, 7))
     for index, cluster in enumerate(clusters):
         points = embedding_2d[cluster_ids == cluster]
         colour = colours(index % colours.N)
@@ -47,17 +36,17 @@ def plot_cluster_map(embedding_2d: np.ndarray, cluster_ids, path, labels: dict |
     ax.set_title(f"{title}: {len(embedding_2d)} documents, {len(clusters)} clusters")
     ax.legend(title="cluster (documents)", fontsize=6, title_fontsize=7, markerscale=2,
               loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_s_curve(bands: int, rows: int, threshold: float, path) -> Path:
     """Probability of becoming an LSH candidate against Jaccard similarity, with the threshold marked."""
     similarity = np.linspace(0, 1, 201)
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(similarity, s_curve(similarity, bands, rows), color="C0", label=f"{bands} bands x {rows} rows")
     ax.axvline(threshold, color="C3", linestyle="--", label=f"threshold {threshold}")
     ax.set_xlabel("Jaccard similarity of shingle sets")
     ax.set_ylabel("P(candidate pair)")
     ax.set_title("MinHash LSH S-curve")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)

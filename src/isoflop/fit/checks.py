@@ -31,11 +31,51 @@ def same_length(**columns: np.ndarray) -> int:
     return next(iter(lengths.values()))
 
 
-def enough_points(n_points: int, n_params: int, what: str) -> None:
-    """UserError unless there are more points than parameters (a residual degree of freedom)."""
-    if n_points <= n_params:
-        raise UserError(f"{what} has {n_params} parameters but only {n_points} points; "
-                        f"it needs at least {n_params + 1}")
+def distinct_points(*columns: np.ndarray) -> int:
+    """How many distinct rows the `columns` form together: repeats of one run add no information."""
+    return len(np.unique(np.column_stack(columns), axis=0))
+
+
+def enough_points(n_points: int, n_params: int, what: str, *, exact: bool = False) -> None:
+    """UserError unless there are more distinct points than parameters (a residual degree of
+    freedom), or, with `exact`, at least as many (the fit then interpolates)."""
+    need = n_params if exact else n_params + 1
+    if n_points < need:
+        raise UserError(f"{what} has {n_params} free parameters but only {n_points} distinct points; "
+                        f"it needs at least {need}")
+
+
+def duplicate_rows(*columns: np.ndarray) -> list[str]:
+    """A warning when rows repeat another exactly in every column (a run copied into the table)."""
+    repeats = len(columns[0]) - len(np.unique(np.column_stack(columns), axis=0))
+    if not repeats:
+        return []
+    return [f"{repeats} row(s) repeat another exactly: a copied run counts twice, which narrows the "
+            "intervals without adding information; drop the copies"]
+
+
+def fit_warnings(law: dict, exponents: tuple[str, ...], *, span_decades: float = 2.0,
+                 wrong_sign_share: float = 0.05) -> list[str]:
+    """Warnings about a fitted `law` dict that its numbers alone do not shout: a 95% interval
+    spanning more than `span_decades` orders of magnitude (the data do not pin the parameter),
+    and an exponent in `exponents` that is not positive in more than `wrong_sign_share` of the
+    bootstrap fits (the data do not even pin its direction)."""
+    warnings = []
+    for name, interval in law["ci95"].items():
+        if interval is None or None in interval:
+            continue
+        low, high = interval
+        if low > 0 and high / low > 10**span_decades:
+            warnings.append(f"the 95% interval of {name} spans {np.log10(high / low):.1f} orders of magnitude "
+                            f"[{low:.3g}, {high:.3g}]: the data do not pin it down")
+    samples = law["bootstrap"]["samples"] or {}
+    for name in exponents:
+        values = np.asarray(samples.get(name, []), dtype=float)
+        values = values[np.isfinite(values)]
+        if len(values) and np.mean(values <= 0) > wrong_sign_share:
+            warnings.append(f"exponent {name} is not positive in {np.mean(values <= 0):.0%} of the bootstrap "
+                            "fits: the data do not settle whether loss falls with it")
+    return warnings
 
 
 def to_jsonable(value):

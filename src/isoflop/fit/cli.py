@@ -4,34 +4,69 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from isoflop.errors import UserError
-from isoflop.fit.isoflop import fit_isoflop
-from isoflop.fit.power import fit_chinchilla, fit_curve
-from isoflop.fit.predict import predict
+from isoflop.fit.constrained import FORMS, NO_CONSTRAINTS, OBJECTIVES, Constraints
+from isoflop.fit.isoflop import DEFAULT_WINDOW
 
-LAWS = ("chinchilla", "isoflop", "power")
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas and the fits (scipy, statsmodels) load inside the commands, so `--help` answers at once
+
+LAWS = ("chinchilla", "overtrained", "isoflop", "power")
+
+FIT_EXAMPLES = """examples:
+  isoflop fit runs.csv --law chinchilla --out law.json --plot law.png
+  isoflop fit runs.csv --law isoflop --budget-col budget --window 3 --out iso.json
+  isoflop fit runs.csv --law power --x C --out curve.json
+  isoflop fit fit5.csv --law overtrained --objective lsq --loss-col loss_c4_val --out law.json
+  isoflop fit runs.csv --law chinchilla --objective lsq --fix E=1.7 --bound alpha=0,1 --tie beta=alpha --out law.json
+"""
+
+PREDICT_EXAMPLES = """examples:
+  isoflop predict law.json --N 1e9 --D 2e10
+  isoflop predict law.json --csv heldout.csv --out pred.csv --loss-col loss_c4_val
+"""
 
 
 def register(subparsers) -> None:
     """Add the `fit` and `predict` subcommands."""
     fit = subparsers.add_parser(
         "fit", help="fit a scaling law to runs in a CSV",
-        description="Fit a scaling law to a CSV of runs (one row per run) and write it as JSON.")
+        description="Fit a scaling law to a CSV of runs (one row per run) and write it as JSON.",
+        epilog=FIT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     fit.add_argument("input", type=Path, metavar="INPUT.csv")
     fit.add_argument("--law", choices=LAWS, required=True,
-                     help="chinchilla: L(N, D) = E + A/N^alpha + B/D^beta; isoflop: per-budget parabolas "
-                          "then N*, D* power laws in C; power: L = E + A x^-alpha in one variable")
+                     help="chinchilla: L(N, D) = E + A/N^alpha + B/D^beta; overtrained: L(C, M) = E + "
+                          "(a M^eta + b M^-eta) C^-eta with M = D/N (Gadre et al. 2024); isoflop: per-budget "
+                          "parabolas then N*, D* power laws in C; power: L = E + A x^-alpha in one variable")
+    fit.add_argument("--objective", choices=OBJECTIVES, default="huber",
+                     help="chinchilla, overtrained: huber = Huber loss on log residuals (default); "
+                          "lsq = least squares on the raw loss")
+    fit.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
+                     help="chinchilla, overtrained: hold a parameter at a value (repeatable), e.g. E=1.7")
+    fit.add_argument("--bound", action="append", default=[], metavar="NAME=LOW,HIGH",
+                     help="chinchilla, overtrained: keep a parameter within bounds (repeatable), e.g. alpha=0,1")
+    fit.add_argument("--tie", action="append", default=[], metavar="NAME=OTHER",
+                     help="chinchilla, overtrained: make a parameter equal another (repeatable), e.g. beta=alpha")
+    fit.add_argument("--allow-exact", action="store_true",
+                     help="with --objective lsq, accept as many distinct points as free parameters "
+                          "(the law then interpolates them; prediction intervals lose the noise term)")
     fit.add_argument("--n-col", default="N", help="model size column (default N)")
     fit.add_argument("--d-col", default="D", help="tokens column (default D; derived as C/(6N) if absent)")
     fit.add_argument("--c-col", default="C", help="training FLOPs column (default C)")
     fit.add_argument("--loss-col", default="loss", help="loss column (default loss)")
     fit.add_argument("--budget-col", help="isoflop: column of planned budgets to group runs by "
                                           "(default: group by gaps in C wider than 0.1 dex)")
+    fit.add_argument("--window", type=_window, default=DEFAULT_WINDOW, metavar="K",
+                     help=f"isoflop: each budget's parabola spans the 2K+1 sizes centred on its lowest loss "
+                          f"(default {DEFAULT_WINDOW}; 'all' for one parabola over every size)")
     fit.add_argument("--x", choices=("N", "D", "C"), default="C", help="power law: the variable (default C)")
     fit.add_argument("--no-offset", action="store_true", help="power law: fit A x^-alpha, without E")
     fit.add_argument("--bootstrap", type=int, default=1000, metavar="B",
@@ -47,33 +82,56 @@ def register(subparsers) -> None:
 
     pred = subparsers.add_parser(
         "predict", help="predict loss from a fitted law",
-        description="Print the loss a fitted law predicts, with its 95% bootstrap interval.")
+        description="Print the loss a fitted law predicts, with its 95%% bootstrap interval; or, with --csv, "
+                    "write one prediction per row with 95%% confidence and prediction intervals.",
+        epilog=PREDICT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     pred.add_argument("law", type=Path, metavar="OUT.json")
     pred.add_argument("--N", type=float, help="model size")
     pred.add_argument("--D", type=float, help="tokens")
     pred.add_argument("--C", type=float, help="training FLOPs")
+    pred.add_argument("--csv", type=Path, metavar="IN.csv", help="predict every row of a CSV (needs --out)")
+    pred.add_argument("--out", type=Path, metavar="PRED.csv",
+                      help="with --csv: the rows with predicted, conf_lo95, conf_hi95, pred_lo95, pred_hi95 "
+                           "and, where the CSV has the loss column, rel_error and inside_pred95")
+    for flag, default, what in (("--n-col", "N", "model size"), ("--d-col", "D", "tokens"),
+                                ("--c-col", "C", "training FLOPs"), ("--loss-col", "loss", "observed loss")):
+        pred.add_argument(flag, default=default, help=f"with --csv: the {what} column (default {default})")
+    pred.add_argument("--seed", type=int, default=0, help="seed of the residual draws (default 0)")
     pred.set_defaults(func=run_predict)
 
 
 def run_fit(args: argparse.Namespace) -> int:
+    from isoflop.fit import fit_chinchilla, fit_curve, fit_isoflop, fit_law
+
     table = read_runs(args.input, args)
     if args.exclude_top_loss < 0 or args.exclude_top_loss >= len(table):
         raise UserError(f"--exclude-top-loss {args.exclude_top_loss} must be in [0, {len(table)})")
     table = table.drop(table[args.loss_col].nlargest(args.exclude_top_loss).index)
     options = {"bootstrap": args.bootstrap, "seed": args.seed}
-    if args.law == "chinchilla":
+    constraints = parse_constraints(args)
+    constrained = args.objective != "huber" or constraints != NO_CONSTRAINTS or args.allow_exact
+    if args.law not in FORMS and constrained:
+        raise UserError(f"--objective, --fix, --bound, --tie and --allow-exact apply to the "
+                        f"{' and '.join(FORMS)} laws, not {args.law}")
+    if args.law == "overtrained" or (args.law == "chinchilla" and constrained):
+        law = fit_law(args.law, table[args.n_col], table[args.d_col], table[args.loss_col],
+                      objective=args.objective, huber_delta=args.huber_delta, constraints=constraints,
+                      allow_exact=args.allow_exact, **options)
+    elif args.law == "chinchilla":
         law = fit_chinchilla(table[args.n_col], table[args.d_col], table[args.loss_col],
                              huber_delta=args.huber_delta, **options)
     elif args.law == "isoflop":
         budget = table[args.budget_col].to_numpy() if args.budget_col else None
         law = fit_isoflop(table[args.c_col], table[args.n_col], table[args.d_col], table[args.loss_col],
-                          budget=budget, **options)
+                          budget=budget, window=args.window, **options)
     else:
         law = fit_curve(table[_x_column(args)], table[args.loss_col], variable=args.x,
                         offset=not args.no_offset, huber_delta=args.huber_delta, **options)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(law, indent=1) + "\n")
     print(_summary(law))
+    for warning in law.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     if args.plot:
         _plot(args, table, law)
     return 0
@@ -81,29 +139,82 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def read_runs(path: Path, args: argparse.Namespace) -> pd.DataFrame:
     """The CSV's rows with the columns the law needs; D is derived as C / (6N) when missing."""
+    table = _read_csv(path)
+    needed = {"chinchilla": [args.n_col, args.d_col], "overtrained": [args.n_col, args.d_col],
+              "isoflop": [args.c_col, args.n_col, args.d_col], "power": [_x_column(args)]}[args.law] + [args.loss_col]
+    if args.law == "isoflop" and args.budget_col:
+        needed.append(args.budget_col)
+    if args.d_col in needed and args.d_col not in table and {args.c_col, args.n_col} <= set(table.columns):
+        table[args.d_col] = _numeric(table, args.c_col, path) / (6.0 * _numeric(table, args.n_col, path))
+    missing = [col for col in needed if col not in table]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}; it has {', '.join(table.columns)}")
+    for col in needed:
+        table[col] = _numeric(table, col, path)
+    return table
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """The CSV at `path`, or a one-line UserError naming it (missing, unreadable, or no rows)."""
+    import pandas as pd
+
     try:
         table = pd.read_csv(path)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise UserError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
-    needed = {"chinchilla": [args.n_col, args.d_col], "isoflop": [args.c_col, args.n_col, args.d_col],
-              "power": [_x_column(args)]}[args.law] + [args.loss_col]
-    if args.law == "isoflop" and args.budget_col:
-        needed.append(args.budget_col)
-    if args.d_col in needed and args.d_col not in table and {args.c_col, args.n_col} <= set(table.columns):
-        table[args.d_col] = pd.to_numeric(table[args.c_col], errors="coerce") / (
-            6.0 * pd.to_numeric(table[args.n_col], errors="coerce"))
-    missing = [col for col in needed if col not in table]
-    if missing:
-        raise UserError(f"{path}: missing column(s) {', '.join(missing)}; it has {', '.join(table.columns)}")
-    for col in needed:
-        numeric = pd.to_numeric(table[col], errors="coerce")
-        if numeric.isna().any():
-            row = int(np.argmax(numeric.isna().to_numpy()))
-            raise UserError(f"{path}: column {col!r} has a missing or non-numeric value at data row {row + 1}")
-        table[col] = numeric
+    if table.empty:
+        raise UserError(f"{path}: no rows, only a header ({', '.join(map(str, table.columns))})")
     return table
+
+
+def _numeric(table: pd.DataFrame, col: str, path: Path) -> np.ndarray:
+    """Column `col` as floats, or UserError naming the first missing or non-numeric data row."""
+    import pandas as pd
+
+    numeric = pd.to_numeric(table[col], errors="coerce")
+    if numeric.isna().any():
+        row = int(np.argmax(numeric.isna().to_numpy()))
+        raise UserError(f"{path}: column {col!r} has a missing or non-numeric value at data row {row + 1}")
+    return numeric.to_numpy(dtype=float)
+
+
+def parse_constraints(args: argparse.Namespace) -> Constraints:
+    """--fix NAME=VALUE, --tie NAME=OTHER and --bound NAME=LOW,HIGH as `Constraints`."""
+
+    def pairs(flag, items):
+        parsed = {}
+        for item in items:
+            name, sep, value = item.partition("=")
+            if not sep or not name or not value:
+                raise UserError(f"{flag} {item!r}: expected NAME=VALUE")
+            parsed[name.strip()] = value.strip()
+        return parsed
+
+    def number(flag, text):
+        try:
+            return float(text)
+        except ValueError:
+            raise UserError(f"{flag}: {text!r} is not a number") from None
+
+    fixed = {name: number("--fix", value) for name, value in pairs("--fix", args.fix).items()}
+    bounds = {}
+    for name, value in pairs("--bound", args.bound).items():
+        parts = value.split(",")
+        if len(parts) != 2:
+            raise UserError(f"--bound {name}={value}: expected NAME=LOW,HIGH")
+        bounds[name] = tuple(number("--bound", part) for part in parts)
+    return Constraints(fixed, pairs("--tie", args.tie), bounds)
+
+
+def _window(text: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--window takes a whole number of sizes or 'all', not {text!r}") from None
 
 
 def _x_column(args: argparse.Namespace) -> str:
@@ -125,9 +236,11 @@ def _num(value) -> str:
 
 
 def _plot(args: argparse.Namespace, table: pd.DataFrame, law: dict) -> None:
+    import pandas as pd
+
     from isoflop.plots import laws as plots  # matplotlib only when a figure is asked for
 
-    if args.law == "chinchilla":
+    if args.law in FORMS:
         runs = pd.DataFrame({"N": table[args.n_col], "D": table[args.d_col], "loss": table[args.loss_col]})
         plots.plot_fitted_vs_observed(runs, law, args.plot)
     elif args.law == "isoflop":
@@ -138,6 +251,8 @@ def _plot(args: argparse.Namespace, table: pd.DataFrame, law: dict) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from isoflop.fit import predict
+
     try:
         law = json.loads(args.law.read_text())
     except FileNotFoundError:
@@ -146,7 +261,37 @@ def run_predict(args: argparse.Namespace) -> int:
         raise UserError(f"{args.law}: not JSON ({err})") from None
     if not isinstance(law, dict):
         raise UserError(f"{args.law}: not a fitted law")
+    if args.csv is not None:
+        return _predict_csv(law, args)
     loss, (low, high) = predict(law, args.N, args.D, C=args.C)
     interval = "no interval (fitted without --bootstrap)" if np.isnan(low) else f"95% [{low:.5g}, {high:.5g}]"
     print(f"loss {loss:.5g}  {interval}")
+    return 0
+
+
+def _predict_csv(law: dict, args: argparse.Namespace) -> int:
+    """One prediction per row of `args.csv`, with confidence and prediction intervals, to `args.out`."""
+    from isoflop.fit import predict_intervals
+
+    if args.out is None:
+        raise UserError("--csv needs --out PRED.csv for the predictions")
+    table = _read_csv(args.csv)
+    inputs = {}
+    for key, col in (("N", args.n_col), ("D", args.d_col), ("C", args.c_col)):
+        if col in table:
+            inputs[key] = _numeric(table, col, args.csv)
+    result = predict_intervals(law, inputs.get("N"), inputs.get("D"), C=inputs.get("C"), seed=args.seed)
+    out = table.copy()
+    for name in ("predicted", "conf_lo", "conf_hi", "pred_lo", "pred_hi"):
+        out[name if name == "predicted" else f"{name}95"] = result[name]
+    summary = f"{len(out)} predictions"
+    if args.loss_col in table:
+        observed = _numeric(table, args.loss_col, args.csv)
+        out["rel_error"] = result["predicted"] / observed - 1.0
+        out["inside_pred95"] = (result["pred_lo"] <= observed) & (observed <= result["pred_hi"])
+        summary += (f"; mean |relative error| {np.mean(np.abs(out['rel_error'])):.3%}, "
+                    f"{out['inside_pred95'].mean():.0%} inside the 95% prediction interval")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(args.out, index=False)
+    print(f"{summary}; wrote {args.out}")
     return 0

@@ -11,8 +11,17 @@ import numpy as np
 
 from isoflop.errors import UserError
 from isoflop.fit.bootstrap import parallel_rows, percentile_interval, resample_counts
-from isoflop.fit.checks import enough_points, positive_column, same_length, to_jsonable
-from isoflop.fit.laws import CHINCHILLA, PowerSumLaw, compute_optimal, optimal_allocation
+from isoflop.fit.checks import (
+    distinct_points,
+    duplicate_rows,
+    enough_points,
+    fit_warnings,
+    positive_column,
+    same_length,
+    to_jsonable,
+)
+from isoflop.fit.laws import CHINCHILLA, EXPONENT_NAMES, PowerSumLaw, compute_optimal, optimal_allocation
+from isoflop.fit.residuals import residual_summary
 from isoflop.fit.solve import global_minimize, minimize_batched
 
 CHINCHILLA_FORM = "L = E + A / N^alpha + B / D^beta"
@@ -42,11 +51,7 @@ def fit_chinchilla(
     same_length(N=N, D=D, loss=loss)
     result, params, samples = _fit_power_sum(
         CHINCHILLA, np.column_stack([N, D]), loss, huber_delta, bootstrap, seed, n_jobs)
-    allocation = compute_optimal(params)
-    result["compute_optimal"] = {
-        "a": allocation["a"], "b": allocation["b"], "G": allocation["G"],
-        "ci95": _intervals(compute_optimal(samples) if samples is not None else None, ("a", "b", "G")),
-    }
+    result["compute_optimal"] = compute_optimal_summary(params, samples)
     if target_C is not None:
         result["at_target"] = allocation_at(params, samples, target_C)
     return to_jsonable({"law": "chinchilla", "form": CHINCHILLA_FORM, **result})
@@ -76,6 +81,13 @@ def fit_curve(
     return to_jsonable({"law": "power", "form": f"L = {form}", "variable": variable, "offset": offset, **result})
 
 
+def compute_optimal_summary(params: np.ndarray, samples: np.ndarray | None) -> dict:
+    """Chinchilla's compute-optimal exponents a, b and scale G (see `compute_optimal`), with 95% intervals."""
+    allocation = compute_optimal(params)
+    return {"a": allocation["a"], "b": allocation["b"], "G": allocation["G"],
+            "ci95": _intervals(compute_optimal(samples) if samples is not None else None, ("a", "b", "G"))}
+
+
 def allocation_at(params: np.ndarray, samples: np.ndarray | None, compute: float) -> dict:
     """N*, D* and their loss at `compute` for a Chinchilla fit, with 95% intervals."""
     point = optimal_allocation(params, compute)
@@ -90,7 +102,7 @@ def _fit_power_sum(law, x, y, huber_delta, bootstrap, seed, n_jobs) -> tuple[dic
         raise UserError(f"huber delta must be positive, got {huber_delta}")
     if bootstrap < 0:
         raise UserError(f"bootstrap must be >= 0 resamples, got {bootstrap}")
-    enough_points(len(y), law.n_params, f"a law in {', '.join(law.names)}")
+    enough_points(distinct_points(x), law.n_params, f"a law in {', '.join(law.names)}")
     log_x, log_y = np.log(x), np.log(y)
     theta, objective, minima = global_minimize(law, log_x, log_y, huber_delta)
     params = law.to_params(theta)
@@ -102,17 +114,21 @@ def _fit_power_sum(law, x, y, huber_delta, bootstrap, seed, n_jobs) -> tuple[dic
         with np.errstate(over="ignore"):
             samples = law.to_params(thetas)
     names = law.names
+    samples_by_name = None if samples is None else dict(zip(names, samples.T))
     result = {
         "params": dict(zip(names, params)),
-        "ci95": _intervals(None if samples is None else dict(zip(names, samples.T)), names),
+        "ci95": _intervals(samples_by_name, names),
         "n_points": len(y),
+        "n_distinct_points": distinct_points(x),
         "objective": objective,
         "huber_delta": huber_delta,
+        "residuals": residual_summary(y, law.predict(params, x)[0], "log", law.n_params),
         "bootstrap": {
             "resamples": bootstrap, "seed": seed, "failed": failed,
-            "samples": None if samples is None else dict(zip(names, samples.T)),
+            "samples": samples_by_name,
         },
     }
+    result["warnings"] = duplicate_rows(x, y) + fit_warnings(result, EXPONENT_NAMES)
     return result, params, samples
 
 

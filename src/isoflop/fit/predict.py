@@ -6,33 +6,58 @@ import numpy as np
 
 from isoflop.errors import UserError
 from isoflop.fit.bootstrap import percentile_interval
+from isoflop.fit.constrained import FORMS
 from isoflop.fit.isoflop import ISOFLOP_PARAMS, profile_loss
-from isoflop.fit.laws import CHINCHILLA, PowerSumLaw
+from isoflop.fit.laws import PowerSumLaw
+from isoflop.fit.residuals import prediction_interval
 
 
 def predict(law: dict, N=None, D=None, *, C=None) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Predicted loss and its 95% interval, (loss, (low, high)), for a law from any `fit_*`.
 
-    Chinchilla needs N and D (D = C / 6N when only C is given); a one-variable curve needs its own
-    variable; IsoFLOP profiles need N and C. Arrays broadcast; scalars give scalars. The interval
-    is the percentile interval of the bootstrap fits' predictions, nan when the law was fitted
-    without bootstrap.
+    Chinchilla and the over-trained law need N and D (D = C / 6N when only C is given); a
+    one-variable curve needs its own variable; IsoFLOP profiles need N and C. Arrays broadcast;
+    scalars give scalars. The interval is the percentile interval of the bootstrap fits'
+    predictions (a confidence interval), nan when the law was fitted without bootstrap.
     """
+    evaluate, shape = _evaluator(law, {"N": N, "D": D, "C": C})
+    point, spread = _point_and_spread(law, evaluate)
+    if spread is not None:
+        low, high = percentile_interval(spread)
+    else:
+        low = high = np.full(point.size, np.nan)
+    return _shaped(shape, point, low, high)
+
+
+def predict_intervals(law: dict, N=None, D=None, *, C=None, level: float = 0.95, seed: int = 0) -> dict:
+    """Point prediction with its confidence interval (the bootstrap fits' spread: where the law's
+    mean loss lies) and its prediction interval (that plus a new run's noise, from the fit's
+    residuals; see `isoflop.fit.residuals`), at `level`. Returns flat arrays: predicted, conf_lo,
+    conf_hi, pred_lo, pred_hi (conf_* nan without bootstrap)."""
+    evaluate, shape = _evaluator(law, {"N": N, "D": D, "C": C})
+    point, spread = _point_and_spread(law, evaluate)
+    conf = percentile_interval(spread, level) if spread is not None else np.full((2, point.size), np.nan)
+    pred = prediction_interval(point, spread, law.get("residuals"), level, seed)
+    return {"predicted": point, "conf_lo": conf[0], "conf_hi": conf[1], "pred_lo": pred[0], "pred_hi": pred[1]}
+
+
+def _evaluator(law: dict, given: dict):
+    """A function of parameters ({name: (K,) array}) to predictions (K, m) at the inputs, and their shape."""
     kind = law.get("law")
-    given = {"N": N, "D": D, "C": C}
-    if kind == "chinchilla":
-        if N is not None and D is None and C is not None:
-            given["D"] = np.asarray(C, dtype=float) / (6.0 * np.asarray(N, dtype=float))
-        columns, model = _need(given, ("N", "D"), kind), CHINCHILLA
-    elif kind == "power":
-        columns = _need(given, (law["variable"],), kind)
-        model = PowerSumLaw((law["variable"],), offset=law["offset"])
-    elif kind == "isoflop":
+    if kind in FORMS:
+        if given["N"] is not None and given["D"] is None and given["C"] is not None:
+            given["D"] = np.asarray(given["C"], dtype=float) / (6.0 * np.asarray(given["N"], dtype=float))
+        n, d = np.broadcast_arrays(*_need(given, ("N", "D"), kind))
+        _check_positive(n, d)
+        return (lambda p: FORMS[kind].predict(p, n.ravel(), d.ravel())), n.shape
+    if kind == "isoflop":
         n, c = np.broadcast_arrays(*_need(given, ("N", "C"), kind))
         _check_positive(n, c)
-        return _summarise(law, lambda p: profile_loss(p, n.ravel(), c.ravel()), ISOFLOP_PARAMS, n.shape)
-    else:
-        raise UserError(f"not a fitted law (law = {kind!r}); expected chinchilla, power or isoflop")
+        return (lambda p: profile_loss({name: p[name] for name in ISOFLOP_PARAMS}, n.ravel(), c.ravel())), n.shape
+    if kind != "power":
+        raise UserError(f"not a fitted law (law = {kind!r}); expected {', '.join(FORMS)}, power or isoflop")
+    model = PowerSumLaw((law["variable"],), offset=law["offset"])
+    columns = _need(given, model.variables, kind)
     shape = np.broadcast(*columns).shape
     x = np.column_stack([np.broadcast_to(col, shape).ravel() for col in columns])
     _check_positive(x)
@@ -41,7 +66,7 @@ def predict(law: dict, N=None, D=None, *, C=None) -> tuple[np.ndarray, tuple[np.
         stacked = np.column_stack([np.atleast_1d(params[name]) for name in model.names])
         return model.predict(stacked, x)
 
-    return _summarise(law, evaluate, model.names, shape)
+    return evaluate, shape
 
 
 def _need(given: dict, names: tuple[str, ...], kind: str) -> list[np.ndarray]:
@@ -57,16 +82,18 @@ def _check_positive(*arrays: np.ndarray) -> None:
             raise UserError("prediction inputs must be positive and finite")
 
 
-def _summarise(law: dict, evaluate, names, shape):
-    """Point prediction and bootstrap percentile interval, reshaped to the inputs' `shape`."""
-    point = evaluate({name: law["params"][name] for name in names})[0].reshape(shape)
+def _point_and_spread(law: dict, evaluate) -> tuple[np.ndarray, np.ndarray | None]:
+    """The point predictions (m,) and the bootstrap fits' (B, m), or None without bootstrap."""
+    point = evaluate({name: np.asarray(value, dtype=float) for name, value in law["params"].items()})[0]
     samples = law.get("bootstrap", {}).get("samples")
-    if samples:
-        spread = evaluate({name: np.array(samples[name], dtype=float) for name in names})
-        low, high = percentile_interval(spread)
-    else:
-        low = high = np.full(point.size, np.nan)
-    low, high = np.reshape(low, shape), np.reshape(high, shape)
+    if not samples:
+        return point, None
+    return point, evaluate({name: np.array(values, dtype=float) for name, values in samples.items()})
+
+
+def _shaped(shape, point, low, high):
+    """Reshape to the inputs' `shape`; scalars for scalar inputs."""
+    point, low, high = (np.reshape(a, shape) for a in (point, low, high))
     if shape == ():
         return float(point), (float(low), float(high))
     return point, (low, high)

@@ -8,8 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import statsmodels.api as sm
-from scipy import stats
 
 from isoflop.errors import UserError
 
@@ -54,6 +52,8 @@ def fit_parabola(u: np.ndarray, y: np.ndarray, level: float = 0.95) -> Parabola:
     curvature is not clearly positive the interval is unbounded (nan ends), not falsely narrow.
     It needs a residual degree of freedom (4 distinct points or more); with exactly 3 it is nan.
     """
+    import statsmodels.api as sm  # statsmodels and scipy.stats take seconds to import: only fits pay
+    from scipy import stats
     centre = u.mean()
     design = np.column_stack([np.ones_like(u), u - centre, (u - centre) ** 2])
     model = sm.OLS(y, design).fit()
@@ -82,9 +82,13 @@ def parabolas_by_group(
     y: np.ndarray,
     describe: Callable[[np.ndarray], str],
     warnings: list[str],
+    window: int | None = None,
 ) -> list[tuple[object, np.ndarray, Parabola]]:
     """(label, rows, parabola of y in u) per group; a group with too few distinct u is skipped
-    with a warning that starts with `describe(rows)` (which names the group for a person)."""
+    with a warning that starts with `describe(rows)` (which names the group for a person).
+
+    With `window`, each parabola is local: fitted only to the rows `around_minimum` returns, and
+    `rows` are those rows. Otherwise it spans the whole group."""
     fitted = []
     for label in np.unique(labels):
         rows = np.flatnonzero(labels == label)
@@ -92,8 +96,25 @@ def parabolas_by_group(
         if distinct < MIN_DISTINCT:
             warnings.append(f"{describe(rows)}: {distinct} distinct value(s), a parabola needs {MIN_DISTINCT}; skipped")
             continue
+        if window is not None:
+            rows = rows[around_minimum(u[rows], y[rows], window)]
         fitted.append((label, rows, fit_parabola(u[rows], y[rows])))
     return fitted
+
+
+def around_minimum(u: np.ndarray, y: np.ndarray, window: int) -> np.ndarray:
+    """Mask of the points at the 2 `window` + 1 distinct u nearest in rank to the one of lowest mean y.
+
+    The window is shifted inwards at an edge, so it always spans min(2 window + 1, distinct u)
+    values: a minimum at an edge still gets a full parabola, which then shows it is not bracketed.
+    """
+    if window < 1:
+        raise UserError(f"the parabola window must be at least 1 neighbour each side, got {window}")
+    values, index = np.unique(u, return_inverse=True)
+    mean_y = np.bincount(index, weights=y) / np.bincount(index)
+    width = min(2 * window + 1, len(values))
+    start = int(np.clip(np.argmin(mean_y) - window, 0, len(values) - width))
+    return (index >= start) & (index < start + width)
 
 
 def _fieller(b1: float, b2: float, cov: np.ndarray, t: float) -> tuple[float, float]:
@@ -132,6 +153,7 @@ def resampled_vertices(
 
 def ols_line(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """OLS of `y` on [1, x columns]: coefficients (k,) and their t-intervals (k, 2), nan if no dof."""
+    import statsmodels.api as sm
     design = np.column_stack([np.ones(len(y)), x])
     model = sm.OLS(y, design).fit()
     if model.df_resid < 1:

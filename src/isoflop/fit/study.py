@@ -6,12 +6,14 @@ import numpy as np
 import pandas as pd
 
 from isoflop.errors import UserError
+from isoflop.fit.backtest import backtest
 from isoflop.fit.checks import to_jsonable
-from isoflop.fit.isoflop import fit_isoflop
+from isoflop.fit.isoflop import DEFAULT_WINDOW, fit_isoflop
 from isoflop.fit.power import fit_chinchilla
 from isoflop.fit.predict import predict
 
 NEXT_BUDGET_FACTOR = 10.0
+BACKTEST_RESAMPLES = 200  # per fold: enough for 90% and 95% intervals, and folds refit many times
 
 
 def fit_study(
@@ -26,6 +28,7 @@ def fit_study(
     seed: int = 0,
     huber_delta: float = 1e-3,
     n_jobs: int | None = None,
+    isoflop_window: int | None = DEFAULT_WINDOW,
 ) -> dict:
     """Fit a study's runs; returns the dict the workflow writes as `laws.json`.
 
@@ -35,6 +38,9 @@ def fit_study(
     the remaining runs cannot support. Keys: `chinchilla`, `isoflop` (each the fit's dict or None),
     `extrapolation` (both laws refitted without the largest budget, scored on its runs),
     `next_budget` (10x the largest budget: N*, D* and loss with 95% intervals), `warnings`.
+    `backtest` holds each law's expanding-window backtest (see `isoflop.fit.backtest`): fitted on
+    the k smallest budgets, scored on every larger one, with the coverage of its 90% and 95%
+    prediction intervals. `isoflop_window` is the IsoFLOP parabolas' window (see `fit_isoflop`).
     """
     missing = [col for col in (n_col, d_col, c_col, budget_col, loss_col) if col not in runs.columns]
     if missing:
@@ -44,7 +50,8 @@ def fit_study(
     columns = {"N": n_col, "D": d_col, "C": c_col, "budget": budget_col, "loss": loss_col}
     data = {key: table[col].to_numpy() for key, col in columns.items()}
     data["run_id"] = table["run_id"].astype(str).to_numpy() if "run_id" in table else table.index.astype(str).to_numpy()
-    options = {"bootstrap": bootstrap, "seed": seed, "huber_delta": huber_delta, "n_jobs": n_jobs}
+    options = {"bootstrap": bootstrap, "seed": seed, "huber_delta": huber_delta, "n_jobs": n_jobs,
+               "window": isoflop_window}
     next_compute = NEXT_BUDGET_FACTOR * float(np.max(data["budget"])) if len(table) else None
     chinchilla, isoflop = _fit_both(data, options, next_compute, warnings, "")
     return to_jsonable({
@@ -52,6 +59,7 @@ def fit_study(
         "isoflop": isoflop,
         "extrapolation": _extrapolation(data, options, isoflop, warnings),
         "next_budget": _next_budget(next_compute, chinchilla, isoflop),
+        "backtest": _backtests(data, options),
         "n_runs": len(runs),
         "n_runs_used": len(table),
         "warnings": warnings,
@@ -94,11 +102,12 @@ def _ids(frame: pd.DataFrame, limit: int = 10) -> str:
 def _fit_both(data: dict, options: dict, target: float | None, warnings: list[str], context: str):
     """Chinchilla and IsoFLOP fits of `data`; a law that cannot be fitted is None plus a warning."""
     chinchilla = isoflop = None
+    chin_options, iso_options = _law_options(options)
     try:
-        chinchilla = fit_chinchilla(data["N"], data["D"], data["loss"], target_C=target, **options)
+        chinchilla = fit_chinchilla(data["N"], data["D"], data["loss"], target_C=target, **chin_options)
+        warnings.extend(f"chinchilla{context}: {message}" for message in chinchilla["warnings"])
     except UserError as err:
         warnings.append(f"chinchilla{context}: not fitted: {err}")
-    iso_options = {key: options[key] for key in ("bootstrap", "seed")}
     try:
         isoflop = fit_isoflop(data["C"], data["N"], data["D"], data["loss"], budget=data["budget"],
                               target_C=target, **iso_options)
@@ -106,6 +115,12 @@ def _fit_both(data: dict, options: dict, target: float | None, warnings: list[st
     except UserError as err:
         warnings.append(f"isoflop{context}: not fitted: {err}")
     return chinchilla, isoflop
+
+
+def _law_options(options: dict) -> tuple[dict, dict]:
+    """The study's `options` split into `fit_chinchilla`'s and `fit_isoflop`'s keyword arguments."""
+    return ({key: options[key] for key in ("bootstrap", "seed", "huber_delta", "n_jobs")},
+            {key: options[key] for key in ("bootstrap", "seed", "window")})
 
 
 def _extrapolation(data: dict, options: dict, isoflop: dict | None, warnings: list[str]) -> dict | None:
@@ -148,6 +163,18 @@ def _extrapolation(data: dict, options: dict, isoflop: dict | None, warnings: li
         "N_opt_observed": observed_opt,
         "laws": summary,
         "runs": runs,
+    }
+
+
+def _backtests(data: dict, options: dict) -> dict:
+    """Both laws' backtests; each fold refits with at most BACKTEST_RESAMPLES bootstrap resamples."""
+    chin_options, iso_options = _law_options({**options, "bootstrap": min(options["bootstrap"], BACKTEST_RESAMPLES)})
+    runs = {key: data[key] for key in ("N", "D", "C", "budget", "loss")}
+    return {
+        "chinchilla": backtest(runs, lambda t: fit_chinchilla(t["N"], t["D"], t["loss"], **chin_options),
+                               ("N", "D"), seed=options["seed"]),
+        "isoflop": backtest(runs, lambda t: fit_isoflop(t["C"], t["N"], t["D"], t["loss"], budget=t["budget"],
+                                                        **iso_options), ("N", "C"), seed=options["seed"]),
     }
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+
+from isoflop.plots import save_figure
 
 
 def _smoothed(values: np.ndarray, window: int) -> np.ndarray:
@@ -45,7 +45,4 @@ def plot_loss_curves(runs: pd.DataFrame, curves: dict[str, pd.DataFrame], path) 
         ax.legend(fontsize=7, title="size (line: train, dot: val)", title_fontsize=7)
     axes[0][0].set_ylabel("loss (nats/token)")
     fig.suptitle("Loss curves per compute budget", fontsize=12)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from isoflop.fit.bootstrap import percentile_interval  # noqa: E402
-from isoflop.fit.laws import optimal_allocation  # noqa: E402
-from isoflop.fit.predict import predict  # noqa: E402
+from isoflop.fit.frontier import allocation_curves, budget_profile, compute_grid, loss_curve
+from isoflop.fit.predict import predict
+from isoflop.plots import save_figure
 
 BAND_ALPHA = 0.2
 
@@ -34,8 +29,7 @@ def plot_isoflop_curves(runs: pd.DataFrame, isoflop_fit: dict, path, *, loss_col
         members = runs[nearest == index]
         ax.scatter(members["N"], members[loss_col], color=colour, s=18, label=f"C = {budget['C']:.2g}")
         grid = np.geomspace(members["N"].min(), members["N"].max(), 100)
-        c = budget["coefficients"]
-        ax.plot(grid, c["c0"] + c["c1"] * np.log(grid) + c["c2"] * np.log(grid) ** 2, color=colour, lw=1)
+        ax.plot(grid, budget_profile(budget, grid), color=colour, lw=1)
         edge = budget["minimum_at_edge"]
         ax.scatter([budget["N_opt"]], [budget["loss_opt"]], marker="*", s=140, edgecolor=colour,
                    facecolor="none" if edge else colour, zorder=3)
@@ -44,21 +38,19 @@ def plot_isoflop_curves(runs: pd.DataFrame, isoflop_fit: dict, path, *, loss_col
     ax.set(xlabel="parameters N", ylabel="loss (nats/token)",
            title=f"IsoFLOP profiles: N* ∝ C^{isoflop_fit['params']['a']:.3f}")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_frontier(isoflop_fit: dict | None, chinchilla_fit: dict | None, path) -> None:
     """Compute-optimal N*(C) and D*(C) from both approaches, with 95% bootstrap bands."""
-    fits = [fit for fit in (isoflop_fit, chinchilla_fit) if fit]
-    compute = _compute_range(fits)
+    compute = compute_grid([fit for fit in (isoflop_fit, chinchilla_fit) if fit])
+    approaches = [(allocation_curves(fit, compute), colour, label) for fit, colour, label in (
+        (chinchilla_fit, "C0", "Approach 3 (Chinchilla fit)"), (isoflop_fit, "C1", "Approach 2 (IsoFLOP)")) if fit]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for key, ax, unit in (("N_opt", axes[0], "parameters N*"), ("D_opt", axes[1], "tokens D*")):
-        if chinchilla_fit:
-            point, band = _chinchilla_allocation(chinchilla_fit, compute, key)
-            _line_with_band(ax, compute, point, band, "C0", "Approach 3 (Chinchilla fit)")
+        for curves, colour, label in approaches:
+            _line_with_band(ax, compute, *curves[key], colour, label)
         if isoflop_fit:
-            point, band = _isoflop_allocation(isoflop_fit, compute, key)
-            _line_with_band(ax, compute, point, band, "C1", "Approach 2 (IsoFLOP)")
             used = [b for b in isoflop_fit["budgets"] if not b["minimum_at_edge"]]
             values = np.array([b[key] for b in used])
             if key == "N_opt":
@@ -70,7 +62,7 @@ def plot_frontier(isoflop_fit: dict | None, chinchilla_fit: dict | None, path) -
         ax.set(xscale="log", yscale="log", xlabel="training compute C (FLOPs)", ylabel=unit,
                title=f"compute-optimal {unit.split()[0]}")
         ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_fitted_vs_observed(runs: pd.DataFrame, chinchilla_fit: dict, path, *, loss_col: str | None = None) -> None:
@@ -89,9 +81,9 @@ def plot_fitted_vs_observed(runs: pd.DataFrame, chinchilla_fit: dict, path, *, l
     ax.plot(span, span, "k--", lw=1, label="predicted = observed")
     error = np.mean(np.abs(predicted / observed - 1))
     ax.set(xlabel="observed loss (nats/token)", ylabel="fitted loss (nats/token)",
-           title=f"Chinchilla fit: mean |relative error| {error:.2%}")
+           title=f"{chinchilla_fit['law']} fit: mean |relative error| {error:.2%}")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_extrapolation(runs: pd.DataFrame, laws: dict, path, *, loss_col: str | None = None) -> None:
@@ -101,7 +93,7 @@ def plot_extrapolation(runs: pd.DataFrame, laws: dict, path, *, loss_col: str | 
     fig, ax = plt.subplots(figsize=(7, 5))
     if not check:
         ax.text(0.5, 0.5, "no extrapolation check (fewer than 2 budgets)", ha="center", transform=ax.transAxes)
-        _save(fig, path)
+        save_figure(fig, path)
         return
     held = pd.DataFrame(check["runs"])
     train = runs[~runs["run_id"].astype(str).isin(held["run_id"])] if "run_id" in runs else runs.iloc[:0]
@@ -121,14 +113,13 @@ def plot_extrapolation(runs: pd.DataFrame, laws: dict, path, *, loss_col: str | 
     ax.set(xscale="log", xlabel="parameters N", ylabel="loss (nats/token)",
            title="Extrapolation check: fitted without the largest budget")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_curve(x: np.ndarray, y: np.ndarray, curve_fit: dict, path) -> None:
     """A one-variable loss curve: the points, the fitted law and its 95% band."""
     variable = curve_fit["variable"]
-    grid = np.geomspace(np.min(x), np.max(x) * 10, 200)
-    point, (low, high) = predict(curve_fit, **{variable: grid})
+    grid, point, (low, high) = loss_curve(curve_fit, x)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     ax.scatter(x, y, color="k", s=14, label="runs")
     _line_with_band(ax, grid, point, (low, high), "C0", curve_fit["form"])
@@ -136,7 +127,7 @@ def plot_curve(x: np.ndarray, y: np.ndarray, curve_fit: dict, path) -> None:
     ax.set(xscale="log", yscale="log", xlabel=labels[variable], ylabel="loss (nats/token)",
            title=f"loss curve in {variable}")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _loss_column(runs: pd.DataFrame, loss_col: str | None) -> str:
@@ -146,50 +137,8 @@ def _loss_column(runs: pd.DataFrame, loss_col: str | None) -> str:
     raise KeyError(f"runs have no loss column (tried {loss_col!r}, 'loss', 'val_loss')")
 
 
-def _compute_range(fits: list[dict]) -> np.ndarray:
-    """From a third of the smallest budget to the largest target (or 100x the largest budget)."""
-    known = []
-    for fit in fits:
-        known += [b["C"] for b in fit.get("budgets", [])]
-        if fit.get("at_target"):
-            known.append(fit["at_target"]["C"])
-    if not known:
-        known = [1e18, 1e24]
-    low, high = min(known) / 3, max(known)
-    return np.geomspace(low, max(high, low * 100), 100)
-
-
-def _chinchilla_allocation(fit: dict, compute: np.ndarray, key: str):
-    names = ("E", "A", "B", "alpha", "beta")
-    params = np.array([fit["params"][n] for n in names])
-    point = optimal_allocation(params[None], compute[:, None])[key][:, 0]
-    samples = fit["bootstrap"]["samples"]
-    if not samples:
-        return point, None
-    stacked = np.column_stack([samples[n] for n in names]).astype(float)
-    return point, percentile_interval(optimal_allocation(stacked[None], compute[:, None])[key].T)
-
-
-def _isoflop_allocation(fit: dict, compute: np.ndarray, key: str):
-    scale, exponent = ("k_N", "a") if key == "N_opt" else ("k_D", "b")
-    point = fit["params"][scale] * compute ** fit["params"][exponent]
-    samples = fit["bootstrap"]["samples"]
-    if not samples:
-        return point, None
-    spread = np.array(samples[scale], dtype=float)[:, None] * compute[None] ** np.array(samples[exponent], dtype=float)[:, None]
-    return point, percentile_interval(spread)
-
-
 def _line_with_band(ax, x, point, band, colour, label) -> None:
     has_band = band is not None and np.isfinite(band).any()
     ax.plot(x, point, color=colour, label=label + (" with 95% band" if has_band else ""))
     if has_band:
         ax.fill_between(x, band[0], band[1], color=colour, alpha=BAND_ALPHA, lw=0)
-
-
-def _save(fig, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
