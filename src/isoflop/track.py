@@ -14,17 +14,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from isoflop.layout import StudyLayout
 from isoflop.workflow import read_json, write_json
+
+if TYPE_CHECKING:  # pandas is imported where a table is read, not to register `isoflop` subcommands
+    import pandas as pd
 
 log = logging.getLogger("isoflop.track")
 
@@ -169,7 +172,7 @@ def _metrics(result: dict, curve: pd.DataFrame | None):
         final[f"val_bpb.{domain}"] = value
     step = int(result.get("steps") or 0)
     for key, value in final.items():
-        if value is not None and pd.notna(value):
+        if value is not None and not math.isnan(float(value)):
             metrics.append(Metric(f"final.{key}", float(value), now, step))
     return metrics
 
@@ -189,6 +192,8 @@ def log_training_run(tracking: Tracking, run: dict, run_dir, data_fingerprint: s
     for old in existing:  # retrained: the new result replaces the old view
         client.delete_run(old.info.run_id)
     curve_path = run_dir / "curve.parquet"
+    import pandas as pd
+
     curve = pd.read_parquet(curve_path) if curve_path.exists() else None
     params = _flatten("", result.get("spec", run["spec"]), {})
     params.update({
@@ -290,6 +295,8 @@ def sync_study(tracking: Tracking, layout: StudyLayout, plan_path, out_path) -> 
     the fit run with the laws, report and figures as artifacts, and the curation run. Reads the plan, the
     runs' folders, the runs table, laws.json, the report and figures, and the curated folder; writes
     `out_path` mapping ids."""
+    import pandas as pd
+
     plan = read_json(plan_path)
     data_fingerprint = read_json(layout.tokens(plan["ids"]["tokens"]) / "meta.json")["fingerprint"]
     table = pd.read_parquet(layout.runs_table)

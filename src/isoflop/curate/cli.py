@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from isoflop.curate.exact import exact_duplicates, text_hashes
-from isoflop.curate.minhash import MinHashParams, optimal_bands_rows
-from isoflop.curate.near_dup import near_duplicates
-from isoflop.curate.normalise import normalise_text
 from isoflop.errors import UserError
+
+if TYPE_CHECKING:  # the CLI registers this command without importing pandas, numba or scipy
+    import pandas as pd
+
+    from isoflop.curate.minhash import MinHashParams
 
 
 def dedup_table(docs: pd.DataFrame, params: MinHashParams, text_col: str = "text", id_col: str = "id",
@@ -20,6 +20,12 @@ def dedup_table(docs: pd.DataFrame, params: MinHashParams, text_col: str = "text
 
     Exact duplicates (equal after `normalise_text`) join their representative's near-dup cluster.
     """
+    import pandas as pd
+
+    from isoflop.curate.exact import exact_duplicates, text_hashes
+    from isoflop.curate.near_dup import near_duplicates
+    from isoflop.curate.normalise import normalise_text
+
     ids = docs[id_col].astype(str)
     normalised = pd.DataFrame({"id": ids.to_numpy(), "text": [normalise_text(t) for t in docs[text_col]]})
     exact = exact_duplicates([text_hashes(normalised)])
@@ -36,6 +42,10 @@ def dedup_table(docs: pd.DataFrame, params: MinHashParams, text_col: str = "text
 
 
 def _run(args) -> int:
+    import pandas as pd
+
+    from isoflop.curate.minhash import MinHashParams, optimal_bands_rows
+
     path = Path(args.input)
     if not path.exists():
         raise UserError(f"input file not found: {path}")
