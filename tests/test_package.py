@@ -2,6 +2,7 @@
 checkout (the schemas ship as package data; nothing reaches into the repository)."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -9,11 +10,14 @@ from conftest import REPO
 
 
 def test_an_installed_package_validates_the_default_config_and_runs_its_cli_outside_the_checkout(tmp_path):
-    target, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    target, elsewhere, source = tmp_path / "site", tmp_path / "elsewhere", tmp_path / "source"
     elsewhere.mkdir()
+    # built from a copy, so that the build leaves nothing in the checkout
+    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", source)
     # the project's dependencies come from this environment; the package itself is built and installed anew
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                              "--target", str(target), str(REPO)], capture_output=True, text=True, timeout=300)
+                              "--target", str(target), str(source)], capture_output=True, text=True, timeout=300)
     assert install.returncode == 0, install.stderr[-3000:]
     env = {**os.environ, "PYTHONPATH": str(target)}
     check = ("import isoflop, isoflop.config as c, sys; assert isoflop.__file__.startswith(sys.argv[1]), "

@@ -1,3 +1,0 @@
-"""isoflop: reproducible scaling-law studies (curate -> train -> track -> fit -> report)."""
-
-__version__ = "0.1.0"
