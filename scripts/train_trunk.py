@@ -1,15 +1,16 @@
 from isoflop.workflow import logged, progress_enabled
 
 with logged(snakemake.log[0]):
-    from isoflop.stages import trunk_stage
+    from isoflop.stages import family_stage
 
     params = snakemake.params
-    trunk_stage(
+    family_stage(
         params.spec,
-        params.branch_steps,
+        params.branches,
         snakemake.input[0],
         snakemake.output.result,
-        snakemake.output.branches,
+        snakemake.output.runs,
+        params.work,
         device=params.device,
         threads=snakemake.threads,
         progress=progress_enabled(),

@@ -56,6 +56,7 @@ def _run(run_id="abc123def456"):
 def _write_run(run_dir: Path, val_loss: float):
     run_dir.mkdir(parents=True, exist_ok=True)
     result = {"status": "ok", "val_loss": val_loss, "val_loss_by_domain": {"code": val_loss}, "steps": 2,
+              "tokens_fingerprint": "fingerprint",
               "torch_version": "2.13.0", "threads": 1, "device": "cpu"}
     (run_dir / "result.json").write_text(json.dumps(result))
     pd.DataFrame({"kind": ["train", "train", "eval"], "step": [1, 2, 2], "tokens": [2048, 4096, 4096],
@@ -80,8 +81,8 @@ def test_logging_is_idempotent_and_a_retrained_run_replaces_its_view(mlflow_serv
     create_store(config, tmp_path / "store.json")
     run_dir = tmp_path / "run"
     _write_run(run_dir, 3.25)
-    first = log_training_run(config, _run(), run_dir, "fingerprint")
-    assert log_training_run(config, _run(), run_dir, "fingerprint") == first
+    first = log_training_run(config, _run(), run_dir)
+    assert log_training_run(config, _run(), run_dir) == first
     [logged] = _active_runs(mlflow_server, "idempotent")
     assert logged.data.metrics["final.val_loss"] == 3.25
     assert logged.data.params["train.lr"] == "0.02" and logged.data.params["N_nonembed_head"] == "100"
@@ -93,7 +94,7 @@ def test_logging_is_idempotent_and_a_retrained_run_replaces_its_view(mlflow_serv
     assert [(m.step, m.value) for m in history] == [(1, 5.0), (2, 4.5)]
 
     _write_run(run_dir, 3.5)  # retrained with another result
-    second = log_training_run(config, _run(), run_dir, "fingerprint")
+    second = log_training_run(config, _run(), run_dir)
     assert second != first
     [logged] = _active_runs(mlflow_server, "idempotent")
     assert logged.info.run_id == second and logged.data.metrics["final.val_loss"] == 3.5
@@ -106,7 +107,7 @@ def test_tracking_failure_never_fails_the_run(tmp_path, caplog, monkeypatch):
     _write_run(run_dir, 3.0)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    assert log_training_run_safely(config, _run(), run_dir, "fingerprint") is None
+    assert log_training_run_safely(config, _run(), run_dir) is None
     assert "MLflow logging of run abc123def456 failed" in caplog.text
 
 
@@ -117,7 +118,7 @@ def test_a_diverged_run_is_tracked_as_failed(mlflow_server, tmp_path):
     result = json.loads((run_dir / "result.json").read_text())
     result.update(status="diverged", val_loss=None, val_loss_by_domain={"code": None}, diverged_step=2)
     (run_dir / "result.json").write_text(json.dumps(result))
-    log_training_run(config, _run("fedcba987654"), run_dir, "fingerprint")
+    log_training_run(config, _run("fedcba987654"), run_dir)
     [logged] = _active_runs(mlflow_server, "diverged")
     assert logged.info.status == "FAILED" and logged.data.tags["isoflop.status"] == "diverged"
     assert "final.val_loss" not in logged.data.metrics

@@ -11,7 +11,7 @@ files (plan, runs table, laws, report) are rewritten when what they declare chan
       curated/<curated_id>/         train.parquet, val.parquet, curation.json
       tokens/<tokens_id>/           tokenizer.json, meta.json, <domain>/{train,val}.bin
       plan.json                     every run and trunk of the study, read by the jobs that need a record
-      trunks/<trunk_id>/            result.json, curve.parquet, branches/branch-<step>.pt
+      trunks/<trunk_id>/            result.json, runs/<run_id>/ (its branches, trained by its job), work/
       runs/<run_id>/                result.json, curve.parquet (ckpt.pt while training)
       runs.parquet, laws.json, report.md, figures/
       logs/, benchmarks/            one log and one Snakemake benchmark per job, by stage
@@ -22,11 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-
-def branch_state_file(branches_dir, step: int) -> Path:
-    """A trunk's saved state after `step` steps, inside its `branches/` folder."""
-    return Path(branches_dir) / f"branch-{int(step)}.pt"
 
 
 @dataclass(frozen=True)
@@ -72,9 +67,15 @@ class StudyLayout:
     def trunk_result(self, trunk_id: str) -> Path:
         return self.trunk_dir(trunk_id) / "result.json"
 
-    def trunk_branches(self, trunk_id: str) -> Path:
-        """The trunk's saved states, one per branch step (a declared output of the trunk's job)."""
-        return self.trunk_dir(trunk_id) / "branches"
+    def trunk_runs(self, trunk_id: str) -> Path:
+        """The finished folders of the runs branched from the trunk (a declared output of the trunk's job,
+        which trains them too); each run's own job publishes its folder to `run_dir`."""
+        return self.trunk_dir(trunk_id) / "runs"
+
+    def trunk_work(self, trunk_id: str) -> Path:
+        """Where the trunk's job trains (the trunk, its saved branch states, the branches), kept across a kill
+        so that the job resumes; removed once its outputs are published."""
+        return self.trunk_dir(trunk_id) / "work"
 
     # the study's tail
     @property

@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from isoflop.errors import UserError
-from isoflop.workflow import read_json, write_json
+from isoflop.workflow import atomic_write, read_json, write_json
+
+if TYPE_CHECKING:  # pandas is imported by the stages that read tables; a run's publishing job needs none
+    import pandas as pd
 
 log = logging.getLogger("isoflop")
 
@@ -31,6 +34,8 @@ def plan_stage(plan: dict, out_path) -> dict:
 
 def tokenize_stage(curated_dir, out_dir, tokenizer: dict) -> dict:
     """Train the BPE on the training split and write the token folder (see `isoflop.tokens`)."""
+    import pandas as pd
+
     from isoflop.tokens import build_tokens
 
     curated_dir = Path(curated_dir)
@@ -63,39 +68,62 @@ def planned_run(plan_path, run_id: str, spec: dict) -> dict:
     return run
 
 
-def train_stage(run: dict, tokens_dir, result_path, *, device: str, branches_dir=None, tracking=None,
+def train_stage(run: dict, tokens_dir, result_path, *, device: str, trunk_runs=None, tracking=None,
                 threads: int = 1, progress: bool = True) -> dict:
-    """Train one planned run into the folder of `result_path` (a wsd branch from its trunk's saved state in
-    `branches_dir`), then log it to the MLflow view `tracking` if given (never fatal)."""
-    from isoflop.layout import branch_state_file
-    from isoflop.tokens import read_meta
-    from isoflop.train.loop import train_run
-
+    """Train one planned run into the folder of `result_path`, then log it to the MLflow view `tracking` if
+    given (never fatal). A wsd run branched from a trunk was trained by its trunk's job (`family_stage`):
+    its folder is published from `trunk_runs` instead."""
     out_dir = Path(result_path).parent
-    meta = read_meta(tokens_dir)
-    init_from = branch_state_file(branches_dir, run["branch_step"]) if run["trunk_id"] else None
-    result = train_run(resolve_spec(run["spec"], meta), tokens_dir, out_dir, threads=threads, device=device,
-                       progress=progress, init_from=init_from)
+    if run["trunk_id"]:
+        result = publish_run(Path(trunk_runs) / run["run_id"], out_dir)
+    else:
+        from isoflop.tokens import read_meta
+        from isoflop.train.loop import train_run
+
+        result = train_run(resolve_spec(run["spec"], read_meta(tokens_dir)), tokens_dir, out_dir, threads=threads,
+                           device=device, progress=progress)
     if tracking is not None:
         from isoflop.track import log_training_run_safely
 
-        log_training_run_safely(tracking, run, out_dir, meta["fingerprint"])
+        log_training_run_safely(tracking, run, out_dir)
     return result
 
 
-def trunk_stage(spec: dict, branch_steps: list[int], tokens_dir, result_path, branches_dir, *, device: str,
-                threads: int = 1, progress: bool = True):
-    """Train a shape's constant-lr trunk, saving its state at every branch step into `branches_dir` for the
-    cooldown runs."""
-    from isoflop.tokens import read_meta
-    from isoflop.train.loop import train_trunk
+def publish_run(source_dir: Path, out_dir: Path) -> dict:
+    """Copy a finished run's files (curve.parquet, then result.json, which marks it finished) into its folder."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("curve.parquet", "result.json"):
+        atomic_write(out_dir / name, lambda handle, name=name: handle.write((source_dir / name).read_bytes()))
+    return read_json(out_dir / "result.json")
 
-    return train_trunk(resolve_spec(spec, read_meta(tokens_dir)), tokens_dir, Path(result_path).parent,
-                       branch_steps, branches_dir=branches_dir, threads=threads, device=device, progress=progress)
+
+def family_stage(trunk_spec: dict, branches: dict[str, dict], tokens_dir, result_path, runs_dir, work_dir, *,
+                 device: str, threads: int = 1, progress: bool = True) -> dict:
+    """Train a shape's constant-lr trunk and every run branched from it (`branches`: run id -> {"spec",
+    "branch_step"}) in one process (`isoflop.train.loop.train_family`, resumable in `work_dir`), then publish:
+    each branch's folder into `runs_dir`, the trunk's result.json to `result_path`; `work_dir` goes last."""
+    import shutil
+
+    from isoflop.tokens import read_meta
+    from isoflop.train.loop import train_family
+
+    meta = read_meta(tokens_dir)
+    work_dir, runs_dir = Path(work_dir), Path(runs_dir)
+    members = {run_id: (resolve_spec(branch["spec"], meta), branch["branch_step"]) for run_id, branch in branches.items()}
+    trunk_result, _ = train_family(resolve_spec(trunk_spec, meta), members, tokens_dir, work_dir, threads=threads,
+                                   device=device, progress=progress)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    for run_id in branches:
+        os.replace(work_dir / run_id, runs_dir / run_id)
+    write_json(result_path, trunk_result, allow_nan=False, sort_keys=True)
+    shutil.rmtree(work_dir)  # the trunk's saved states and checkpoints: dead weight once the family is done
+    return trunk_result
 
 
 def runs_table(runs: dict[str, dict], results: dict[str, dict], convention: str) -> pd.DataFrame:
     """One row per training run (the contract of `runs.parquet`; see README)."""
+    import pandas as pd
+
     rows = []
     for run_id, run in runs.items():
         result = results[run_id]
@@ -158,6 +186,8 @@ def runs_table_stage(plan_path, result_paths, out_path) -> pd.DataFrame:
 def best_of_sweep(runs: pd.DataFrame) -> pd.DataFrame:
     """Per grid point (budget, size, replicate), the finished run with the lowest validation loss: with a
     learning-rate sweep the laws describe tuned models. Without a sweep this is the table itself."""
+    import pandas as pd
+
     from isoflop.fit.study import finished
 
     ok = finished(runs)
@@ -172,6 +202,8 @@ def fit_stage(runs_path, out_path, *, bootstrap: int, huber_delta: float, seed: 
     the learning-rate law from all runs."""
     from isoflop.fit import fit_lr_law, fit_study
     from isoflop.fit.study import finished
+
+    import pandas as pd
 
     runs = pd.read_parquet(runs_path)
     laws = fit_study(best_of_sweep(runs), bootstrap=bootstrap, seed=seed, huber_delta=huber_delta, n_jobs=n_jobs)

@@ -177,7 +177,7 @@ def _metrics(result: dict, curve: pd.DataFrame | None):
     return metrics
 
 
-def log_training_run(tracking: Tracking, run: dict, run_dir, data_fingerprint: str) -> str:
+def log_training_run(tracking: Tracking, run: dict, run_dir) -> str:
     """Log one finished training run from its files; returns the MLflow run id. Idempotent (see module doc)."""
     run_dir = Path(run_dir)
     result_bytes = (run_dir / "result.json").read_bytes()
@@ -207,7 +207,7 @@ def log_training_run(tracking: Tracking, run: dict, run_dir, data_fingerprint: s
         RESULT_TAG: result_sha,
         KIND_TAG: "train",
         "isoflop.study": tracking.study,
-        "isoflop.data_fingerprint": data_fingerprint,
+        "isoflop.data_fingerprint": result.get("tokens_fingerprint") or "",
         "isoflop.status": result.get("status", "unknown"),
         "git.commit": _git_commit(),
         "torch.version": result.get("torch_version", ""),
@@ -224,10 +224,10 @@ def log_training_run(tracking: Tracking, run: dict, run_dir, data_fingerprint: s
     return mlflow_id
 
 
-def log_training_run_safely(tracking: Tracking, run: dict, run_dir, data_fingerprint: str) -> str | None:
+def log_training_run_safely(tracking: Tracking, run: dict, run_dir) -> str | None:
     """`log_training_run` that never fails the training job: files are the truth, the sync repairs later."""
     try:
-        return log_training_run(tracking, run, run_dir, data_fingerprint)
+        return log_training_run(tracking, run, run_dir)
     except Exception as err:  # noqa: BLE001 - tracking must never fail a finished run
         log.warning("MLflow logging of run %s failed (the study's final sync retries): %s", run["run_id"], err)
         return None
@@ -298,11 +298,10 @@ def sync_study(tracking: Tracking, layout: StudyLayout, plan_path, out_path) -> 
     import pandas as pd
 
     plan = read_json(plan_path)
-    data_fingerprint = read_json(layout.tokens(plan["ids"]["tokens"]) / "meta.json")["fingerprint"]
     table = pd.read_parquet(layout.runs_table)
     mapping = {}
     for run_id in table["run_id"]:
-        mapping[run_id] = log_training_run(tracking, plan["runs"][run_id], layout.run_dir(run_id), data_fingerprint)
+        mapping[run_id] = log_training_run(tracking, plan["runs"][run_id], layout.run_dir(run_id))
     client = _client(tracking)
     experiment_id = _experiment_id(client, tracking)
     _mark_plan_membership(client, experiment_id, set(mapping))

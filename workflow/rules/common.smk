@@ -25,10 +25,17 @@ CURVES = [LAYOUT.run_curve(run_id) for run_id in sorted(RUNS)]
 TRUNK_RESULTS = [LAYOUT.trunk_result(trunk_id) for trunk_id in sorted(TRUNKS)]
 
 
-def trunk_branches(wildcards):
-    """A wsd run with a branched cooldown starts from its trunk's saved states."""
+def training_input(wildcards):
+    """What a run's job reads: the token folder, or for a wsd run branched from a trunk the folder of runs its
+    trunk's job trained (see rule train_trunk)."""
     trunk_id = RUNS[wildcards.run_id]["trunk_id"]
-    return [LAYOUT.trunk_branches(trunk_id)] if trunk_id else []
+    return LAYOUT.trunk_runs(trunk_id) if trunk_id else TOKENS
+
+
+def branches_of(trunk_id: str) -> dict:
+    """The runs a trunk's job trains after the trunk: run id -> what determines its result."""
+    return {run_id: {"spec": RUNS[run_id]["spec"], "branch_step": RUNS[run_id]["branch_step"]}
+            for run_id in TRUNKS[trunk_id]["run_ids"]}
 
 
 wildcard_constraints:

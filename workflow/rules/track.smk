@@ -18,7 +18,6 @@ rule track_study:
     input:
         store=ancient(LAYOUT.store_marker),
         plan=LAYOUT.plan,
-        tokens=TOKENS,
         results=RESULTS,
         curves=CURVES,
         runs=LAYOUT.runs_table,

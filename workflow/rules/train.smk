@@ -15,16 +15,21 @@ rule plan:
         "../../scripts/plan.py"
 
 
+# A WSD trunk and the cooldowns branched from it train in one job: each cooldown is a few seconds, and a
+# process of its own would spend about as long starting torch. Each branched run still has its own `train`
+# job, which publishes the folder the trunk's job wrote (so deleting a run's result.json republishes it;
+# deleting its trunk's folder retrains the family).
 rule train_trunk:
     input:
         TOKENS,
     output:
         result=LAYOUT.trunk_result("{trunk_id}"),
-        branches=directory(LAYOUT.trunk_branches("{trunk_id}")),
+        runs=directory(LAYOUT.trunk_runs("{trunk_id}")),
     params:
-        # only what determines the trunk's states (Snakemake reruns a job whose params change)
+        # only what determines the trunk's and its branches' results (Snakemake reruns a job whose params change)
         spec=lambda wildcards: TRUNKS[wildcards.trunk_id]["spec"],
-        branch_steps=lambda wildcards: TRUNKS[wildcards.trunk_id]["branch_steps"],
+        branches=lambda wildcards: branches_of(wildcards.trunk_id),
+        work=lambda wildcards: str(LAYOUT.trunk_work(wildcards.trunk_id)),
         device=config["train"]["device"],
     threads: config["train"]["threads"]
     resources:
@@ -41,9 +46,8 @@ rule train_trunk:
 
 rule train:
     input:
-        tokens=TOKENS,
+        data=training_input,
         plan=ancient(LAYOUT.plan),
-        branches=trunk_branches,
     output:
         result=LAYOUT.run_result("{run_id}"),
         curve=LAYOUT.run_curve("{run_id}"),

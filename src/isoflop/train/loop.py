@@ -17,6 +17,7 @@ from (data seed, s); init, data order and dropout use separate seeds derived fro
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -29,7 +30,6 @@ import torch
 from tqdm import tqdm
 
 from isoflop.errors import UserError
-from isoflop.layout import branch_state_file
 from isoflop.train.accounting import flops_per_token, param_counts
 from isoflop.tokens import read_meta
 from isoflop.train.checkpoint import check_continuation, load_state, save_state
@@ -381,18 +381,13 @@ def train_trunk(
     out_dir,
     branch_steps,
     *,
-    branches_dir=None,
     threads: int = 1,
     device: str = "auto",
     progress: bool = True,
 ) -> dict:
     """Train the constant-lr trunk of a shape and save its full state after each step in ``branch_steps``
-    as ``branch-<step>.pt``; wsd runs then start from those with ``train_run(..., init_from=...)``.
-    The trunk runs ceil(tokens / tokens per step) steps; every branch step must lie in [0, that].
-
-    States are written into ``out_dir`` as training passes each step and, when the trunk is done, moved into
-    ``branches_dir`` (default ``out_dir``): a workflow may clear that folder when it restarts a killed
-    trunk, and a resumed trunk would not pass the earlier steps again."""
+    as ``out_dir/branch-<step>.pt``; wsd runs then start from those with ``train_run(..., init_from=...)``.
+    The trunk runs ceil(tokens / tokens per step) steps; every branch step must lie in [0, that]."""
     if trunk_spec.get("train", {}).get("schedule") != "constant":
         raise UserError("train_trunk: the trunk's train.schedule must be 'constant'")
     trainer = Trainer(trunk_spec, tokens_dir, out_dir, threads=threads, device=device, progress=progress)
@@ -402,10 +397,39 @@ def train_trunk(
     checkpoint = trainer.out_dir / "ckpt.pt"
     if checkpoint.exists():
         trainer.restore(checkpoint, branch=False)
-    staged = {int(s): branch_state_file(trainer.out_dir, s) for s in branch_steps}
-    result = trainer.run(staged)
-    if branches_dir is not None:
-        Path(branches_dir).mkdir(parents=True, exist_ok=True)
-        for step, path in staged.items():
-            os.replace(path, branch_state_file(branches_dir, step))
-    return result
+    return trainer.run({int(s): trainer.out_dir / f"branch-{int(s)}.pt" for s in branch_steps})
+
+
+def train_family(
+    trunk_spec: dict,
+    branches: dict[str, tuple[dict, int]],
+    tokens_dir,
+    work_dir,
+    *,
+    threads: int = 1,
+    device: str = "auto",
+    progress: bool = True,
+) -> tuple[dict, dict[str, dict]]:
+    """A trunk and the cooldowns branched from it, in one process: ``branches`` maps a run's name to (its wsd
+    spec, its branch step). The trunk trains in ``work_dir/trunk`` and each branch in ``work_dir/<name>``;
+    a folder whose result.json exists is done and is not trained again, and an unfinished one resumes from its
+    checkpoint, so a killed family picks up where it stopped. One process pays torch's start-up once for the
+    whole family, which is most of a small cooldown's cost. Returns (trunk result, {name: branch result})."""
+    work_dir = Path(work_dir)
+    trunk_dir = work_dir / "trunk"
+    steps = sorted({int(step) for _, step in branches.values()})
+    finished = trunk_dir / "result.json"
+    if finished.exists():
+        trunk = json.loads(finished.read_text())
+    else:
+        trunk = train_trunk(trunk_spec, tokens_dir, trunk_dir, steps, threads=threads, device=device,
+                            progress=progress)
+    results = {}
+    for name, (spec, step) in branches.items():
+        done = work_dir / name / "result.json"
+        if done.exists():
+            results[name] = json.loads(done.read_text())
+        else:
+            results[name] = train_run(spec, tokens_dir, work_dir / name, threads=threads, device=device,
+                                      progress=progress, init_from=trunk_dir / f"branch-{int(step)}.pt")
+    return trunk, results
