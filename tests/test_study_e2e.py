@@ -83,22 +83,35 @@ def test_mlflow_holds_one_run_per_training_run_plus_the_fit_and_curation(study):
         assert metric in one.data.metrics, metric
 
 
-def test_rerun_does_nothing_and_a_deleted_run_alone_retrains(study):
+def test_rerun_does_nothing_and_a_deleted_run_alone_is_rebuilt(study):
     workdir, out = study
     again = snakemake(workdir)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
-    victim = pd.read_parquet(out / "runs.parquet")["run_id"].iloc[4]
+    table = pd.read_parquet(out / "runs.parquet")
+    branched = table[table["trunk_id"].notna()]
+    # a trunk's folder gone: its job trains the trunk and its branches again, and their jobs republish them
+    trunk_id = branched["trunk_id"].iloc[0]
+    (out / "trunks" / trunk_id / "result.json").unlink()
+    dry = snakemake(workdir, "-n")
+    assert planned_jobs(dry.stdout) == {"train_trunk": 1, "train": int((table["trunk_id"] == trunk_id).sum()),
+                                        "runs_table": 1, "fit": 1, "report": 1, "track_study": 1, "all": 1}
+    redo = snakemake(workdir)
+    assert redo.returncode == 0, redo.stderr[-3000:]
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "runs.parquet").drop(columns=_TIMINGS),
+                                  table.drop(columns=_TIMINGS))  # retrained bit-identically
+    # one run's result gone: that run alone is rebuilt (a branched run is republished from its trunk's job)
+    victim = branched["run_id"].iloc[-1]
     (out / "runs" / victim / "result.json").unlink()
     dry = snakemake(workdir, "-n")
-    assert "train" in dry.stdout
-    stats = dry.stdout.split("Job stats:")[1]  # Snakemake prints the table twice in a dry run; read the first
-    planned = [line.split()[-1] for line in stats.splitlines() if line.startswith("train ")][:1]
-    assert planned == ["1"], dry.stdout[-3000:]
+    assert planned_jobs(dry.stdout)["train"] == 1 and "train_trunk" not in planned_jobs(dry.stdout), dry.stdout[-3000:]
     redo = snakemake(workdir)
     assert redo.returncode == 0, redo.stderr[-3000:]
     assert (out / "runs" / victim / "result.json").exists()
     runs = _mlflow_runs(out)
     assert sorted(r.data.tags.get("isoflop.kind") for r in runs) == ["curation", "fit"] + ["train"] * 9
+
+
+_TIMINGS = ["train_seconds", "wall_seconds", "tokens_per_second"]
 
 
 def planned_jobs(dry_run_stdout: str) -> dict[str, int]:

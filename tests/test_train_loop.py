@@ -16,7 +16,7 @@ import torch
 
 from isoflop.errors import UserError
 from isoflop.train.data import BatchSampler, eval_windows
-from isoflop.train.loop import train_run, train_trunk
+from isoflop.train.loop import train_family, train_run, train_trunk
 from isoflop.train.spec import RunSpec, branch_step, trunk_spec
 
 VOCAB = 32
@@ -218,6 +218,25 @@ def test_wsd_branches_are_bit_identical_to_runs_from_scratch(tokens_dir, tmp_pat
         assert branched["val_loss_by_domain"] == scratch["val_loss_by_domain"]
         assert branched["train_loss"] == scratch["train_loss"]
         pd.testing.assert_frame_equal(curve_of(tmp_path / f"scratch{steps}"), curve_of(tmp_path / f"branch{steps}"))
+
+
+def test_a_family_equals_its_runs_from_scratch_and_resumes_without_redoing_finished_members(tokens_dir, tmp_path):
+    shape = {"schedule": "wsd", "decay_frac": 0.25, "decay_shape": "1-sqrt"}
+    runs = {f"r{steps}": make_spec(steps=steps, **shape) for steps in (40, 64)}
+    branches = {name: (spec, branch_step(spec)) for name, spec in runs.items()}
+    trunk, results = train_family(trunk_spec(runs.values()), branches, tokens_dir, tmp_path / "work", progress=False)
+    assert trunk["steps"] == 48
+    for name, spec in runs.items():
+        scratch = train_run(spec, tokens_dir, tmp_path / f"scratch-{name}", progress=False)
+        assert results[name]["val_loss_by_domain"] == scratch["val_loss_by_domain"]
+        assert results[name]["wall_seconds"] == results[name]["run_seconds"]  # not the family's process age
+    # a family killed after its first branch: the trunk and that branch are kept, the other branch retrains
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "work" / "trunk" / "result.json",
+                                                 tmp_path / "work" / "r40" / "result.json")}
+    (tmp_path / "work" / "r64" / "result.json").unlink()
+    _, again = train_family(trunk_spec(runs.values()), branches, tokens_dir, tmp_path / "work", progress=False)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert again["r64"]["val_loss_by_domain"] == results["r64"]["val_loss_by_domain"]
 
 
 def test_trunk_spec_needs_runs_of_one_shape():

@@ -70,8 +70,8 @@ def time_lines(benchmarks: dict[str, list], runs: pd.DataFrame, trunk_results: l
     training = sum(sum(stages.get(stage, [])) for stage in ("train", "trunks"))
     if training:
         lines += ["", f"Training jobs ran {training:.0f} s, {in_loop:.0f} s of it inside the training loop: "
-                  f"{training - in_loop:.0f} s ({(training - in_loop) / training:.0%}) went to process start, "
-                  "imports, data loading, evaluation, checkpoints and MLflow logging."]
+                  f"{training - in_loop:.0f} s ({(training - in_loop) / training:.1%}) went to process start, "
+                  "imports, data loading, evaluation, checkpoints and (with tracking.live) MLflow logging."]
     return lines
 
 

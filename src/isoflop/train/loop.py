@@ -80,8 +80,10 @@ def make_optimizer(model: torch.nn.Module, run: RunSpec) -> torch.optim.AdamW:
 class Trainer:
     """The state of one run in progress; ``run`` trains to the end (or to divergence)."""
 
-    def __init__(self, spec: dict, tokens_dir, out_dir, *, threads: int, device: str, progress: bool):
+    def __init__(self, spec: dict, tokens_dir, out_dir, *, threads: int, device: str, progress: bool,
+                 own_process: bool = True):
         self.started = time.perf_counter()
+        self.own_process = own_process  # wall_seconds then counts the process's start and imports too
         self.run_spec = RunSpec.from_dict(spec)
         self.spec = self.run_spec.to_dict()
         self.out_dir = Path(out_dir)
@@ -310,7 +312,8 @@ class Trainer:
         per_token = flops_per_token(cfg)
         tokens = self.step * self.run_spec.tokens_per_step
         final_loss = self.train_losses[self.step - 1] if self.step else math.nan
-        age = process_age_seconds()
+        age = process_age_seconds() if self.own_process else None
+        elapsed = time.perf_counter() - self.started
         result = {
             "status": "ok" if ok else "diverged",
             "diverged_step": self.diverged_step,
@@ -326,8 +329,8 @@ class Trainer:
             "resumed": self.resumed,
             "train_seconds": self.train_seconds,
             "tokens_per_second": self.trained_steps * self.run_spec.tokens_per_step / self.train_seconds if self.train_seconds else None,
-            "run_seconds": time.perf_counter() - self.started,
-            "wall_seconds": age if age is not None else time.perf_counter() - self.started,
+            "run_seconds": elapsed,
+            "wall_seconds": age if age is not None else elapsed,
             "torch_version": torch.__version__,
             "threads": self.threads,
             "device": str(self.device),
@@ -361,12 +364,15 @@ def train_run(
     device: str = "auto",
     progress: bool = True,
     init_from=None,
+    own_process: bool = True,
 ) -> dict:
     """Train one run of ``spec`` on ``tokens_dir``, writing curve.parquet and (last) result.json to
     ``out_dir``; returns the result. Resumes from ``out_dir/ckpt.pt`` if there is one; otherwise, with
     ``init_from`` (a trunk's branch-<s>.pt), continues from that state, whose learning rates must match this
-    spec's up to step s. A diverged run is reported in the result (status "diverged"), never raised."""
-    trainer = Trainer(spec, tokens_dir, out_dir, threads=threads, device=device, progress=progress)
+    spec's up to step s. A diverged run is reported in the result (status "diverged"), never raised.
+    ``own_process=False`` (a run after others in one process): its wall_seconds is its own time alone."""
+    trainer = Trainer(spec, tokens_dir, out_dir, threads=threads, device=device, progress=progress,
+                      own_process=own_process)
     checkpoint = trainer.out_dir / "ckpt.pt"
     if checkpoint.exists():
         trainer.restore(checkpoint, branch=False)
@@ -431,5 +437,6 @@ def train_family(
             results[name] = json.loads(done.read_text())
         else:
             results[name] = train_run(spec, tokens_dir, work_dir / name, threads=threads, device=device,
-                                      progress=progress, init_from=trunk_dir / f"branch-{int(step)}.pt")
+                                      progress=progress, init_from=trunk_dir / f"branch-{int(step)}.pt",
+                                      own_process=False)
     return trunk, results
