@@ -20,7 +20,8 @@ rule all:
     input:
         LAYOUT.report,
         TRACKING_TARGETS,
-        # Every run's result is a target in its own right, so deleting one retrains it (Snakemake does not
-        # look behind an up-to-date runs table for a missing input).
+        # Every run's and trunk's result is a target in its own right, so deleting one rebuilds it (Snakemake
+        # does not look behind an up-to-date runs table or report for a missing input).
         RESULTS,
+        TRUNK_RESULTS,
     default_target: True

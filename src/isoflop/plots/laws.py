@@ -16,17 +16,21 @@ BAND_ALPHA = 0.2
 def plot_isoflop_curves(runs: pd.DataFrame, isoflop_fit: dict, path, *, loss_col: str | None = None) -> None:
     """Loss against N per budget, with each budget's parabola and vertex; edge minima hollow.
 
-    `runs` needs N, C and the loss (`loss_col`, else "loss", else "val_loss"); each run belongs to
-    the fitted budget nearest its C.
+    `runs` needs N, C and the loss (`loss_col`, else "loss", else "val_loss"); a run belongs to the
+    budget the fit grouped it under (its `budget` column), or without one to the fitted budget nearest its C.
     """
     loss_col = _loss_column(runs, loss_col)
     budgets = isoflop_fit["budgets"]
-    budget_c = np.array([b["C"] for b in budgets])
-    nearest = np.abs(np.log(runs["C"].to_numpy())[:, None] - np.log(budget_c)[None]).argmin(axis=1)
+    if "budget" in runs and all(b.get("budget") is not None for b in budgets):
+        groups = [runs["budget"].to_numpy() == b["budget"] for b in budgets]
+    else:
+        budget_c = np.array([b["C"] for b in budgets])
+        nearest = np.abs(np.log(runs["C"].to_numpy())[:, None] - np.log(budget_c)[None]).argmin(axis=1)
+        groups = [nearest == index for index in range(len(budgets))]
     colours = plt.cm.viridis(np.linspace(0, 0.9, len(budgets)))
     fig, ax = plt.subplots(figsize=(7, 5))
-    for index, (budget, colour) in enumerate(zip(budgets, colours)):
-        members = runs[nearest == index]
+    for group, budget, colour in zip(groups, budgets, colours):
+        members = runs[group]
         ax.scatter(members["N"], members[loss_col], color=colour, s=18, label=f"C = {budget['C']:.2g}")
         grid = np.geomspace(members["N"].min(), members["N"].max(), 100)
         ax.plot(grid, budget_profile(budget, grid), color=colour, lw=1)
