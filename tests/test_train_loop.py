@@ -198,6 +198,26 @@ def test_checkpoint_of_another_spec_is_refused(tokens_dir, tmp_path):
         train_run(make_spec(steps=20), tokens_dir, tmp_path / "run", progress=False)
 
 
+class _Payload:
+    """Unpickling this runs a command: what a crafted ckpt.pt planted in a run folder would carry."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_planted_malicious_checkpoint_is_refused_and_runs_nothing(tokens_dir, tmp_path):
+    marker = tmp_path / "payload-ran"
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    torch.save({"spec": make_spec(), "model": _Payload(marker)}, run_dir / "ckpt.pt")
+    with pytest.raises(UserError, match=r"ckpt.pt: refused, it is not a plain training state"):
+        train_run(make_spec(), tokens_dir, run_dir, progress=False)
+    assert not marker.exists()
+
+
 def test_wsd_branches_are_bit_identical_to_runs_from_scratch(tokens_dir, tmp_path):
     shape = {"schedule": "wsd", "decay_frac": 0.25, "decay_shape": "1-sqrt", "eval_every": 16}
     runs = {steps: make_spec(steps=steps, **shape) for steps in (40, 64)}

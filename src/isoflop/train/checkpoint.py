@@ -29,11 +29,18 @@ def save_state(path: str | Path, state: dict) -> None:
 
 
 def load_state(path: str | Path) -> dict:
-    """A state written by ``save_state``, on the CPU."""
+    """A state written by ``save_state``, on the CPU. Only tensors and plain values are unpickled
+    (``weights_only``): a file planted in a run folder cannot run code when the run resumes."""
+    import pickle
+
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"{path}: training state not found") from None
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path}: refused, it is not a plain training state ({reason}); delete it to train "
+                        "this run from the start") from None
 
 
 def check_continuation(state: dict, spec: dict, fingerprint: str | None, path: str | Path) -> None:

@@ -133,7 +133,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
-            "train_losses": self.train_losses[: self.step].copy(),
+            "train_losses": torch.from_numpy(self.train_losses[: self.step].copy()),  # tensors load safely
             "eval_rows": list(self.eval_rows),
             "train_seconds": self.train_seconds,
             "trained_steps": self.trained_steps,
@@ -164,8 +164,9 @@ class Trainer:
         if state["cuda_rng"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.step = step
-        self.train_losses[:step] = state["train_losses"]
-        self.running_min = float(np.min(state["train_losses"], initial=math.inf))
+        losses = state["train_losses"].numpy()
+        self.train_losses[:step] = losses
+        self.running_min = float(np.min(losses, initial=math.inf))
         self.eval_rows = [row for row in state["eval_rows"] if row["step"] <= step]
         if branch:
             self.start_step, self.init_from = step, str(path)
