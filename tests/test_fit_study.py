@@ -106,7 +106,7 @@ def test_cli_fit_writes_the_law_and_predict_reads_it(study_csv, tmp_path, capsys
     printed = capsys.readouterr().out
     p = law["params"]
     expected = p["E"] + p["A"] / 1e8 ** p["alpha"] + p["B"] / 2e9 ** p["beta"]
-    assert printed.startswith(f"loss {expected:.5g}  95% [")
+    assert printed.startswith(f"loss {expected:.5g}  95% confidence interval [")
 
 
 def test_cli_isoflop_and_power_laws(study_csv, tmp_path):
