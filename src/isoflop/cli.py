@@ -19,12 +19,15 @@ from isoflop.errors import UserError
 SUBCOMMANDS = [
     "isoflop.fit.cli",
     "isoflop.curate.cli",
+    "isoflop.compare",
     "isoflop.track",
 ]
 
 EXAMPLES = """examples:
   isoflop fit runs.csv --law chinchilla --out law.json         fit a law to your own runs
   isoflop predict law.json --N 1e9 --D 2e10                    its loss at a size and token count
+  isoflop predict results/default/laws.json --C 1e14           compute-optimal N, D and loss at 1e14 FLOPs
+  isoflop compare results/a results/b --out compare.png        two studies' frontiers and their loss gap
   isoflop dedup docs.parquet --out deduped.parquet             exact and near-duplicate dedup
   isoflop COMMAND --help                                       a command's flags and examples
 
