@@ -369,9 +369,8 @@ class Progress:
         self.bar = tqdm(total=trainer.steps, initial=trainer.step, file=sys.stderr, unit="step",
                         dynamic_ncols=True) if bar else None
         per_step = trainer.run_spec.tokens_per_step
-        resumed = f" from step {trainer.step}" if trainer.step else ""
-        self.line(f"start: {trainer.steps} steps{resumed}, {trainer.steps * per_step:,} tokens "
-                  f"({per_step:,} per step), on {trainer.device}")
+        where = f"at step {trainer.step} of {trainer.steps}" if trainer.step else f"{trainer.steps} steps"
+        self.line(f"start: {where}, {trainer.steps * per_step:,} tokens ({per_step:,} per step), on {trainer.device}")
 
     def line(self, text: str) -> None:
         """One line for the log; a terminal has the bar instead."""
