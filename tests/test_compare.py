@@ -56,7 +56,7 @@ def test_the_command_reads_study_folders_and_draws_both_frontiers(tmp_path, caps
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"A: {folders[0] / 'laws.json'}, chinchilla law (the only law fitted)"
     assert lines[2].startswith("compute-optimal loss at C = 1e+21 FLOPs: A ")
-    assert lines[3].startswith("gap B - A = -0.1 nats/token, 95% interval [-0.1")
+    assert lines[3].startswith("gap B - A = -0.1 nats/token, 95% confidence interval [-0.1")
     assert lines[3].endswith("it excludes 0: the studies differ at this budget")
     assert imread(out).shape[:2] == (600, 840)
 

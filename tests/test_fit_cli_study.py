@@ -92,3 +92,19 @@ def test_mistakes_name_the_file_and_key(laws_json, capsys, tmp_path):
     # a single-law file still answers --C alone, --N --D as before
     code, out, _ = run(capsys, single, "--C", 1e17)
     assert code == 0 and out.startswith("compute-optimal allocation at C = 1e+17 FLOPs (chinchilla law):")
+
+
+def test_a_law_fitted_without_bootstrap_has_only_the_noise_interval(tmp_path, capsys):
+    from isoflop.fit import fit_isoflop
+
+    runs = small_study()
+    law = fit_isoflop(runs["C"], runs["N"], runs["D"], runs["val_loss"], budget=runs["budget"], bootstrap=0)
+    path = tmp_path / "iso.json"
+    path.write_text(json.dumps(law))
+    code, out, _ = run(capsys, path, "--C", 1e17)
+    lines = out.splitlines()
+    n_opt = law["params"]["k_N"] * 1e17 ** law["params"]["a"]
+    assert code == 0 and lines[1] == f"  N*   = {n_opt:<11.5g} no confidence interval (fitted without bootstrap)"
+    low, high = map(float, lines[4].split("95% prediction interval [")[1].split("]")[0].split(", "))
+    loss = law["params"]["k_L"] * 1e17 ** -law["params"]["gamma"]
+    assert low < loss < high  # the residuals' spread around the law's loss

@@ -13,8 +13,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from isoflop.errors import UserError
+from isoflop.fit.bootstrap import percentile_interval
+from isoflop.fit.cli import read_law
+from isoflop.fit.frontier import compute_grid, optimal_loss
 from isoflop.fit.predict import STUDY_LAWS, is_study, study_law
+
+# numpy and the law evaluations are light (the CLI loads them anyway); matplotlib loads only to draw
 
 COMPARE_EXAMPLES = """examples:
   isoflop compare results/default results/lr_sweep --out compare.png
@@ -58,8 +65,6 @@ def run_compare(args: argparse.Namespace) -> int:
 def read_study(path: Path, law_name: str | None) -> dict:
     """A study's chosen law: {"source": the laws.json read, "law": the fitted law, "why": how it was chosen,
     "fits": every law it fitted (their budgets span the study)}."""
-    from isoflop.fit.cli import read_law
-
     source = path / "laws.json" if path.is_dir() else path
     laws = read_law(source)
     if not is_study(laws):
@@ -69,9 +74,8 @@ def read_study(path: Path, law_name: str | None) -> dict:
             "fits": [laws[key] for key in STUDY_LAWS if laws.get(key)]}
 
 
-def compare_frontiers(law_a: dict, law_b: dict, budget: float | None = None, level: float = 0.95,
-                      span: list[dict] = ()) -> dict:
-    """Both laws' frontiers and the gap (B minus A) in compute-optimal loss at `budget`.
+def compare_frontiers(law_a: dict, law_b: dict, budget: float | None = None, span: list[dict] = ()) -> dict:
+    """Both laws' frontiers and the gap (B minus A) in compute-optimal loss at `budget`, with 95% intervals.
 
     `budget` defaults to the larger of the two laws' targets (`at_target`: 10x each study's largest
     budget). Returns C (the budget), loss_a and loss_b (point, (low, high)), gap (point, (low, high)),
@@ -79,11 +83,6 @@ def compare_frontiers(law_a: dict, law_b: dict, budget: float | None = None, lev
     budgets of both laws and of the fits in `span` (a Chinchilla law does not record its budgets; the
     same study's IsoFLOP fit does) up to the target.
     """
-    import numpy as np
-
-    from isoflop.fit.bootstrap import percentile_interval
-    from isoflop.fit.frontier import compute_grid, optimal_loss
-
     if budget is None:
         targets = [law["at_target"]["C"] for law in (law_a, law_b) if law.get("at_target")]
         if not targets:
@@ -96,17 +95,17 @@ def compare_frontiers(law_a: dict, law_b: dict, budget: float | None = None, lev
         raise UserError("the gap's interval needs both laws' bootstrap fits; a law was fitted without bootstrap")
     # every pair of bootstrap fits: the exact distribution of the difference of two independent resamples
     gaps = np.subtract.outer(spread_b[:, 0], spread_a[:, 0]).ravel()
-    low, high = percentile_interval(gaps, level)
+    low, high = percentile_interval(gaps)
     # the grid spans both studies' budgets and reaches the target, which counts as one more known compute
     compute = compute_grid([law_a, law_b, *span, {"at_target": {"C": budget}}])
     curves = {"compute": compute}
     for key, law in (("a", law_a), ("b", law_b)):
         point, spread = optimal_loss(law, compute)
-        curves[key] = (point, percentile_interval(spread, level))
+        curves[key] = (point, percentile_interval(spread))
     return {
         "C": float(budget),
-        "loss_a": (float(point_a[0]), tuple(float(v) for v in percentile_interval(spread_a[:, 0], level))),
-        "loss_b": (float(point_b[0]), tuple(float(v) for v in percentile_interval(spread_b[:, 0], level))),
+        "loss_a": (float(point_a[0]), tuple(percentile_interval(spread_a[:, 0]).tolist())),
+        "loss_b": (float(point_b[0]), tuple(percentile_interval(spread_b[:, 0]).tolist())),
         "gap": (float(point_b[0] - point_a[0]), (float(low), float(high))),
         "excludes_zero": bool(low > 0 or high < 0),
         "curves": curves,
@@ -114,7 +113,8 @@ def compare_frontiers(law_a: dict, law_b: dict, budget: float | None = None, lev
 
 
 def describe(result: dict) -> str:
-    """The comparison in three lines: both losses at the budget, then the gap and whether it excludes 0."""
+    """The comparison in two lines: both losses at the budget, then the gap and whether it excludes 0."""
+
     def loss(key):
         point, (low, high) = result[key]
         return f"{point:.4g} (95% confidence interval [{low:.4g}, {high:.4g}])"
@@ -124,7 +124,7 @@ def describe(result: dict) -> str:
                else "includes 0: no difference resolved at this budget")
     return "\n".join([
         f"compute-optimal loss at C = {result['C']:.4g} FLOPs: A {loss('loss_a')}, B {loss('loss_b')}",
-        f"gap B - A = {gap:+.4g} nats/token, 95% interval [{low:+.4g}, {high:+.4g}] "
+        f"gap B - A = {gap:+.4g} nats/token, 95% confidence interval [{low:+.4g}, {high:+.4g}] "
         f"(bootstrap fits of the two laws, assumed independent); it {verdict}",
     ])
 
