@@ -52,7 +52,7 @@ def test_few_noisy_points_give_warnings_from_a_real_fit():
 def test_header_only_csv_is_one_clear_line(tmp_path, capsys):
     path = tmp_path / "empty.csv"
     path.write_text("N,D,loss\n")
-    assert main(["fit", str(path), "--law", "chinchilla", "--out", str(tmp_path / "x.json")]) == 2
+    assert main(["fit", str(path), "--law", "chinchilla", "--out", str(tmp_path / "x.json")]) == 1
     err = capsys.readouterr().err
     assert err == f"isoflop fit: error: {path}: no rows, only a header (N, D, loss)\n"
 

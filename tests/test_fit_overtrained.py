@@ -116,4 +116,4 @@ def test_constraint_mistakes_are_one_line(tmp_path, capsys, flags, message):
     pd.DataFrame({"N": n, "D": d, "loss": loss}).to_csv(tmp_path / "runs.csv", index=False)
     code = main(["fit", str(tmp_path / "runs.csv"), "--law", "chinchilla", "--out", str(tmp_path / "x.json"), *flags])
     err = capsys.readouterr().err
-    assert code == 2 and message in err and err.count("\n") == 1
+    assert code == 1 and message in err and err.count("\n") == 1

@@ -106,7 +106,7 @@ def test_cli_fit_writes_the_law_and_predict_reads_it(study_csv, tmp_path, capsys
     printed = capsys.readouterr().out
     p = law["params"]
     expected = p["E"] + p["A"] / 1e8 ** p["alpha"] + p["B"] / 2e9 ** p["beta"]
-    assert printed.startswith(f"loss {expected:.5g}  95% [")
+    assert printed.startswith(f"loss {expected:.5g}  95% confidence interval [")
 
 
 def test_cli_isoflop_and_power_laws(study_csv, tmp_path):
@@ -133,12 +133,12 @@ def test_cli_isoflop_and_power_laws(study_csv, tmp_path):
         ("N,D,loss\n" + "1e8,1e9,3\n" * 5 + "1e8,1e9,nan\n", [], "'loss' has a missing or non-numeric value"),
     ],
 )
-def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, csv, extra, message):
+def test_cli_bad_input_is_one_line_and_exit_1(tmp_path, capsys, csv, extra, message):
     path = tmp_path / "bad.csv"
     path.write_text(csv)
     code = main(["fit", str(path), "--law", "chinchilla", "--out", str(tmp_path / "x.json"), *extra])
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 1
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 

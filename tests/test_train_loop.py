@@ -1,6 +1,8 @@
 """The training loop: outputs, determinism, data order, divergence, resume after SIGKILL, wsd branches."""
 
+import contextlib
 import copy
+import io
 import json
 import math
 import os
@@ -301,3 +303,34 @@ def test_cuda_bfloat16_run_tracks_the_cpu_run(tokens_dir, tmp_path):
     cuda = train_run(make_spec(steps=60, dtype="bfloat16"), tokens_dir, tmp_path / "cuda", device="cuda", progress=False)
     assert cuda["status"] == "ok" and cuda["device"].startswith("cuda")
     assert cuda["val_loss"] == pytest.approx(cpu["val_loss"], rel=0.05)
+
+
+class Terminal(io.StringIO):
+    """A stand-in for stderr on a terminal."""
+
+    def isatty(self):
+        return True
+
+
+def test_a_log_gets_lines_and_a_terminal_the_bar_with_the_same_numbers(tokens_dir, tmp_path):
+    spec = make_spec(steps=60, eval_every=25, checkpoint_every=50)
+    log = tmp_path / "run.log"
+    with open(log, "w") as handle, contextlib.redirect_stderr(handle):  # what `logged` does to a rule's job
+        logged_run = train_run(spec, tokens_dir, tmp_path / "logged", progress=True)
+    text = log.read_text()
+    assert "\r" not in text
+    evals = curve_of(tmp_path / "logged").query("kind == 'eval' and domain == '*'").set_index("step")["val_loss"]
+    assert text.splitlines() == [
+        "logged: start: 60 steps, 15,360 tokens (256 per step), on cpu",
+        f"logged: step 25/60: val_loss {evals[25]:.4f}",
+        f"logged: step 50/60: val_loss {evals[50]:.4f}",
+        "logged: step 50/60: checkpoint",
+        f"logged: ok at step 60: val_loss {logged_run['val_loss']:.4f}, train_loss {logged_run['train_loss']:.4f}, "
+        f"{logged_run['train_seconds']:.1f} s training, {logged_run['tokens_per_second']:,.0f} tokens/s",
+    ]
+    terminal = Terminal()
+    with contextlib.redirect_stderr(terminal):
+        bar_run = train_run(spec, tokens_dir, tmp_path / "bar", progress=True)
+    assert "\r" in terminal.getvalue() and "60/60" in terminal.getvalue() and "val_loss" not in terminal.getvalue()
+    assert bar_run["val_loss"] == logged_run["val_loss"] and bar_run["train_loss"] == logged_run["train_loss"]
+    pd.testing.assert_frame_equal(curve_of(tmp_path / "bar"), curve_of(tmp_path / "logged"))

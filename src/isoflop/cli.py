@@ -2,6 +2,9 @@
 
 Each subcommand's module registers its parser; the heavy libraries a tool needs are imported inside the
 function that runs it, so `isoflop --help` stays fast. A module that fails to import is a bug, and says so.
+
+Exit status: 0 on success, 1 when a command fails while running (a `UserError`: a missing file, column or
+key), 2 for a usage error (argparse: an unknown flag, a missing argument).
 """
 
 from __future__ import annotations
@@ -16,8 +19,34 @@ from isoflop.errors import UserError
 SUBCOMMANDS = [
     "isoflop.fit.cli",
     "isoflop.curate.cli",
+    "isoflop.compare",
     "isoflop.track",
 ]
+
+EXAMPLES = """examples:
+  isoflop fit runs.csv --law chinchilla --out law.json         fit a law to your own runs
+  isoflop predict law.json --N 1e9 --D 2e10                    its loss at a size and token count
+  isoflop predict results/default/laws.json --C 1e14           compute-optimal N, D and loss at 1e14 FLOPs
+  isoflop compare results/a results/b --out compare.png        two studies' frontiers and their loss gap
+  isoflop dedup docs.parquet --out deduped.parquet             exact and near-duplicate dedup
+  isoflop COMMAND --help                                       a command's flags and examples
+
+exit status: 0 success, 1 the command failed (bad input, named in one line), 2 usage error
+"""
+
+RUNTIME_FAILURE = 1
+
+
+def version() -> str:
+    """The installed distribution's version; the source tree's `__version__` when isoflop runs uninstalled."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("isoflop")
+    except metadata.PackageNotFoundError:
+        from isoflop import __version__
+
+        return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="isoflop",
         description="Scaling-law study tools. The whole study runs with `make study` (Snakemake); "
         "these subcommands serve the workflow and users who bring their own data.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"isoflop {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for module_name in SUBCOMMANDS:
@@ -35,12 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # usage errors exit here with status 2
     try:
         return int(args.func(args) or 0)
     except UserError as err:
         print(f"isoflop {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return RUNTIME_FAILURE
 
 
 if __name__ == "__main__":

@@ -2,4 +2,4 @@
 
 
 class UserError(Exception):
-    """Bad input (a config key, a file, a column): reported as one clear line, exit status 2."""
+    """Bad input (a config key, a file, a column): reported as one clear line, exit status 1."""

@@ -9,30 +9,48 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
 def logged(log_path: str | os.PathLike):
-    """Send stdout, stderr (progress bars included) and `logging` to the rule's log file; a failure's
-    traceback lands there too before the exception propagates to Snakemake."""
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    """Send stdout, stderr and `logging` to the rule's log file, between a line naming the stage as it
+    starts and one with its time as it ends; a failure's traceback lands there too before the exception
+    propagates to Snakemake. Progress bars stay out of it (see `progress_enabled`)."""
+    log_path = Path(log_path)
+    stage = _stage_name(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", buffering=1) as handle:
         root = logging.getLogger()
         handler = logging.StreamHandler(handle)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
         root.setLevel(logging.INFO)
+        started = time.perf_counter()
+        log.info("%s: started", stage)
         try:
             with contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
                 yield
         except BaseException:
             traceback.print_exc(file=handle)
+            log.error("%s: failed after %.1f s", stage, time.perf_counter() - started)
             raise
+        else:
+            log.info("%s: done in %.1f s", stage, time.perf_counter() - started)
         finally:
             root.removeHandler(handler)
+
+
+def _stage_name(log_path: Path) -> str:
+    """The job a log belongs to, as the layout names its log: `fit`, `train/<run_id>` (see `StudyLayout.log`)."""
+    name = log_path.with_suffix("")
+    return name.name if name.parent.name == "logs" else f"{name.parent.name}/{name.name}"
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
@@ -73,5 +91,7 @@ def _jsonable(value):
 
 
 def progress_enabled() -> bool:
-    """Progress bars go to the rule logs unless ISOFLOP_PROGRESS=0 (the tests set it)."""
-    return os.environ.get("ISOFLOP_PROGRESS", "1") != "0"
+    """Whether to draw progress bars: only on a terminal, and not with ISOFLOP_PROGRESS=0 (the tests set it).
+    Inside `logged`, stderr is the rule's log file, where carriage-return bars would pile up; there a
+    training run prints a line per evaluation instead (see `isoflop.train.loop.Trainer.run`)."""
+    return os.environ.get("ISOFLOP_PROGRESS", "1") != "0" and sys.stderr.isatty()

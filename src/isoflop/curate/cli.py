@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,13 +76,22 @@ def _run(args) -> int:
     return 0
 
 
+DEDUP_EXAMPLES = """examples:
+  isoflop dedup docs.parquet --out deduped.parquet
+  isoflop dedup docs.parquet --text-col body --id-col doc --threshold 0.7 --out deduped.parquet
+  isoflop dedup docs.parquet --num-perm 256 --bands 32 --rows 8 --out deduped.parquet
+"""
+
+
 def register(subparsers) -> None:
     """Add `isoflop dedup` to the CLI."""
+
     parser = subparsers.add_parser(
         "dedup", help="exact and near-duplicate dedup (MinHash LSH) of a Parquet table",
         description="Writes the input rows plus `dup_cluster` (the id its cluster keeps: the smallest) and "
         "`keep` (bool). Near duplicates: estimated Jaccard similarity of word-n-gram shingle sets >= threshold, "
-        "verified pair by pair before clusters merge.")
+        "verified pair by pair before clusters merge.",
+        epilog=DEDUP_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", help="input Parquet file")
     parser.add_argument("--out", required=True, help="output Parquet file")
     parser.add_argument("--text-col", default="text", help="column holding the text (default: text)")

@@ -13,6 +13,7 @@ import numpy as np
 from isoflop.errors import UserError
 from isoflop.fit.constrained import FORMS, NO_CONSTRAINTS, OBJECTIVES, Constraints
 from isoflop.fit.isoflop import DEFAULT_WINDOW
+from isoflop.fit.predict import STUDY_LAWS, is_study, study_law
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,6 +33,8 @@ FIT_EXAMPLES = """examples:
 PREDICT_EXAMPLES = """examples:
   isoflop predict law.json --N 1e9 --D 2e10
   isoflop predict law.json --csv heldout.csv --out pred.csv --loss-col loss_c4_val
+  isoflop predict results/default/laws.json --C 1e14                 compute-optimal N, D and loss
+  isoflop predict results/default/laws.json --law chinchilla --N 1e5 --D 4e7
 """
 
 
@@ -82,13 +85,18 @@ def register(subparsers) -> None:
 
     pred = subparsers.add_parser(
         "predict", help="predict loss from a fitted law",
-        description="Print the loss a fitted law predicts, with its 95%% bootstrap interval; or, with --csv, "
-                    "write one prediction per row with 95%% confidence and prediction intervals.",
+        description="Print the loss a fitted law predicts, with its 95%% bootstrap interval; with only --C, "
+                    "the compute-optimal N, D and loss (Chinchilla and IsoFLOP laws); or, with --csv, write one "
+                    "prediction per row with 95%% confidence and prediction intervals. LAW.json is a law from "
+                    "`isoflop fit` or a study's laws.json (then --law picks one of its laws).",
         epilog=PREDICT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    pred.add_argument("law", type=Path, metavar="OUT.json")
+    pred.add_argument("law", type=Path, metavar="LAW.json")
+    pred.add_argument("--law", dest="law_name", choices=STUDY_LAWS,
+                      help="with a study's laws.json: the law to use (default: the one with the smaller "
+                           "mean |relative error| on held-out budgets, from its backtest or extrapolation check)")
     pred.add_argument("--N", type=float, help="model size")
     pred.add_argument("--D", type=float, help="tokens")
-    pred.add_argument("--C", type=float, help="training FLOPs")
+    pred.add_argument("--C", type=float, help="training FLOPs (alone: the compute-optimal allocation)")
     pred.add_argument("--csv", type=Path, metavar="IN.csv", help="predict every row of a CSV (needs --out)")
     pred.add_argument("--out", type=Path, metavar="PRED.csv",
                       help="with --csv: the rows with predicted, conf_lo95, conf_hi95, pred_lo95, pred_hi95 "
@@ -253,20 +261,61 @@ def _plot(args: argparse.Namespace, table: pd.DataFrame, law: dict) -> None:
 def run_predict(args: argparse.Namespace) -> int:
     from isoflop.fit import predict
 
-    try:
-        law = json.loads(args.law.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{args.law}: no such file") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"{args.law}: not JSON ({err})") from None
-    if not isinstance(law, dict):
-        raise UserError(f"{args.law}: not a fitted law")
+    law = read_law(args.law)
+    if is_study(law):
+        name, why = study_law(law, args.law_name, args.law)
+        print(f"law: {name} ({why})")
+        law = law[name]
+    elif args.law_name is not None:
+        raise UserError(f"{args.law}: --law picks one of a study's laws.json, but this file is one "
+                        f"{law.get('law')!r} law")
     if args.csv is not None:
         return _predict_csv(law, args)
+    if args.C is not None and args.N is None and args.D is None and law.get("law") in STUDY_LAWS:
+        print(_optimum_summary(law, args.C, args.seed))
+        return 0
     loss, (low, high) = predict(law, args.N, args.D, C=args.C)
-    interval = "no interval (fitted without --bootstrap)" if np.isnan(low) else f"95% [{low:.5g}, {high:.5g}]"
+    interval = ("no interval (fitted without --bootstrap)" if np.isnan(low)
+                else f"95% confidence interval [{low:.5g}, {high:.5g}] (the law's loss there)")
     print(f"loss {loss:.5g}  {interval}")
     return 0
+
+
+def read_law(path: Path) -> dict:
+    """A fitted law's JSON (from `isoflop fit`) or a study's laws.json, or a one-line UserError naming `path`."""
+    try:
+        law = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not JSON ({err})") from None
+    if not isinstance(law, dict):
+        raise UserError(f"{path}: not a fitted law or a study's laws.json")
+    return law
+
+
+def _optimum_summary(law: dict, compute: float, seed: int) -> str:
+    """The compute-optimal N*, D* and loss at `compute`, each with the kind of interval it has."""
+    from isoflop.fit.frontier import optimum_at
+
+    if not (np.isfinite(compute) and compute > 0):
+        raise UserError(f"--C {compute:g}: the compute must be positive and finite")
+    optimum = optimum_at(law, compute, seed=seed)
+
+    def confidence(key):
+        low, high = optimum[key][1]
+        if np.isnan(low):
+            return "no confidence interval (fitted without bootstrap)"
+        return f"95% confidence interval [{low:.5g}, {high:.5g}]"
+
+    low, high = optimum["loss_pred"]
+    return "\n".join([
+        f"compute-optimal allocation at C = {compute:.4g} FLOPs ({law['law']} law):",
+        f"  N*   = {optimum['N_opt'][0]:<11.5g} {confidence('N_opt')}",
+        f"  D*   = {optimum['D_opt'][0]:<11.5g} {confidence('D_opt')}",
+        f"  loss = {optimum['loss'][0]:<11.5g} {confidence('loss')} (the law's loss there);",
+        f"  {'':18} 95% prediction interval [{low:.5g}, {high:.5g}] (a new run's loss, with its noise)",
+    ])
 
 
 def _predict_csv(law: dict, args: argparse.Namespace) -> int:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from isoflop.errors import UserError
 from isoflop.fit.bootstrap import percentile_interval
 from isoflop.fit.isoflop import profile_allocation
 from isoflop.fit.laws import optimal_allocation
 from isoflop.fit.predict import predict
+from isoflop.fit.residuals import prediction_interval
 
 CHINCHILLA_NAMES = ("E", "A", "B", "alpha", "beta")
 
@@ -61,3 +63,43 @@ def loss_curve(law: dict, x: np.ndarray, n: int = 200, extend: float = 10.0):
     grid = np.geomspace(np.min(x), np.max(x) * extend, n)
     point, band = predict(law, **{law["variable"]: grid})
     return grid, point, band
+
+
+# ---- the compute-optimal frontier as numbers: `isoflop predict --C` and `isoflop compare` ------------
+
+
+def optimal_loss(law: dict, compute: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The loss a Chinchilla or IsoFLOP `law` reaches at its compute-optimal allocation over `compute` (m,):
+    the point (m,) and the bootstrap fits' losses (B, m), None when the law was fitted without bootstrap."""
+    point, spread = _optimum(law, compute)
+    return point["loss"][0], None if spread is None else spread["loss"]
+
+
+def optimum_at(law: dict, compute: float, level: float = 0.95, seed: int = 0) -> dict:
+    """N*, D* and the loss at the compute-optimal allocation for `compute` FLOPs, with intervals at `level`.
+
+    Returns {"N_opt", "D_opt", "loss"}: each (point, (low, high)), a confidence interval (the bootstrap
+    fits' spread: where the law's optimum lies; nan without bootstrap), and "loss_pred": the prediction
+    interval of a new run's loss there (that spread plus the fit's residual noise). N* and D* have no
+    prediction interval: a run's size and tokens are chosen, not noisy.
+    """
+    point, spread = _optimum(law, [compute])
+    result = {}
+    for key in ("N_opt", "D_opt", "loss"):
+        conf = percentile_interval(spread[key], level)[:, 0] if spread is not None else np.full(2, np.nan)
+        result[key] = (float(point[key][0, 0]), (float(conf[0]), float(conf[1])))
+    losses = None if spread is None else spread["loss"]
+    low, high = prediction_interval(point["loss"][0], losses, law.get("residuals"), level, seed)[:, 0]
+    result["loss_pred"] = (float(low), float(high))
+    return result
+
+
+def _optimum(law: dict, compute) -> tuple[dict, dict | None]:
+    """`law`'s allocation (N_opt, D_opt, loss, each (1, m)) at `compute` and its bootstrap fits' (B, m)."""
+    evaluate = {"chinchilla": _chinchilla_allocation, "isoflop": profile_allocation}.get(law.get("law"))
+    if evaluate is None:
+        raise UserError(f"a {law.get('law')!r} law has no compute-optimal allocation; "
+                        "it needs a chinchilla or isoflop law")
+    compute = np.atleast_1d(np.asarray(compute, dtype=float))
+    samples = law["bootstrap"]["samples"]
+    return evaluate(law["params"], compute), (evaluate(samples, compute) if samples else None)

@@ -266,7 +266,7 @@ class Trainer:
         save_states_at = save_states_at or {}
         if 0 in save_states_at:
             save_state(save_states_at[0], self.state())
-        bar = tqdm(total=self.steps, initial=self.step, disable=not self.progress, file=sys.stderr, unit="step", dynamic_ncols=True)
+        report = Progress(self, bar=self.progress and sys.stderr.isatty())
         pending: list[torch.Tensor] = []
         clock = time.perf_counter()
         while self.step < self.steps and self.diverged_step is None:
@@ -284,21 +284,25 @@ class Trainer:
                 continue
             self.record_losses(done - len(pending), pending)
             pending = []
-            bar.update(done - bar.n)
-            bar.set_postfix(loss=f"{self.train_losses[done - 1]:.4f}", refresh=False)
+            report.advance(done, self.train_losses[done - 1])
             if self.diverged_step is not None or not pause:
                 continue
             self.train_seconds += time.perf_counter() - clock
             if t.eval_every and done % t.eval_every == 0:
                 self.record_eval()
+                report.line(f"step {done}/{self.steps}: val_loss {self.eval_rows[-1]['val_loss']:.4f}")
             if done in save_states_at:
                 save_state(save_states_at[done], self.state())
+                report.line(f"step {done}/{self.steps}: saved {save_states_at[done].name}")
             if t.checkpoint_every and done % t.checkpoint_every == 0 and done < self.steps:
                 save_state(self.out_dir / "ckpt.pt", self.state())
+                report.line(f"step {done}/{self.steps}: checkpoint")
             clock = time.perf_counter()
         self.train_seconds += time.perf_counter() - clock
-        bar.close()
-        return self.finish()
+        report.close()
+        result = self.finish()
+        report.finished(result)
+        return result
 
     # ---- outputs -----------------------------------------------------------------------------------
     def finish(self) -> dict:
@@ -356,6 +360,44 @@ class Trainer:
         atomic_write(self.out_dir / "curve.parquet", lambda handle: curve.to_parquet(handle, index=False))
 
 
+class Progress:
+    """What a run prints while it trains, to stderr: on a terminal (`bar`), a tqdm bar; otherwise (a rule's
+    log file) one line as it starts, one per evaluation, saved state and checkpoint, and one as it ends,
+    never carriage returns. Only printing: nothing here touches the run's numbers."""
+
+    def __init__(self, trainer: Trainer, *, bar: bool):
+        self.trainer = trainer
+        self.bar = tqdm(total=trainer.steps, initial=trainer.step, file=sys.stderr, unit="step",
+                        dynamic_ncols=True) if bar else None
+        per_step = trainer.run_spec.tokens_per_step
+        where = f"at step {trainer.step} of {trainer.steps}" if trainer.step else f"{trainer.steps} steps"
+        self.line(f"start: {where}, {trainer.steps * per_step:,} tokens ({per_step:,} per step), on {trainer.device}")
+
+    def line(self, text: str) -> None:
+        """One line for the log; a terminal has the bar instead."""
+        if self.bar is None:
+            print(f"{self.trainer.out_dir.name}: {text}", file=sys.stderr, flush=True)
+
+    def advance(self, done: int, train_loss: float) -> None:
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            self.bar.set_postfix(loss=f"{train_loss:.4f}", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def finished(self, result: dict) -> None:
+        """The end summary: status, losses, this run's own training seconds and throughput."""
+
+        def shown(value, spec):  # a diverged run has no val_loss; a run of no steps no throughput
+            return "-" if value is None else format(value, spec)
+
+        self.line(f"{result['status']} at step {result['steps']}: val_loss {shown(result['val_loss'], '.4f')}, "
+                  f"train_loss {shown(result['train_loss'], '.4f')}, {result['train_seconds']:.1f} s training, "
+                  f"{shown(result['tokens_per_second'], ',.0f')} tokens/s")
+
+
 def train_run(
     spec: dict,
     tokens_dir,
@@ -371,7 +413,9 @@ def train_run(
     ``out_dir``; returns the result. Resumes from ``out_dir/ckpt.pt`` if there is one; otherwise, with
     ``init_from`` (a trunk's branch-<s>.pt), continues from that state, whose learning rates must match this
     spec's up to step s. A diverged run is reported in the result (status "diverged"), never raised.
-    ``own_process=False`` (a run after others in one process): its wall_seconds is its own time alone."""
+    ``own_process=False`` (a run after others in one process): its wall_seconds is its own time alone.
+    ``progress``: a tqdm bar when stderr is a terminal; otherwise, or when False, a line per evaluation
+    (see `Progress`)."""
     trainer = Trainer(spec, tokens_dir, out_dir, threads=threads, device=device, progress=progress,
                       own_process=own_process)
     checkpoint = trainer.out_dir / "ckpt.pt"

@@ -1,0 +1,150 @@
+"""`isoflop compare`: two studies' compute-optimal frontiers, and the loss gap between them at a target budget.
+
+Each study is summarised by one of its laws (`--law`, else the one that predicted its held-out budgets best,
+as `isoflop predict` chooses): the loss it reaches at the compute-optimal allocation, against compute. The
+gap at the target budget is study B's loss minus study A's, so a negative gap means B is better. Its
+interval treats the two laws' bootstrap fits as independent (the studies share no runs): the gap's
+distribution is every difference of a bootstrap loss of B and one of A, and its 95% interval that
+distribution's percentile interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from isoflop.errors import UserError
+from isoflop.fit.bootstrap import percentile_interval
+from isoflop.fit.cli import read_law
+from isoflop.fit.frontier import compute_grid, optimal_loss
+from isoflop.fit.predict import STUDY_LAWS, is_study, study_law
+
+# numpy and the law evaluations are light (the CLI loads them anyway); matplotlib loads only to draw
+
+COMPARE_EXAMPLES = """examples:
+  isoflop compare results/default results/lr_sweep --out compare.png
+  isoflop compare results/a/laws.json results/b/laws.json --budget 1e15 --law chinchilla
+"""
+
+
+def register(subparsers) -> None:
+    """Add `isoflop compare` to the CLI."""
+    parser = subparsers.add_parser(
+        "compare", help="two studies' compute-optimal frontiers and their loss gap at a budget",
+        description="Overlay two studies' compute-optimal frontiers (the loss at the compute-optimal "
+                    "allocation against C, with 95%% bands) and state study B's loss minus study A's at the "
+                    "target budget, with a 95%% interval from the two laws' bootstrap fits (assumed "
+                    "independent) and whether it excludes 0.",
+        epilog=COMPARE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("study_a", type=Path, metavar="STUDY_A", help="a study folder (results/<study>/) or its laws.json")
+    parser.add_argument("study_b", type=Path, metavar="STUDY_B", help="the same for the other study")
+    parser.add_argument("--budget", type=float, metavar="C",
+                        help="target compute in FLOPs (default: 10x the larger study's largest budget)")
+    parser.add_argument("--law", choices=STUDY_LAWS,
+                        help="the law both studies use (default: each study's own, the one with the smaller "
+                             "mean |relative error| on held-out budgets)")
+    parser.add_argument("--out", type=Path, metavar="OUT.png", help="also draw both frontiers")
+    parser.set_defaults(func=run_compare)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    studies = [read_study(path, args.law) for path in (args.study_a, args.study_b)]
+    span = [fit for study in studies for fit in study["fits"]]
+    result = compare_frontiers(studies[0]["law"], studies[1]["law"], args.budget, span=span)
+    for label, study in zip("AB", studies):
+        print(f"{label}: {study['source']}, {study['law']['law']} law ({study['why']})")
+    print(describe(result))
+    if args.out:
+        plot_comparison(result, [f"{label}: {study['source']}" for label, study in zip("AB", studies)], args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def read_study(path: Path, law_name: str | None) -> dict:
+    """A study's chosen law: {"source": the laws.json read, "law": the fitted law, "why": how it was chosen,
+    "fits": every law it fitted (their budgets span the study)}."""
+    source = path / "laws.json" if path.is_dir() else path
+    laws = read_law(source)
+    if not is_study(laws):
+        raise UserError(f"{source}: not a study's laws.json (no 'chinchilla' or 'isoflop' key)")
+    name, why = study_law(laws, law_name, source)
+    return {"source": source, "law": laws[name], "why": why,
+            "fits": [laws[key] for key in STUDY_LAWS if laws.get(key)]}
+
+
+def compare_frontiers(law_a: dict, law_b: dict, budget: float | None = None, span: list[dict] = ()) -> dict:
+    """Both laws' frontiers and the gap (B minus A) in compute-optimal loss at `budget`, with 95% intervals.
+
+    `budget` defaults to the larger of the two laws' targets (`at_target`: 10x each study's largest
+    budget). Returns C (the budget), loss_a and loss_b (point, (low, high)), gap (point, (low, high)),
+    excludes_zero, and curves: {"compute": (m,), "a": (point, band), "b": (point, band)} to draw, over the
+    budgets of both laws and of the fits in `span` (a Chinchilla law does not record its budgets; the
+    same study's IsoFLOP fit does) up to the target.
+    """
+    if budget is None:
+        targets = [law["at_target"]["C"] for law in (law_a, law_b) if law.get("at_target")]
+        if not targets:
+            raise UserError("neither law has a target budget (at_target); pass --budget C")
+        budget = max(targets)
+    if not (np.isfinite(budget) and budget > 0):
+        raise UserError(f"--budget {budget:g}: the compute must be positive and finite")
+    (point_a, spread_a), (point_b, spread_b) = (optimal_loss(law, [budget]) for law in (law_a, law_b))
+    if spread_a is None or spread_b is None:
+        raise UserError("the gap's interval needs both laws' bootstrap fits; a law was fitted without bootstrap")
+    # every pair of bootstrap fits: the exact distribution of the difference of two independent resamples
+    gaps = np.subtract.outer(spread_b[:, 0], spread_a[:, 0]).ravel()
+    low, high = percentile_interval(gaps)
+    # the grid spans both studies' budgets and reaches the target, which counts as one more known compute
+    compute = compute_grid([law_a, law_b, *span, {"at_target": {"C": budget}}])
+    curves = {"compute": compute}
+    for key, law in (("a", law_a), ("b", law_b)):
+        point, spread = optimal_loss(law, compute)
+        curves[key] = (point, percentile_interval(spread))
+    return {
+        "C": float(budget),
+        "loss_a": (float(point_a[0]), tuple(percentile_interval(spread_a[:, 0]).tolist())),
+        "loss_b": (float(point_b[0]), tuple(percentile_interval(spread_b[:, 0]).tolist())),
+        "gap": (float(point_b[0] - point_a[0]), (float(low), float(high))),
+        "excludes_zero": bool(low > 0 or high < 0),
+        "curves": curves,
+    }
+
+
+def describe(result: dict) -> str:
+    """The comparison in two lines: both losses at the budget, then the gap and whether it excludes 0."""
+
+    def loss(key):
+        point, (low, high) = result[key]
+        return f"{point:.4g} (95% confidence interval [{low:.4g}, {high:.4g}])"
+
+    gap, (low, high) = result["gap"]
+    verdict = ("excludes 0: the studies differ at this budget" if result["excludes_zero"]
+               else "includes 0: no difference resolved at this budget")
+    return "\n".join([
+        f"compute-optimal loss at C = {result['C']:.4g} FLOPs: A {loss('loss_a')}, B {loss('loss_b')}",
+        f"gap B - A = {gap:+.4g} nats/token, 95% confidence interval [{low:+.4g}, {high:+.4g}] "
+        f"(bootstrap fits of the two laws, assumed independent); it {verdict}",
+    ])
+
+
+def plot_comparison(result: dict, labels: list[str], path) -> None:
+    """Both frontiers with their 95% bands, and the target budget with the gap."""
+    import matplotlib.pyplot as plt
+
+    from isoflop.plots import save_figure
+    from isoflop.plots.laws import _line_with_band  # the band every law figure draws
+
+    curves = result["curves"]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for key, colour, label in (("a", "C0", labels[0]), ("b", "C1", labels[1])):
+        _line_with_band(ax, curves["compute"], *curves[key], colour, label)
+    gap, (low, high) = result["gap"]
+    ax.axvline(result["C"], color="grey", ls="--", lw=1,
+               label=f"C = {result['C']:.3g}: gap B - A = {gap:+.3g} [{low:+.3g}, {high:+.3g}]")
+    ax.set(xscale="log", xlabel="training compute C (FLOPs)", ylabel="compute-optimal loss (nats/token)",
+           title="compute-optimal frontiers")
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+

@@ -1,0 +1,41 @@
+"""`isoflop.workflow.logged`: a rule's log holds its output between a start line and an end line, no bars."""
+
+import re
+import sys
+
+import pytest
+
+from isoflop.workflow import logged, progress_enabled
+
+
+def test_a_log_names_its_stage_as_it_starts_and_ends(tmp_path, monkeypatch):
+    monkeypatch.setenv("ISOFLOP_PROGRESS", "1")
+    log = tmp_path / "results" / "s" / "logs" / "train" / "abc123.log"
+    with logged(log):
+        print("hello")
+        bars = progress_enabled()
+    assert not bars  # stderr is the log file, not a terminal
+    lines = log.read_text().splitlines()
+    assert lines[0].endswith("INFO isoflop.workflow: train/abc123: started") and lines[1] == "hello"
+    assert re.fullmatch(r".* INFO isoflop\.workflow: train/abc123: done in \d+\.\d s", lines[2]) and len(lines) == 3
+
+
+def test_a_failure_leaves_its_traceback_and_a_failed_line(tmp_path):
+    log = tmp_path / "logs" / "fit.log"
+    with pytest.raises(ValueError), logged(log):
+        raise ValueError("bad value")
+    text = log.read_text()
+    assert "Traceback" in text and "ValueError: bad value" in text
+    assert re.search(r"ERROR isoflop\.workflow: fit: failed after \d+\.\d s\n$", text)
+
+
+def test_bars_only_on_a_terminal(monkeypatch):
+    class Terminal:
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    monkeypatch.setenv("ISOFLOP_PROGRESS", "1")
+    assert progress_enabled()
+    monkeypatch.setenv("ISOFLOP_PROGRESS", "0")
+    assert not progress_enabled()
