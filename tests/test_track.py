@@ -181,7 +181,8 @@ def test_a_training_run_shows_numbers_as_metrics_at_the_times_it_ran_under_its_s
     assert run.info.run_name == "N100-C1e9"
 
     # N, D, C and the budget are numbers, single values at step 0 like every final result
-    for key, value in {"N": 100, "D": 4096, "C": 2.5e9, "budget": 1e9, "N_nonembed": 20, "final.val_loss": 3.25}.items():
+    single = {"N": 100, "D": 4096, "C": 2.5e9, "budget": 1e9, "N_nonembed": 20, "final.val_loss": 3.25}
+    for key, value in single.items():
         [point] = client.get_metric_history(first, key)
         assert (point.value, point.step) == (value, 0), key
     # the run lasted what the training loop measured, and each point is stamped when its step ended
@@ -242,7 +243,8 @@ def test_the_sync_builds_one_study_run_with_its_children_and_reruns_as_a_no_op(t
     [study] = [r for r in runs if r.data.tags["isoflop.kind"] == "study"]
     assert summary["study"] == study.info.run_id and study.data.params["study"] == "view"
     assert "2 training runs (2 finished)" in study.data.tags["mlflow.note.content"]
-    children = sorted(r.data.tags["isoflop.kind"] for r in runs if r.data.tags.get("mlflow.parentRunId") == study.info.run_id)
+    children = sorted(r.data.tags["isoflop.kind"] for r in runs
+                      if r.data.tags.get("mlflow.parentRunId") == study.info.run_id)
     assert children == ["curation", "fit", "train", "train"] and len(runs) == 5
 
     [fit] = [r for r in runs if r.data.tags["isoflop.kind"] == "fit"]

@@ -366,9 +366,10 @@ def _log_summary_run(client, experiment_id: str, tracking: Tracking, parent: str
                 client.set_tag(old.info.run_id, PARENT_TAG, parent)
             return old.info.run_id
         client.delete_run(old.info.run_id)
-    created = client.create_run(experiment_id, run_name=kind, tags={KIND_TAG: kind})
-    now = int(time.time() * 1000)
-    metrics = [Metric(key, float(value), now, 0) for key, value in values.items()]
+    # it ran from its first file's writing to its last's (the fit's laws.json, then the report's files)
+    written = [int(1000 * path.stat().st_mtime) for path in artifacts] or [int(time.time() * 1000)]
+    created = client.create_run(experiment_id, run_name=kind, tags={KIND_TAG: kind}, start_time=min(written))
+    metrics = [Metric(key, float(value), max(written), 0) for key, value in values.items()]
     tags = {KIND_TAG: kind, RESULT_TAG: source_sha, "isoflop.study": tracking.study, PARENT_TAG: parent,
             **_source_tags(), **({NOTE_TAG: description} if description else {})}
     _log_batches(client, created.info.run_id, params, metrics, tags)
@@ -376,7 +377,7 @@ def _log_summary_run(client, experiment_id: str, tracking: Tracking, parent: str
         _log_artifact(client, tracking, created, path, "figures" if path.suffix == ".png" else None)
     for name, value in (documents or {}).items():
         _log_dict(client, tracking, created, value, name)
-    client.set_terminated(created.info.run_id, status="FINISHED")
+    client.set_terminated(created.info.run_id, status="FINISHED", end_time=max(written))
     return created.info.run_id
 
 
