@@ -39,8 +39,10 @@ def _chromium() -> str:
     return found
 
 
-def _rest(uri: str, endpoint: str, body: dict) -> dict:
-    request = urllib.request.Request(f"{uri}/api/2.0/mlflow/{endpoint}", data=json.dumps(body).encode(),
+def _rest(uri: str, endpoint: str, body: dict | None = None) -> dict:
+    """MLflow's REST API: a GET of `endpoint` (with its query), or a POST of `body`."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{uri}/api/2.0/mlflow/{endpoint}", data=data,
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
@@ -88,7 +90,7 @@ def test_the_ui_shows_the_study_run_with_its_children(ui):
     uri, tracking = ui
     chromium = _chromium()
     ARTIFACTS.mkdir(exist_ok=True)
-    experiment = _rest(uri, "experiments/get-by-name", {"experiment_name": tracking.experiment})["experiment"]
+    experiment = _rest(uri, f"experiments/get-by-name?experiment_name={tracking.experiment}")["experiment"]
     tags = {tag["key"]: tag["value"] for tag in experiment["tags"]}
     assert tags["mlflow.experimentKind"] == "custom_model_development"
     search = {"experiment_ids": [experiment["experiment_id"]], "max_results": 100}

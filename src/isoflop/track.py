@@ -203,13 +203,16 @@ def _short(value: float) -> str:
     return re.sub(r"e\+?(-?)0*(\d)", r"e\1\2", f"{value:.3g}")
 
 
+def _size(n: float) -> str:
+    """A parameter count to 3 significant digits with k, M or B: 52.3k, 1.23B."""
+    return next((f"{n / scale:.3g}{unit}" for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")) if n >= scale),
+                f"{n:.3g}")
+
+
 def _run_name(run: dict) -> str:
     """N and the planned budget exactly (3 significant digits), e.g. N52.3k-C9.5e11; the learning-rate
     multiplier and replicate where they are not the default."""
-    n = float(run["N"])
-    size = next((f"{n / scale:.3g}{unit}" for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")) if n >= scale),
-                f"{n:.3g}")
-    name = f"N{size}-C{_short(run['budget'])}"
+    name = f"N{_size(float(run['N']))}-C{_short(run['budget'])}"
     if run.get("lr_multiplier", 1.0) != 1.0:
         name += f"-lrx{_short(run['lr_multiplier'])}"
     if run.get("replicate"):
@@ -453,7 +456,7 @@ def _finish_study_run(client, experiment_id: str, parent: str, plan: dict, confi
     ok = int((table["status"] == "ok").sum())
     client.set_tag(parent, NOTE_TAG, (
         f"{len(table)} training runs ({ok} finished) over budgets {budgets} FLOPs, sizes N = "
-        f"{_short(table['N'].min())} to {_short(table['N'].max())}; plan `{plan['plan_id']}`. Children: the "
+        f"{_size(table['N'].min())} to {_size(table['N'].max())}; plan `{plan['plan_id']}`. Children: the "
         "training runs (named by N and budget), `curation` and `fit` (laws with 95% intervals, the report)."))
     children = _find_runs(client, experiment_id, {PARENT_TAG: parent})
     ended = max((child.info.end_time or 0 for child in children), default=0) or int(time.time() * 1000)
