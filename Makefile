@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 CONFIG ?= config.yaml
 CORES ?= all
+MLFLOW_PORT ?= 5000
 STAMP := $(VENV)/.isoflop-installed
 # CI=true (as CI sets it) also runs the slow end-to-end and cluster tests; gpu tests skip themselves.
 ifeq ($(CI),true)
@@ -38,8 +39,9 @@ test-all: setup
 lint: setup
 	$(BIN)/snakemake --lint --configfile $(CONFIG)
 
+# one uvicorn worker, no GenAI job runner, artifacts served from the study's folder (see isoflop.track.ui_command)
 mlflow-ui: setup
-	$(BIN)/isoflop mlflow-ui --config $(CONFIG)
+	$(BIN)/isoflop mlflow-ui --config $(CONFIG) --port $(MLFLOW_PORT)
 
 bench: setup
 	$(BIN)/python bench/bench_fit.py

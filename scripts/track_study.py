@@ -5,4 +5,4 @@ with logged(snakemake.log[0]):
     from isoflop.track import Tracking, sync_study
 
     sync_study(Tracking.of(snakemake.config), StudyLayout.of(snakemake.config), snakemake.input.plan,
-               snakemake.output[0])
+               snakemake.output[0], snakemake.config)

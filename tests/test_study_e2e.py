@@ -69,12 +69,14 @@ def test_mlflow_holds_one_run_per_training_run_plus_the_fit_and_curation(study):
     _, out = study
     runs = _mlflow_runs(out)
     kinds = sorted(r.data.tags.get("isoflop.kind") for r in runs)
-    assert kinds == ["curation", "fit"] + ["train"] * 9
+    assert kinds == ["curation", "fit", "study"] + ["train"] * 9
+    [study] = [r for r in runs if r.data.tags["isoflop.kind"] == "study"]
+    assert all(r.data.tags["mlflow.parentRunId"] == study.info.run_id for r in runs if r is not study)
     train = [r for r in runs if r.data.tags["isoflop.kind"] == "train"]
     table = pd.read_parquet(out / "runs.parquet")
     assert {r.data.tags["isoflop.run_id"] for r in train} == set(table["run_id"])
     one = train[0]
-    for tag in ["isoflop.study", "isoflop.data_fingerprint", "git.commit", "torch.version",
+    for tag in ["isoflop.study", "isoflop.data_fingerprint", "mlflow.source.git.commit", "torch.version",
                 "torch.threads"]:
         assert one.data.tags.get(tag), tag
     for param in ["N", "N_total", "N_nonembed", "N_nonembed_head", "D", "C", "train.lr", "model.d_model"]:
@@ -108,7 +110,7 @@ def test_rerun_does_nothing_and_a_deleted_run_alone_is_rebuilt(study):
     assert redo.returncode == 0, redo.stderr[-3000:]
     assert (out / "runs" / victim / "result.json").exists()
     runs = _mlflow_runs(out)
-    assert sorted(r.data.tags.get("isoflop.kind") for r in runs) == ["curation", "fit"] + ["train"] * 9
+    assert sorted(r.data.tags.get("isoflop.kind") for r in runs) == ["curation", "fit", "study"] + ["train"] * 9
 
 
 _TIMINGS = ["train_seconds", "wall_seconds", "tokens_per_second"]

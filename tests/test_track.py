@@ -1,6 +1,8 @@
 """MLflow as a view, against a real `mlflow server` started by the test on 127.0.0.1."""
 
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,7 +14,9 @@ import pandas as pd
 import pytest
 
 from isoflop.config import validate_config
-from isoflop.track import Tracking, create_store, log_training_run, log_training_run_safely
+from isoflop.layout import StudyLayout
+from isoflop.track import (UI_ENVIRONMENT, Tracking, create_store, log_training_run, log_training_run_safely,
+                           sync_study, ui_command)
 
 
 def _free_port() -> int:
@@ -29,21 +33,24 @@ def mlflow_server(tmp_path_factory):
         [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{root / 'store.db'}", "--artifacts-destination", str(root / "art"),
          "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, **UI_ENVIRONMENT}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    uri = f"http://127.0.0.1:{port}"
+    yield _wait_for(server, f"http://127.0.0.1:{port}")
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def _wait_for(server: subprocess.Popen, uri: str) -> str:
+    """`uri` once the MLflow server process `server` answers there."""
     deadline = time.time() + 120
     while True:
         try:
             urllib.request.urlopen(f"{uri}/health", timeout=2)
-            break
+            return uri
         except OSError:
             assert server.poll() is None, "mlflow server exited"
             assert time.time() < deadline, "mlflow server did not start within 120 s"
             time.sleep(0.5)
-    yield uri
-    server.terminate()
-    server.wait(timeout=30)
 
 
 def _run(run_id="abc123def456"):
@@ -122,3 +129,155 @@ def test_a_diverged_run_is_tracked_as_failed(mlflow_server, tmp_path):
     [logged] = _active_runs(mlflow_server, "diverged")
     assert logged.info.status == "FAILED" and logged.data.tags["isoflop.status"] == "diverged"
     assert "final.val_loss" not in logged.data.metrics
+
+
+# ---- the researcher's view: a local store laid out as a study's results/ -----------------------------------
+
+STARTED = 1_700_000_000.0  # result.json's started_at: the training loop's own clock, not the logging's
+
+
+def _study(tmp_path: Path) -> tuple[dict, StudyLayout]:
+    """The default local store of a study `view` under tmp_path, with a plan holding two timed runs."""
+    config = validate_config({"study": "view", "results_dir": str(tmp_path / "results")})
+    layout = StudyLayout.of(config)
+    runs = {"abc123def456": _run("abc123def456"),
+            "fedcba987654": {**_run("fedcba987654"), "N": 52_345, "budget": 9.5e11, "lr_multiplier": 2.0}}
+    for run_id in runs:
+        _write_timed_run(layout.run_dir(run_id), 3.25)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    layout.plan.write_text(json.dumps({"plan_id": "plan00000001", "ids": {"curated": "cur000000001"}, "runs": runs}))
+    return config, layout
+
+
+def _write_timed_run(run_dir: Path, val_loss: float, wall: float = 12.8):
+    """A run as the training loop writes it: started_at/ended_at, and when each step and evaluation ended."""
+    _write_run(run_dir, val_loss)
+    result = json.loads((run_dir / "result.json").read_text())
+    result.update(started_at=STARTED, ended_at=STARTED + wall, wall_seconds=wall, train_seconds=wall - 1)
+    (run_dir / "result.json").write_text(json.dumps(result))
+    curve = pd.read_parquet(run_dir / "curve.parquet").assign(seconds=[5.0, 10.0, 11.5])
+    curve.to_parquet(run_dir / "curve.parquet")
+
+
+def _client_of(config: dict):
+    from mlflow.tracking import MlflowClient
+
+    tracking = Tracking.of(config)
+    client = MlflowClient(tracking.uri)
+    return client, client.get_experiment_by_name(tracking.experiment)
+
+
+def test_a_training_run_shows_numbers_as_metrics_at_the_times_it_ran_under_its_study(tmp_path):
+    config, layout = _study(tmp_path)
+    tracking = Tracking.of(config)
+    first = log_training_run(tracking, _run(), layout.run_dir("abc123def456"))
+    assert log_training_run(tracking, _run(), layout.run_dir("abc123def456")) == first  # idempotent
+    client, experiment = _client_of(config)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "study `view`" in experiment.tags["mlflow.note.content"]
+    [study, run] = sorted(client.search_runs([experiment.experiment_id]), key=lambda r: r.data.tags["isoflop.kind"])
+    assert study.data.tags["isoflop.kind"] == "study" and study.data.tags["isoflop.plan_id"] == "plan00000001"
+    assert run.info.run_id == first and run.data.tags["mlflow.parentRunId"] == study.info.run_id
+    assert run.info.run_name == "N100-C1e9"
+
+    # N, D, C and the budget are numbers, single values at step 0 like every final result
+    single = {"N": 100, "D": 4096, "C": 2.5e9, "budget": 1e9, "N_nonembed": 20, "final.val_loss": 3.25}
+    for key, value in single.items():
+        [point] = client.get_metric_history(first, key)
+        assert (point.value, point.step) == (value, 0), key
+    # the run lasted what the training loop measured, and each point is stamped when its step ended
+    assert (run.info.end_time - run.info.start_time) / 1000 == pytest.approx(12.8, rel=0.1)
+    assert run.info.start_time == 1000 * STARTED
+    loss = client.get_metric_history(first, "train_loss")
+    assert [m.timestamp for m in loss] == [1000 * (STARTED + 5), 1000 * (STARTED + 10)]
+    [val] = client.get_metric_history(first, "val_loss")
+    assert (val.step, val.timestamp) == (2, 1000 * (STARTED + 11.5))
+    # tokens and FLOPs so far per step: the x-axes that put loss against compute
+    assert [(m.step, m.value) for m in client.get_metric_history(first, "tokens")] == [(1, 2048), (2, 4096)]
+    assert [m.value for m in client.get_metric_history(first, "flops")] == [2048 * 2.5e9 / 4096, 2.5e9]
+    commit = run.data.tags["mlflow.source.git.commit"]
+    assert len(commit) == 40 and int(commit, 16) >= 0
+    assert run.data.tags["mlflow.source.type"] == "LOCAL" and run.data.tags["mlflow.source.name"].endswith("Snakefile")
+
+
+def test_run_names_state_n_and_the_budget_to_three_digits():
+    from isoflop.track import _run_name
+
+    assert _run_name({"N": 52_345, "budget": 9.5e11}) == "N52.3k-C9.5e11"
+    assert _run_name({"N": 7_920, "budget": 4e9, "lr_multiplier": 0.5, "replicate": 1}) == "N7.92k-C4e9-lrx0.5-r1"
+    assert _run_name({"N": 1.234e9, "budget": 1.2e21}) == "N1.23B-C1.2e21"
+
+
+def _study_outputs(layout: StudyLayout) -> None:
+    """What the sync reads beside the runs: the runs table, laws.json, the report, the curation summary."""
+    plan = json.loads(layout.plan.read_text())
+    pd.DataFrame([{"run_id": r["run_id"], "budget": r["budget"], "N": r["N"], "status": "ok"}
+                  for r in plan["runs"].values()]).to_parquet(layout.runs_table)
+    layout.laws.write_text(json.dumps({
+        "chinchilla": {"params": {"E": 1.5, "alpha": 0.3}, "ci95": {"E": [1.2, 1.9], "alpha": [None, 0.4]}},
+        "isoflop": None, "settings": {"bootstrap": 50}, "flops_convention": "nonembed_head_attention"}))
+    layout.report.write_text("# Scaling-law study `view`\n\n2 training runs over 2 budgets.\n\n## Warnings\n\n"
+                             "- chinchilla: E is loose\n\n## Data\n\nmany tables\n")
+    curated = layout.curated(plan["ids"]["curated"])
+    curated.mkdir(parents=True)
+    (curated / "curation.json").write_text(json.dumps({
+        "split": {"train": {"code": {"documents": 9, "bytes": 900}}},
+        "ingest": {"by_domain": {"code": {"documents": 10}}}, "curation": {"config": {"exact": True}, "shards": 1}}))
+
+
+def test_the_sync_builds_one_study_run_with_its_children_and_reruns_as_a_no_op(tmp_path):
+    config, layout = _study(tmp_path)
+    _study_outputs(layout)
+    tracking = Tracking.of(config)
+    create_store(tracking, layout.store_marker)
+    # a live-logging job raced another and made a second parent for the same plan: the sync keeps one
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking.uri)
+    experiment_id = client.get_experiment_by_name("view").experiment_id
+    log_training_run(tracking, _run(), layout.run_dir("abc123def456"))
+    client.create_run(experiment_id, tags={"isoflop.kind": "study", "isoflop.plan_id": "plan00000001"})
+
+    summary = sync_study(tracking, layout, layout.plan, layout.tracked, config)
+    runs = client.search_runs([experiment_id])
+    [study] = [r for r in runs if r.data.tags["isoflop.kind"] == "study"]
+    assert summary["study"] == study.info.run_id and study.data.params["study"] == "view"
+    assert "2 training runs (2 finished)" in study.data.tags["mlflow.note.content"]
+    children = sorted(r.data.tags["isoflop.kind"] for r in runs
+                      if r.data.tags.get("mlflow.parentRunId") == study.info.run_id)
+    assert children == ["curation", "fit", "train", "train"] and len(runs) == 5
+
+    [fit] = [r for r in runs if r.data.tags["isoflop.kind"] == "fit"]
+    assert fit.data.metrics == {"chinchilla.E": 1.5, "chinchilla.E.lo95": 1.2, "chinchilla.E.hi95": 1.9,
+                                "chinchilla.alpha": 0.3, "chinchilla.alpha.hi95": 0.4}
+    assert fit.data.tags["mlflow.note.content"] == ("2 training runs over 2 budgets.\n\n**Warnings**\n\n"
+                                                    "- chinchilla: E is loose")
+    # a local store's artifacts are served from the study's folder (a plain client cannot open them itself)
+    folder = Path(tracking.artifacts) / fit.info.artifact_uri.removeprefix("mlflow-artifacts:/")
+    assert json.loads((folder / "config.json").read_text())["study"] == "view"
+    artifacts = {path.name for path in folder.iterdir()}
+    assert {"config.json", "plan.json", "laws.json", "runs.parquet", "report.md"} <= artifacts
+
+    again = sync_study(tracking, layout, layout.plan, layout.tracked, config)
+    assert again == summary and len(client.search_runs([experiment_id])) == 5
+
+
+def test_a_copied_results_folder_still_opens_its_artifacts(tmp_path):
+    config, layout = _study(tmp_path)
+    mlflow_id = log_training_run(Tracking.of(config), _run(), layout.run_dir("abc123def456"))
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(tmp_path / "results", copy)
+    shutil.rmtree(tmp_path / "results")  # nothing may point back at the original
+    tracking = Tracking.of({**config, "results_dir": str(copy)})
+    port = _free_port()
+    server = subprocess.Popen(ui_command(tracking, port), env={**os.environ, **UI_ENVIRONMENT},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        uri = _wait_for(server, f"http://127.0.0.1:{port}")
+        from mlflow.tracking import MlflowClient
+
+        opened = Path(MlflowClient(uri).download_artifacts(mlflow_id, "result.json", str(tmp_path)))
+        assert opened.read_bytes() == (copy / "view" / "runs" / "abc123def456" / "result.json").read_bytes()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

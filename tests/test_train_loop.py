@@ -98,6 +98,12 @@ def test_run_writes_result_and_curve(tokens_dir, tmp_path):
     early = evals[(evals.step == 25) & (evals.domain == "*")]
     assert early.val_loss.item() > result["val_loss"]
 
+    # timings: the run's span is its wall time, and each row is stamped when its step or evaluation ended
+    assert result["ended_at"] - result["started_at"] == pytest.approx(result["wall_seconds"], abs=0.05)
+    assert train.seconds.is_monotonic_increasing and train.seconds.nunique() == 60
+    assert 0 < train.seconds.iloc[0] < train.seconds.iloc[-1] < result["wall_seconds"]
+    assert (last.seconds.item() > train.seconds.iloc[-1]) and (early.seconds.item() > train.seconds.iloc[24])
+
 
 def test_same_spec_is_bit_identical_and_seed_matters(tokens_dir, tmp_path):
     spec = make_spec(steps=30)
@@ -239,7 +245,9 @@ def test_wsd_branches_are_bit_identical_to_runs_from_scratch(tokens_dir, tmp_pat
         assert branched["start_step"] == starts[steps]
         assert branched["val_loss_by_domain"] == scratch["val_loss_by_domain"]
         assert branched["train_loss"] == scratch["train_loss"]
-        pd.testing.assert_frame_equal(curve_of(tmp_path / f"scratch{steps}"), curve_of(tmp_path / f"branch{steps}"))
+        timeless = ["seconds"]  # when each step ran differs, what it computed does not
+        pd.testing.assert_frame_equal(curve_of(tmp_path / f"scratch{steps}").drop(columns=timeless),
+                                      curve_of(tmp_path / f"branch{steps}").drop(columns=timeless))
 
 
 def test_a_family_equals_its_runs_from_scratch_and_resumes_without_redoing_finished_members(tokens_dir, tmp_path):

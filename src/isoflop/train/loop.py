@@ -5,7 +5,9 @@ A run writes into its folder:
 
     curve.parquet   one row per step (kind "train": step, tokens, lr, train_loss) and one row per domain
                     and evaluation (kind "eval": step, tokens, lr, domain, val_loss, val_bpb; domain "*" is
-                    the token-weighted mean over domains)
+                    the token-weighted mean over domains); every row has ``seconds``, when its step (or
+                    evaluation) ended, in seconds since the run's ``started_at`` (negative for a branched
+                    run's trunk steps, which were trained before the run started)
     result.json     written last and atomically: if it exists, the run is finished ("ok" or "diverged")
     ckpt.pt         the latest training state, every ``checkpoint_every`` steps; a rerun resumes from it
     branch-<s>.pt   (trunks only) the training state after s steps
@@ -84,6 +86,8 @@ class Trainer:
                  own_process: bool = True):
         self.started = time.perf_counter()
         self.own_process = own_process  # wall_seconds then counts the process's start and imports too
+        # epoch seconds at the start of what wall_seconds measures, so that ended_at - started_at = wall_seconds
+        self.started_at = time.time() - ((process_age_seconds() or 0.0) if own_process else 0.0)
         self.run_spec = RunSpec.from_dict(spec)
         self.spec = self.run_spec.to_dict()
         self.out_dir = Path(out_dir)
@@ -114,6 +118,7 @@ class Trainer:
         self.lrs = self.run_spec.lr_schedule()
         self.step = 0  # steps done
         self.train_losses = np.full(self.steps, np.nan)
+        self.step_times = np.full(self.steps, np.nan)  # epoch seconds at the end of each step
         self.eval_rows: list[dict] = []
         self.train_seconds = 0.0  # this run's own steps, resumed segments included, trunk excluded
         self.trained_steps = 0
@@ -133,7 +138,10 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
-            "train_losses": torch.from_numpy(self.train_losses[: self.step].copy()),  # tensors load safely
+            # arrays as tensors: a state loads with weights_only (see checkpoint.load_state)
+            "train_losses": torch.from_numpy(self.train_losses[: self.step].copy()),
+            "step_times": torch.from_numpy(self.step_times[: self.step].copy()),
+            "started_at": self.started_at,
             "eval_rows": list(self.eval_rows),
             "train_seconds": self.train_seconds,
             "trained_steps": self.trained_steps,
@@ -166,12 +174,15 @@ class Trainer:
         self.step = step
         losses = state["train_losses"].numpy()
         self.train_losses[:step] = losses
+        if "step_times" in state:  # states saved before timings have none
+            self.step_times[:step] = state["step_times"].numpy()
         self.running_min = float(np.min(losses, initial=math.inf))
         self.eval_rows = [row for row in state["eval_rows"] if row["step"] <= step]
         if branch:
             self.start_step, self.init_from = step, str(path)
         else:
             self.train_seconds, self.trained_steps = state["train_seconds"], state["trained_steps"]
+            self.started_at = state.get("started_at", self.started_at)  # a resumed run started with its first segment
             self.start_step, self.init_from = state["start_step"], state["init_from"]
             self.resumed = state["resumed"] + 1
 
@@ -241,7 +252,7 @@ class Trainer:
         """Evaluate now and append the rows to the curve."""
         summary = self.summarize_eval(self.evaluate())
         base = {"kind": "eval", "step": self.step, "tokens": self.step * self.run_spec.tokens_per_step,
-                "lr": float(self.lrs[self.step - 1]) if self.step else 0.0}  # fmt: skip
+                "lr": float(self.lrs[self.step - 1]) if self.step else 0.0, "time": time.time()}  # fmt: skip
         for domain, loss in summary["val_loss_by_domain"].items():
             self.eval_rows.append({**base, "domain": domain, "val_loss": loss, "val_bpb": summary["val_bpb_by_domain"][domain]})
         self.eval_rows.append({**base, "domain": ALL_DOMAINS, "val_loss": summary["val_loss"], "val_bpb": summary["val_bpb"]})
@@ -271,6 +282,9 @@ class Trainer:
         clock = time.perf_counter()
         while self.step < self.steps and self.diverged_step is None:
             pending.append(self.train_step(self.step))
+            # on the CPU a step is done when train_step returns; on a GPU this is when it was queued, at most
+            # log_every steps ahead of the device
+            self.step_times[self.step] = time.time()
             self.step += 1
             self.trained_steps += 1
             done = self.step
@@ -319,6 +333,7 @@ class Trainer:
         final_loss = self.train_losses[self.step - 1] if self.step else math.nan
         age = process_age_seconds() if self.own_process else None
         elapsed = time.perf_counter() - self.started
+        ended_at = time.time()
         result = {
             "status": "ok" if ok else "diverged",
             "diverged_step": self.diverged_step,
@@ -336,6 +351,8 @@ class Trainer:
             "tokens_per_second": self.trained_steps * self.run_spec.tokens_per_step / self.train_seconds if self.train_seconds else None,
             "run_seconds": elapsed,
             "wall_seconds": age if age is not None else elapsed,
+            "started_at": self.started_at,
+            "ended_at": ended_at,
             "torch_version": torch.__version__,
             "threads": self.threads,
             "device": str(self.device),
@@ -351,8 +368,10 @@ class Trainer:
         train = pd.DataFrame({
             "kind": "train", "step": steps, "tokens": steps * self.run_spec.tokens_per_step,
             "lr": self.lrs[: self.step], "train_loss": self.train_losses[: self.step],
+            "time": self.step_times[: self.step],
         })  # fmt: skip
         curve = pd.concat([train, pd.DataFrame(self.eval_rows)], ignore_index=True)
+        curve["seconds"] = curve.pop("time").astype("float64") - self.started_at
         for column in ("domain", "val_loss", "val_bpb"):
             if column not in curve:
                 curve[column] = None
