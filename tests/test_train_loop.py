@@ -341,4 +341,5 @@ def test_a_log_gets_lines_and_a_terminal_the_bar_with_the_same_numbers(tokens_di
         bar_run = train_run(spec, tokens_dir, tmp_path / "bar", progress=True)
     assert "\r" in terminal.getvalue() and "60/60" in terminal.getvalue() and "val_loss" not in terminal.getvalue()
     assert bar_run["val_loss"] == logged_run["val_loss"] and bar_run["train_loss"] == logged_run["train_loss"]
-    pd.testing.assert_frame_equal(curve_of(tmp_path / "bar"), curve_of(tmp_path / "logged"))
+    pd.testing.assert_frame_equal(curve_of(tmp_path / "bar").drop(columns="seconds"),
+                                  curve_of(tmp_path / "logged").drop(columns="seconds"))  # timings differ, numbers not
