@@ -18,8 +18,8 @@ MARKERS = "osD^vP*X"
 
 def plot_cluster_map(embedding_2d: np.ndarray, cluster_ids, path, labels: dict | None = None,
                      title: str = "Document clusters") -> Path:
-    """A scatter of the documents' 2-D map coloured by cluster, each cluster named at its centre; the legend
-    counts the documents drawn, so it agrees with any table of the same documents.
+    """A scatter of the documents' 2-D map coloured by cluster, each cluster's id at its centre; the legend
+    names each cluster and counts the documents drawn, so it agrees with any table of the same documents.
 
     `labels` optionally maps a cluster id to a short name (e.g. its top terms). Returns the PNG path.
     """
@@ -31,16 +31,16 @@ def plot_cluster_map(embedding_2d: np.ndarray, cluster_ids, path, labels: dict |
         points = embedding_2d[cluster_ids == cluster]
         colour = OKABE_ITO[index % len(OKABE_ITO)]
         marker = MARKERS[(index // len(OKABE_ITO)) % len(MARKERS)]
+        # the id at the cluster's centre, its name in the legend: names at the centres overlap where clusters do
+        name = f"{cluster} ({len(points)})" + (f": {labels[cluster]}" if labels and cluster in labels else "")
         ax.scatter(points[:, 0], points[:, 1], s=14, alpha=0.7, color=colour, marker=marker, linewidths=0,
-                   label=f"{cluster} ({len(points)})")
-        centre = np.median(points, axis=0)
-        name = str(cluster) if not labels or cluster not in labels else f"{cluster}: {labels[cluster]}"
-        ax.annotate(name, centre, fontsize=8, ha="center", va="center",
-                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": colour, "alpha": 0.8})
+                   label=name)
+        ax.annotate(str(cluster), np.median(points, axis=0), fontsize=8, ha="center", va="center",
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": colour, "alpha": 0.8})
     ax.set_xlabel("first principal component")
     ax.set_ylabel("second principal component")
     ax.set_title(f"{title}: {len(embedding_2d)} documents, {len(clusters)} clusters")
-    ax.legend(title="cluster (documents)", fontsize=7, title_fontsize=8, markerscale=1.5,
+    ax.legend(title="cluster (documents): top terms", fontsize=7, title_fontsize=8, markerscale=1.5,
               loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     return save_figure(fig, path)
 

@@ -113,7 +113,7 @@ def _cluster_lines(cluster: dict, figures_dir: Path, curated_dir: Path) -> list[
     lines = [f"{cluster['n_clusters']} clusters ({cluster['method']} on `{cluster['embedder']}` embeddings) of the "
              "documents that survived exact and near-duplicate dedup (\"clustered\", before SemDeDup), and how "
              "many of each the curated splits keep (\"kept\", after SemDeDup):", "",
-             "| cluster | clustered (before SemDeDup) | by domain | kept (after SemDeDup) | top terms |",
+             "| cluster | clustered (before SemDeDup) | clustered, by domain | kept (after SemDeDup) | top terms |",
              "|---|---|---|---|---|"]
     for c, size in sorted((int(c), n) for c, n in cluster["sizes"].items()):
         domains = ", ".join(f"{d} {n}" for d, n in cluster["sizes_by_domain"].get(str(c), {}).items())
