@@ -40,7 +40,8 @@ def allocation_curves(law: dict, compute: np.ndarray) -> dict[str, tuple[np.ndar
 
 def tokens_per_param_curve(law: dict, compute: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """D*/N* of `law` over `compute`: (point (m,), 95% band (2, m) or None). The band is taken over each
-    bootstrap fit's own ratio: N* and D* move together, so the ratio of their bands would be far too wide."""
+    bootstrap fit's own ratio: at a fixed C a fit with a larger N* has a smaller D*, so the ratio's ends come
+    from the ends of N*'s band, not from dividing the ends of the D* and N* bands."""
     point, spread = _allocations(law, compute)
     ratio = point["D_opt"][0] / point["N_opt"][0]
     return ratio, None if spread is None else percentile_interval(spread["D_opt"] / spread["N_opt"])
