@@ -16,20 +16,11 @@ from test_fit_study import small_study
 BUDGETS = (1e15, 3e15, 1e16, 3e16)
 
 
-def ladder_study(budgets=BUDGETS, sizes=5, noise=0.003, seed=0):
-    """A study like the workflow's: one ladder of sizes, each budget training the `sizes` nearest its optimum,
-    so most sizes are trained at several budgets (what the envelope compares)."""
-    rng = np.random.default_rng(seed)
+def ladder_study(budgets=BUDGETS, noise=0.003, seed=0):
+    """A study like the workflow's: one ladder of sizes, each budget training the 5 nearest its optimum, so
+    most sizes are trained at several budgets (what the envelope compares)."""
     optima = [optimal_allocation(TRUE, budget)["N_opt"] for budget in budgets]
-    ladder = np.geomspace(min(optima) / 3, max(optima) * 3, 9)
-    rows = []
-    for budget, n_opt in zip(budgets, optima):
-        for n in ladder[np.argsort(np.abs(np.log(ladder / n_opt)))[:sizes]]:
-            achieved = budget * np.exp(rng.normal(0, 0.01))
-            d = achieved / (6 * n)
-            rows.append({"run_id": f"{budget:.0e}-{n:.3g}", "N": n, "D": d, "C": achieved, "budget": budget,
-                         "val_loss": chinchilla_loss(n, d) * np.exp(rng.normal(0, noise)), "status": "ok"})
-    return pd.DataFrame(rows)
+    return small_study(budgets, noise=noise, seed=seed, ladder=np.geomspace(min(optima) / 3, max(optima) * 3, 9))
 
 
 @pytest.fixture(scope="module")

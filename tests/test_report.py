@@ -40,7 +40,7 @@ def test_report_states_each_approach_s_tokens_per_parameter_and_approach_1():
     compute = laws["next_budget"]["C"]
     ratios = {}
     for name, label in APPROACH_NAMES.items():
-        ratio, band = tokens_per_param_curve(laws[name], [compute])
+        ratio, _ = tokens_per_param_curve(laws[name], [compute])
         ratios[name] = ratio[0]
         assert f"{label} {ratio[0]:.1f} [" in text, name
     assert f"imply {min(ratios.values()):.1f} to {max(ratios.values()):.1f} tokens per parameter" in text
