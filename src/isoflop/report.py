@@ -89,8 +89,8 @@ def tokens_per_param_lines(laws: dict) -> list[str]:
 def envelope_lines(envelope: dict | None) -> list[str]:
     """The report's approach 1 section: the envelope's N* law and the FLOPs per token that turn N* into D*."""
     if not envelope:
-        return ["### Envelope approach 1", "", "Not fitted (see the warnings): it needs 2 or more model sizes, each "
-                "trained at 2 or more budgets.", ""]
+        return ["### Envelope approach 1", "", "Not fitted; the warnings say why. It needs 2 or more model sizes "
+                "trained at 2 or more budgets each, and sizes on both sides of the optimum.", ""]
     per_token = envelope["flops_per_token"]
     lines = ["### Envelope approach 1: the lowest loss at each compute, and the size reaching it", ""]
     lines += _param_table(envelope, ["a", "k_N"])
