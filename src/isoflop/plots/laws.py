@@ -159,23 +159,22 @@ def _colour(name: str) -> str:
 
 def _draw_projection(ax, next_budget: dict, key: str, names: list[str]) -> str:
     """Each approach's `key` (N_opt or D_opt) at the next budget as a point with its 95% interval, set apart
-    along C so the bars do not hide each other; returns a title stating the headline approach's value."""
+    along C so the bars do not hide each other; returns a title stating the headline approach's value.
+    `next_budget` holds the headline (its `source`) at its top level and the other approaches under their keys."""
     compute = next_budget["C"]
-    entries = {next_budget["source"]: next_budget} | {name: next_budget.get(name) for name in names
-                                                      if name != next_budget["source"]}
-    drawn = [(name, entry) for name, entry in entries.items() if entry and name in names]
+    entries = [(name, next_budget if name == next_budget["source"] else next_budget.get(name)) for name in names]
+    drawn = [(name, entry) for name, entry in entries if entry]
     for offset, (name, entry) in zip(np.linspace(-0.04, 0.04, len(drawn)), drawn):
-        value, ci = entry[key], (entry.get("ci95") or {}).get(key)
+        value, ci = entry[key], entry["ci95"].get(key)
         yerr = None if not ci or None in ci else [[value - ci[0]], [ci[1] - value]]
         ax.errorbar([compute * 10**offset], [value], yerr=yerr, fmt="D", color=_colour(name), ms=6, capsize=3,
                     mec="black", mew=0.6, zorder=4)
     ax.axvline(compute, color="grey", ls=":", lw=1)
-    head = next_budget
-    ci = head.get("ci95", {}).get(key)
+    ci = next_budget["ci95"].get(key)
     interval = "" if not ci or None in ci else f" [{ci[0]:.2g}, {ci[1]:.2g}]"
     symbol = "N*" if key == "N_opt" else "D*"
-    source = next(label for name, _, label in APPROACHES if name == head["source"]).split(" (")[0]
-    return f"next 10x budget, C = {compute:.2g} (◆)\n{symbol} = {head[key]:.2g}{interval} by {source}"
+    source = next(label for name, _, label in APPROACHES if name == next_budget["source"]).split(" (")[0]
+    return f"next 10x budget, C = {compute:.2g} (◆)\n{symbol} = {next_budget[key]:.2g}{interval} by {source}"
 
 
 def plot_fitted_vs_observed(runs: pd.DataFrame, chinchilla_fit: dict, path, *, loss_col: str | None = None,
