@@ -21,13 +21,16 @@ from test_fit_isoflop import TRUE, chinchilla_loss
 from isoflop.fit.laws import optimal_allocation
 
 
-def small_study(budgets=(1e15, 3e15, 1e16), sizes=5, noise=0.005, seed=0):
-    """A study the size of a laptop run: 3 budgets x 5 sizes, losses of a few nats."""
+def small_study(budgets=(1e15, 3e15, 1e16), sizes=5, noise=0.005, seed=0, ladder=None):
+    """A study the size of a laptop run: 3 budgets x 5 sizes, losses of a few nats. Each budget's sizes centre
+    on its optimum; with a `ladder` of sizes, they are the `sizes` rungs nearest it (as the workflow plans)."""
     rng = np.random.default_rng(seed)
     rows = []
     for budget in budgets:
         n_opt = optimal_allocation(TRUE, budget)["N_opt"]
-        for i, n in enumerate(n_opt * np.logspace(-0.6, 0.6, sizes)):
+        grid = (n_opt * np.logspace(-0.6, 0.6, sizes) if ladder is None
+                else np.sort(ladder[np.argsort(np.abs(np.log(ladder / n_opt)))[:sizes]]))
+        for i, n in enumerate(grid):
             achieved = budget * np.exp(rng.normal(0, 0.01))
             d = achieved / (6 * n)
             rows.append({"run_id": f"b{budget:.0e}-{i}", "N": n, "D": d, "C": achieved, "budget": budget,

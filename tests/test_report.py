@@ -27,3 +27,23 @@ def test_edge_minima_are_warned():
     laws = {"isoflop": {"budgets": [{"C": 1e12, "minimum_at_edge": False}, {"C": 3e12, "minimum_at_edge": True}]}}
     [warning] = edge_warnings(laws)
     assert "C = 3e+12" in warning and "edge" in warning
+
+
+def test_report_states_each_approach_s_tokens_per_parameter_and_approach_1():
+    from isoflop.fit import fit_study
+    from isoflop.fit.frontier import tokens_per_param_curve
+    from isoflop.report import APPROACH_NAMES, envelope_lines, tokens_per_param_lines
+    from test_fit_envelope_study import ladder_study
+
+    laws = fit_study(ladder_study(), bootstrap=30, seed=0)
+    text = "\n".join(tokens_per_param_lines(laws))
+    compute = laws["next_budget"]["C"]
+    ratios = {}
+    for name, label in APPROACH_NAMES.items():
+        ratio, _ = tokens_per_param_curve(laws[name], [compute])
+        ratios[name] = ratio[0]
+        assert f"{label} {ratio[0]:.1f} [" in text, name
+    assert f"imply {min(ratios.values()):.1f} to {max(ratios.values()):.1f} tokens per parameter" in text
+    section = "\n".join(envelope_lines(laws["envelope"]))
+    assert "### Envelope approach 1" in section and "7 model sizes" in section and "c = 6" in section
+    assert "Not fitted" in "\n".join(envelope_lines(None))

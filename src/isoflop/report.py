@@ -11,9 +11,11 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from isoflop.curate.report import curation_section
+from isoflop.fit.frontier import tokens_per_param_curve
 from isoflop.fit.study import finished
 from isoflop.workflow import read_json
 
@@ -56,6 +58,46 @@ def edge_warnings(laws: dict) -> list[str]:
                 "bracket the optimum."
             )
     return out
+
+
+APPROACH_NAMES = {"envelope": "approach 1 (envelope)", "isoflop": "approach 2 (IsoFLOP)",
+                  "chinchilla": "approach 3 (Chinchilla fit)"}
+
+
+def tokens_per_param_lines(laws: dict) -> list[str]:
+    """D*/N* at the next budget from each approach fitted, with its 95% interval (over each bootstrap fit's own
+    ratio), and how far apart the approaches are: the ratio is what a lab sizes its next run by."""
+    nxt = laws.get("next_budget")
+    if not nxt:
+        return []
+    ratios = {}
+    for name in APPROACH_NAMES:
+        if laws.get(name):
+            point, band = tokens_per_param_curve(laws[name], np.array([nxt["C"]]))
+            ratios[name] = (float(point[0]), None if band is None else [float(band[0, 0]), float(band[1, 0])])
+    if not ratios:
+        return []
+    stated = "; ".join(f"{APPROACH_NAMES[name]} {ratio:.1f} {_interval(ci)}" for name, (ratio, ci) in ratios.items())
+    lines = [f"Tokens per parameter D*/N* at C = {_fmt(nxt['C'])}: {stated}."]
+    values = [ratio for ratio, _ in ratios.values()]
+    if len(values) > 1:
+        lines.append(f"The approaches imply {min(values):.1f} to {max(values):.1f} tokens per parameter "
+                     f"(a factor {max(values) / min(values):.1f}); Hoffmann et al. found about 20.")
+    return [" ".join(lines), ""]
+
+
+def envelope_lines(envelope: dict | None) -> list[str]:
+    """The report's approach 1 section: the envelope's N* law and the FLOPs per token that turn N* into D*."""
+    if not envelope:
+        return ["### Envelope approach 1", "", "Not fitted; the warnings say why. It needs 2 or more model sizes "
+                "trained at 2 or more budgets each, and sizes on both sides of the optimum.", ""]
+    per_token = envelope["flops_per_token"]
+    lines = ["### Envelope approach 1: the lowest loss at each compute, and the size reaching it", ""]
+    lines += _param_table(envelope, ["a", "k_N"])
+    lines += ["", f"N* = k_N C^a fitted to the envelope of {envelope['n_runs']} model sizes' final losses (each size "
+              f"trained at 2 or more budgets; intervals resample sizes). D* = C / (c N*^p) with the runs' own FLOPs "
+              f"per token, c = {_fmt(per_token['c'])} and p = {_fmt(per_token['p'])}.", ""]
+    return lines
 
 
 def time_lines(benchmarks: dict[str, list], runs: pd.DataFrame, trunk_results: list) -> list[str]:
@@ -114,16 +156,27 @@ def _figures(runs: pd.DataFrame, laws: dict, curves: dict[str, pd.DataFrame], fi
         from isoflop.stages import best_of_sweep
 
         ok = finished(best_of_sweep(runs))
-        iso, chin = laws.get("isoflop"), laws.get("chinchilla")
+        iso, chin, env = laws.get("isoflop"), laws.get("chinchilla"), laws.get("envelope")
+        allocation = {"envelope_fit": env, "next_budget": laws.get("next_budget"),
+                      "convention": laws.get("flops_convention")}
+        convention = {"convention": laws.get("flops_convention")}
         candidates = [
+            ("envelope.png", "Approach 1: every run's validation loss against its compute, joined per model size, "
+             "the lowest loss reached at each compute, and the size reaching it with its power law.", env,
+             lambda p: law_plots.plot_envelope(env, p, **convention)),
             ("isoflop_curves.png", "IsoFLOP curves: validation loss against model size per budget, fitted "
-             "parabolas in log N and their minima.", iso, lambda p: law_plots.plot_isoflop_curves(ok, iso, p)),
-            ("frontier.png", "Compute-optimal model size N*(C) and tokens D*(C) with 95% bootstrap bands, "
-             "from both approaches.", iso or chin, lambda p: law_plots.plot_frontier(iso, chin, p)),
+             "parabolas in log N and their minima.", iso,
+             lambda p: law_plots.plot_isoflop_curves(ok, iso, p, **convention)),
+            ("frontier.png", "Compute-optimal model size N*(C) and tokens D*(C) with 95% bootstrap bands from "
+             "every approach fitted, and each one's projection at the next 10x budget (diamonds).",
+             iso or chin or env, lambda p: law_plots.plot_frontier(iso, chin, p, **allocation)),
+            ("tokens_per_param.png", "Compute-optimal tokens per parameter D*/N* against compute from every "
+             "approach fitted, with 95% bootstrap bands.", iso or chin or env,
+             lambda p: law_plots.plot_tokens_per_param(iso, chin, p, **allocation)),
             ("fitted_vs_observed.png", "Chinchilla law (approach 3) against the observed losses.", chin,
-             lambda p: law_plots.plot_fitted_vs_observed(ok, chin, p)),
+             lambda p: law_plots.plot_fitted_vs_observed(ok, chin, p, **convention)),
             ("extrapolation.png", "Extrapolation check: laws fitted without the largest budget predict it.",
-             laws.get("extrapolation"), lambda p: law_plots.plot_extrapolation(ok, laws, p)),
+             laws.get("extrapolation"), lambda p: law_plots.plot_extrapolation(ok, laws, p, **convention)),
         ]
         jobs += [(name, caption, draw) for name, caption, fitted, draw in candidates if fitted]
     for name, caption, draw in jobs:
@@ -195,6 +248,8 @@ def write_report(runs_path, laws_path, curated_dir, plan_path, curve_paths, trun
         )
     lines.append("")
 
+    lines += envelope_lines(laws.get("envelope"))
+
     lr_law = laws.get("lr_law")
     if lr_law:
         lines += ["### Learning-rate law: lr* = c N^p D^q (Li et al. 2025)", ""]
@@ -217,9 +272,14 @@ def write_report(runs_path, laws_path, curated_dir, plan_path, curve_paths, trun
         if other:
             lines += ["", f"The IsoFLOP power laws put it at N* = {_fmt(other['N_opt'])} "
                       f"{_interval(other['ci95']['N_opt'])} and D* = {_fmt(other['D_opt'])} "
-                      f"{_interval(other['ci95']['D_opt'])}; where the two approaches disagree beyond their "
-                      "intervals, trust neither far outside the fitted range."]
-        lines.append("")
+                      f"{_interval(other['ci95']['D_opt'])}."]
+        envelope = nxt.get("envelope")
+        if envelope:
+            lines += ["", f"The envelope puts it at N* = {_fmt(envelope['N_opt'])} {_interval(envelope['ci95']['N_opt'])} "
+                      f"and D* = {_fmt(envelope['D_opt'])} {_interval(envelope['ci95']['D_opt'])}."]
+        lines += ["", "Where the approaches disagree beyond their intervals, trust none far outside the fitted range.",
+                  ""]
+        lines += tokens_per_param_lines(laws)
 
     ext = laws.get("extrapolation")
     if ext:

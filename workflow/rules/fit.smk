@@ -1,5 +1,14 @@
 # The study's tail: laws from the runs table, then the figures and report. Each rule passes the config it
 # depends on as params (Snakemake reruns a job whose params change) and declares every file it reads.
+#
+# `snakemake --report report.html` shows every figure and table, grouped by stage. The figures share one
+# directory output, and Snakemake gives a directory one caption file; so that file (report/figure.rst) renders
+# the figure's own caption, workflow/report/figures/<name>.rst, which reaches it as a param (editing a caption
+# reruns only the report job, in seconds).
+from pathlib import Path
+
+FIGURE_CAPTIONS = {path.stem: path.read_text()
+                   for path in sorted((Path(workflow.basedir) / "workflow/report/figures").glob("*.rst"))}
 FIT_THREADS = 2  # bootstrap refits in parallel; Snakemake lowers it to --cores where that is less
 BENCHMARKED = {  # stage -> its jobs' benchmark files, for the report's "where the time went"
     "corpus": [LAYOUT.benchmark("corpus")],
@@ -33,20 +42,30 @@ rule fit:
         "../../scripts/fit.py"
 
 
+def figure_category(wildcards):
+    """The stage a figure shows, as the HTML report's category."""
+    if wildcards.name.startswith("curation_"):
+        return "Curation"
+    return "Training" if wildcards.name == "loss_curves" else "Laws"
+
+
 rule report:
     input:
-        runs=LAYOUT.runs_table,
-        laws=LAYOUT.laws,
-        curated=CURATED,
+        # The tables the figures are drawn from, flagged here for the HTML report beside the figures.
+        runs=report(LAYOUT.runs_table, caption="../report/runs.rst", category="Training"),
+        laws=report(LAYOUT.laws, caption="../report/laws.rst", category="Laws"),
+        curated=report(CURATED, patterns=["{table}.json"], caption="../report/curation.rst", category="Curation"),
         plan=LAYOUT.plan,
         curves=CURVES,
         trunks=TRUNK_RESULTS,
         benchmarks=[path for paths in BENCHMARKED.values() for path in paths],
     output:
         report=LAYOUT.report,
-        figures=directory(LAYOUT.figures),
+        figures=report(directory(LAYOUT.figures), patterns=["{name}.png"], caption="../report/figure.rst",
+                       category=figure_category),
     params:
         study=config["study"],
+        captions=FIGURE_CAPTIONS,
         benchmarks={stage: [str(path) for path in paths] for stage, paths in BENCHMARKED.items()},
         ground_truth=config["corpus"]["synthetic"] if config["corpus"]["synthetic"]["enabled"] else None,
         mixed_sources=bool(config["corpus"]["sources"]) or config["corpus"]["stdlib"]["enabled"],

@@ -101,25 +101,32 @@ def _duplicate_lines(stages: dict, figures_dir: Path) -> list[str]:
 
 
 def _cluster_lines(cluster: dict, figures_dir: Path, curated_dir: Path) -> list[str]:
+    """The cluster table and map. Clusters are fitted before SemDeDup and SemDeDup removes documents inside
+    them, so the table counts both stages and the map draws the kept documents: its legend's counts are the
+    table's "kept" column."""
     from isoflop.curate.figures import plot_cluster_map
 
     terms = {int(c): words for c, words in cluster["top_terms"].items()}
+    kept = pd.concat([pd.read_parquet(Path(curated_dir) / f"{split}.parquet", columns=MAP_COLUMNS)
+                      for split in ("train", "val")], ignore_index=True)
+    kept_sizes = kept["cluster"].value_counts()
     lines = [f"{cluster['n_clusters']} clusters ({cluster['method']} on `{cluster['embedder']}` embeddings) of the "
-             "documents that survived dedup:", "",
-             "| cluster | documents | by domain | top terms |", "|---|---|---|---|"]
+             "documents that survived exact and near-duplicate dedup (\"clustered\", before SemDeDup), and how "
+             "many of each the curated splits keep (\"kept\", after SemDeDup):", "",
+             "| cluster | clustered (before SemDeDup) | clustered, by domain | kept (after SemDeDup) | top terms |",
+             "|---|---|---|---|---|"]
     for c, size in sorted((int(c), n) for c, n in cluster["sizes"].items()):
         domains = ", ".join(f"{d} {n}" for d, n in cluster["sizes_by_domain"].get(str(c), {}).items())
-        lines.append(f"| {c} | {size:,} | {domains} | {', '.join(terms.get(c, []))} |")
+        lines.append(f"| {c} | {size:,} | {domains} | {int(kept_sizes.get(c, 0)):,} | {', '.join(terms.get(c, []))} |")
     lines.append("")
     if "balanced_sample" in cluster:
         lines += [f"Balanced sample over the cluster tree: {cluster['balanced_sample']:,} documents drawn.", ""]
-    kept = pd.concat([pd.read_parquet(Path(curated_dir) / f"{split}.parquet", columns=MAP_COLUMNS)
-                      for split in ("train", "val")], ignore_index=True)
     names = {c: ", ".join(words[:3]) for c, words in terms.items()}
     lines += _draw(CLUSTER_MAP_FIGURE, lambda path: plot_cluster_map(
-        kept[["map_x", "map_y"]].to_numpy(), kept["cluster"].to_numpy(), path, names, title="Curated documents"),
-        figures_dir, "The curated documents on the first two principal components of their embeddings, coloured "
-        "by cluster and named by its top terms.")
+        kept[["map_x", "map_y"]].to_numpy(), kept["cluster"].to_numpy(), path, names,
+        title="Curated documents (after SemDeDup)"),
+        figures_dir, "The curated documents (after SemDeDup; the cluster table's \"kept\" column) on the first two "
+        "principal components of their embeddings, coloured by cluster and named by its top terms.")
     return lines
 
 

@@ -35,6 +35,9 @@ def fit_envelope(run, N, C, loss, *, n_grid: int = 100, bootstrap: int = 0, seed
     losses = np.stack([np.interp(np.log(grid), lc, ll, left=np.nan, right=np.nan) for lc, ll in curves])
     frontier = _frontier(losses, np.ones(len(names), dtype=bool))
     covered = frontier >= 0
+    if len(np.unique(sizes[frontier[covered]])) < 2:
+        raise UserError(f"one size (N = {sizes[frontier[covered]][0]:.4g}) has the lowest loss at every compute: "
+                        "the sizes do not bracket the optimum, so the envelope has no slope")
     log_sizes = np.log(np.where(covered, sizes[frontier], np.nan))
     line = masked_least_squares(np.log(grid), log_sizes[None], covered[None])[0]
     samples, ci95 = None, {"a": None, "k_N": None}
@@ -71,10 +74,12 @@ def _curve(compute: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _compute_grid(curves, n_grid: int) -> np.ndarray:
-    """Log-spaced C from where two runs overlap to the largest C any run reached."""
+    """Log-spaced C over the range where at least two runs overlap: outside it one run is left alone, and the
+    envelope there would be that run whatever its size (a curve ending a hair before the last one would drop
+    out of the last grid point and hand it to a worse run)."""
     starts = np.sort([lc[0] for lc, _ in curves])
-    low = starts[1] if len(starts) > 1 else starts[0]
-    high = max(lc[-1] for lc, _ in curves)
+    ends = np.sort([lc[-1] for lc, _ in curves])
+    low, high = (starts[1], ends[-2]) if len(curves) > 1 else (starts[0], ends[0])
     if not high > low:
         raise UserError("the loss curves do not overlap in compute; no envelope to take")
     return np.exp(np.linspace(low, high, n_grid))

@@ -8,6 +8,8 @@ import pandas as pd
 from isoflop.errors import UserError
 from isoflop.fit.backtest import backtest
 from isoflop.fit.checks import to_jsonable
+from isoflop.fit.envelope import fit_envelope
+from isoflop.fit.frontier import envelope_allocation
 from isoflop.fit.isoflop import DEFAULT_WINDOW, fit_isoflop
 from isoflop.fit.power import fit_chinchilla
 from isoflop.fit.predict import predict
@@ -37,7 +39,8 @@ def fit_study(
     non-finite or non-positive value are left out with a warning, never an exception; so is a law
     the remaining runs cannot support. Keys: `chinchilla`, `isoflop` (each the fit's dict or None),
     `extrapolation` (both laws refitted without the largest budget, scored on its runs),
-    `next_budget` (10x the largest budget: N*, D* and loss with 95% intervals), `warnings`.
+    `next_budget` (10x the largest budget: N*, D* and loss with 95% intervals), `envelope` (approach 1,
+    see `_envelope`; None where it cannot be fitted), `warnings`.
     `backtest` holds each law's expanding-window backtest (see `isoflop.fit.backtest`): fitted on
     the k smallest budgets, scored on every larger one, with the coverage of its 90% and 95%
     prediction intervals. `isoflop_window` is the IsoFLOP parabolas' window (see `fit_isoflop`).
@@ -54,11 +57,13 @@ def fit_study(
                "window": isoflop_window}
     next_compute = NEXT_BUDGET_FACTOR * float(np.max(data["budget"])) if len(table) else None
     chinchilla, isoflop = _fit_both(data, options, next_compute, warnings, "")
+    envelope = _envelope(data, options, next_compute, warnings)
     return to_jsonable({
         "chinchilla": chinchilla,
         "isoflop": isoflop,
+        "envelope": envelope,
         "extrapolation": _extrapolation(data, options, isoflop, warnings),
-        "next_budget": _next_budget(next_compute, chinchilla, isoflop),
+        "next_budget": _next_budget(next_compute, chinchilla, isoflop, envelope),
         "backtest": _backtests(data, options),
         "n_runs": len(runs),
         "n_runs_used": len(table),
@@ -115,6 +120,36 @@ def _fit_both(data: dict, options: dict, target: float | None, warnings: list[st
     except UserError as err:
         warnings.append(f"isoflop{context}: not fitted: {err}")
     return chinchilla, isoflop
+
+
+def _envelope(data: dict, options: dict, target: float | None, warnings: list[str]) -> dict | None:
+    """Approach 1 (Hoffmann et al. 2022): the lowest loss reached at each compute, and the size reaching it.
+
+    Each model size's curve is its runs' final losses against their compute, one point per budget it was
+    trained at, not the loss along one run: mid-run losses of a decaying schedule sit above those of a run
+    that ends there, which is why Hoffmann et al. matched each schedule to its horizon. A budget's runs
+    achieve C within a few percent of each other, so each point takes its budget's mean achieved C (in log):
+    otherwise a curve ending a hair before the others drops out where they are compared. Sizes are the
+    curves, so the bootstrap resamples sizes; `runs` holds the points. D* follows from N* through the runs'
+    own FLOPs per token, C / D = c N^p fitted in log space (p = 1, c = 6 under 6ND; attention adds to small
+    models' cost).
+    """
+    sizes, counts = np.unique(data["N"], return_counts=True)
+    curved = np.isin(data["N"], sizes[counts >= 2])  # a size trained at one budget has no curve to compare
+    budget, log_c = data["budget"][curved], np.log(data["C"][curved])
+    shared_c = np.exp(pd.Series(log_c).groupby(budget).transform("mean").to_numpy())
+    points = {"N": data["N"][curved], "C": shared_c, "loss": data["loss"][curved]}
+    try:
+        envelope = fit_envelope(points["N"], points["N"], points["C"], points["loss"],
+                                bootstrap=options["bootstrap"], seed=options["seed"])
+    except UserError as err:
+        warnings.append(f"envelope: not fitted: {err} (counting only sizes trained at 2 or more budgets)")
+        return None
+    slope, intercept = np.polyfit(np.log(data["N"]), np.log(data["C"] / data["D"]), 1)
+    envelope["flops_per_token"] = {"form": "C / D = c N^p", "c": float(np.exp(intercept)), "p": float(slope)}
+    envelope["runs"] = points
+    envelope["at_target"] = envelope_allocation(envelope, target) if target else None
+    return envelope
 
 
 def _law_options(options: dict) -> tuple[dict, dict]:
@@ -186,8 +221,10 @@ def _held_out_optimum(isoflop: dict | None, budget) -> float | None:
     return None
 
 
-def _next_budget(compute: float | None, chinchilla: dict | None, isoflop: dict | None) -> dict | None:
-    """N*, D* and the loss at 10x the largest budget: Chinchilla's, with IsoFLOP's N*, D* beside."""
+def _next_budget(compute: float | None, chinchilla: dict | None, isoflop: dict | None,
+                 envelope: dict | None) -> dict | None:
+    """N*, D* and the loss at 10x the largest budget: Chinchilla's, with IsoFLOP's and the envelope's N*, D*
+    beside."""
     if compute is None or chinchilla is None:
         return None
     target = chinchilla["at_target"]
@@ -197,4 +234,6 @@ def _next_budget(compute: float | None, chinchilla: dict | None, isoflop: dict |
         iso = isoflop["at_target"]
         result["isoflop"] = {"N_opt": iso["N_opt"], "D_opt": iso["D_opt"],
                              "ci95": {"N_opt": iso["ci95"]["N_opt"], "D_opt": iso["ci95"]["D_opt"]}}
+    if envelope is not None:
+        result["envelope"] = envelope["at_target"]
     return result

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from isoflop.plots import save_figure
+
+COLUMNS = 3  # panels per row: one row of five budgets is too wide to read at page width
 
 
 def _smoothed(values: np.ndarray, window: int) -> np.ndarray:
@@ -20,11 +24,15 @@ def plot_loss_curves(runs: pd.DataFrame, curves: dict[str, pd.DataFrame], path) 
     """Train loss (smoothed) against tokens for each run, coloured by model size; the final validation
     loss as a dot. `curves` maps run_id to its curve.parquet frame (columns step, tokens, train_loss)."""
     budgets = sorted(runs["budget"].unique())
-    fig, axes = plt.subplots(1, len(budgets), figsize=(4.6 * len(budgets), 4.2), sharey=True, squeeze=False)
+    columns = min(COLUMNS, len(budgets))
+    rows = math.ceil(len(budgets) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.9 * columns, 3.4 * rows), sharey=True, squeeze=False)
+    for unused in axes.flat[len(budgets):]:
+        unused.set_visible(False)
     sizes = np.log(runs["N"].to_numpy(dtype=float))
     lo, hi = sizes.min(), max(sizes.max(), sizes.min() + 1e-9)
     cmap = plt.get_cmap("viridis")
-    for ax, budget in zip(axes[0], budgets):
+    for ax, budget in zip(axes.flat, budgets):
         for _, run in runs[runs["budget"] == budget].sort_values("N").iterrows():
             colour = cmap((np.log(run["N"]) - lo) / (hi - lo))
             curve = curves.get(run["run_id"])
@@ -43,6 +51,7 @@ def plot_loss_curves(runs: pd.DataFrame, curves: dict[str, pd.DataFrame], path) 
         ax.set_xlabel("training tokens D")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, title="size (line: train, dot: val)", title_fontsize=7)
-    axes[0][0].set_ylabel("loss (nats/token)")
+    for row in axes:
+        row[0].set_ylabel("loss (nats/token)")
     fig.suptitle("Loss curves per compute budget", fontsize=12)
     save_figure(fig, path)

@@ -6,14 +6,27 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from isoflop.fit.frontier import allocation_curves, budget_profile, compute_grid, loss_curve
+from isoflop.fit.frontier import (
+    allocation_curves,
+    allocation_exponents,
+    budget_profile,
+    compute_grid,
+    loss_curve,
+    tokens_per_param_curve,
+)
 from isoflop.fit.predict import predict
-from isoflop.plots import save_figure
+from isoflop.plots import axis_labels, interval_text, save_figure
 
 BAND_ALPHA = 0.2
+# The three approaches of Hoffmann et al. 2022 in laws.json's keys, in Okabe-Ito colours (safe for the common
+# colour-vision deficiencies), each approach one colour in every figure.
+APPROACHES = (("envelope", "#009E73", "approach 1 (envelope)"), ("isoflop", "#E69F00", "approach 2 (IsoFLOP)"),
+              ("chinchilla", "#0072B2", "approach 3 (Chinchilla fit)"))
+CHINCHILLA_TOKENS_PER_PARAM = 20  # Hoffmann et al.'s rule of thumb, drawn for scale
 
 
-def plot_isoflop_curves(runs: pd.DataFrame, isoflop_fit: dict, path, *, loss_col: str | None = None) -> None:
+def plot_isoflop_curves(runs: pd.DataFrame, isoflop_fit: dict, path, *, loss_col: str | None = None,
+                        convention: str | None = None) -> None:
     """Loss against N per budget, with each budget's parabola and vertex; edge minima hollow.
 
     `runs` needs N, C and the loss (`loss_col`, else "loss", else "val_loss"); a run belongs to the
@@ -39,48 +52,148 @@ def plot_isoflop_curves(runs: pd.DataFrame, isoflop_fit: dict, path, *, loss_col
                    facecolor="none" if edge else colour, zorder=3)
     ax.scatter([], [], marker="*", s=140, facecolor="none", edgecolor="grey", label="minimum at edge (unused)")
     ax.set_xscale("log")
-    ax.set(xlabel="parameters N", ylabel="loss (nats/token)",
-           title=f"IsoFLOP profiles: N* ∝ C^{isoflop_fit['params']['a']:.3f}")
+    exponent, ci = allocation_exponents(isoflop_fit)["N_opt"]
+    ax.set(xlabel=axis_labels(convention)[0], ylabel="validation loss (nats/token)",
+           title=f"IsoFLOP profiles: N* ∝ C^{interval_text(exponent, ci)}")
     ax.legend(fontsize=8)
     save_figure(fig, path)
 
 
-def plot_frontier(isoflop_fit: dict | None, chinchilla_fit: dict | None, path) -> None:
-    """Compute-optimal N*(C) and D*(C) from both approaches, with 95% bootstrap bands."""
-    compute = compute_grid([fit for fit in (isoflop_fit, chinchilla_fit) if fit])
-    approaches = [(allocation_curves(fit, compute), colour, label) for fit, colour, label in (
-        (chinchilla_fit, "C0", "Approach 3 (Chinchilla fit)"), (isoflop_fit, "C1", "Approach 2 (IsoFLOP)")) if fit]
+def plot_frontier(isoflop_fit: dict | None, chinchilla_fit: dict | None, path, *, envelope_fit: dict | None = None,
+                  next_budget: dict | None = None, convention: str | None = None) -> None:
+    """Compute-optimal N*(C) and D*(C) from each approach fitted, with 95% bootstrap bands, the IsoFLOP
+    budgets' own minima and, from `next_budget` (laws.json's), each approach's projection at 10x."""
+    fits = _fits(envelope_fit, isoflop_fit, chinchilla_fit)
+    compute = compute_grid([fit for _, fit, _, _ in fits])
+    n_label, c_label = axis_labels(convention)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for key, ax, unit in (("N_opt", axes[0], "parameters N*"), ("D_opt", axes[1], "tokens D*")):
-        for curves, colour, label in approaches:
-            _line_with_band(ax, compute, *curves[key], colour, label)
+    for key, ax, unit in (("N_opt", axes[0], f"N* {n_label.removeprefix('N ')}"), ("D_opt", axes[1], "tokens D*")):
+        for _, fit, colour, label in fits:
+            exponent, ci = allocation_exponents(fit)[key]
+            _line_with_band(ax, compute, *allocation_curves(fit, compute)[key], colour,
+                            f"{label}: ∝ C^{interval_text(exponent, ci)}")
         if isoflop_fit:
             used = [b for b in isoflop_fit["budgets"] if not b["minimum_at_edge"]]
             values = np.array([b[key] for b in used])
+            colour = _colour("isoflop")
             if key == "N_opt":
                 bounds = np.array([b["ci95"]["N_opt"] for b in used], dtype=float)
                 errors = np.abs(np.nan_to_num(bounds.T - values, nan=0.0))
-                ax.errorbar([b["C"] for b in used], values, yerr=errors, fmt="o", color="C1", ms=4)
+                ax.errorbar([b["C"] for b in used], values, yerr=errors, fmt="o", color=colour, ms=4)
             else:
-                ax.plot([b["C"] for b in used], values, "o", color="C1", ms=4)
-        ax.set(xscale="log", yscale="log", xlabel="training compute C (FLOPs)", ylabel=unit,
-               title=f"compute-optimal {unit.split()[0]}")
-        ax.legend(fontsize=8)
+                ax.plot([b["C"] for b in used], values, "o", color=colour, ms=4)
+        title = f"compute-optimal {unit.split()[0]}"
+        if next_budget:
+            title = _draw_projection(ax, next_budget, key, [name for name, *_ in fits])
+        ax.set(xscale="log", yscale="log", xlabel=c_label, ylabel=unit, title=title)
+        ax.legend(fontsize=7)
     save_figure(fig, path)
 
 
-def plot_fitted_vs_observed(runs: pd.DataFrame, chinchilla_fit: dict, path, *, loss_col: str | None = None) -> None:
-    """Predicted against observed loss for every run, coloured by compute, with the identity line."""
+def plot_tokens_per_param(isoflop_fit: dict | None, chinchilla_fit: dict | None, path, *,
+                          envelope_fit: dict | None = None, next_budget: dict | None = None,
+                          convention: str | None = None) -> None:
+    """D*/N* against C from each approach with its 95% band; the ratio each implies at the next budget."""
+    fits = _fits(envelope_fit, isoflop_fit, chinchilla_fit)
+    compute = compute_grid([fit for _, fit, _, _ in fits])
+    at = next_budget["C"] if next_budget else compute[-1]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ratios = []
+    for _, fit, colour, label in fits:
+        point, band = tokens_per_param_curve(fit, compute)
+        ratio, ratio_band = tokens_per_param_curve(fit, np.array([at]))
+        ratios.append(ratio[0])
+        where = f"{ratio[0]:.0f}" + ("" if ratio_band is None else f" [{ratio_band[0, 0]:.0f}, {ratio_band[1, 0]:.0f}]")
+        _line_with_band(ax, compute, point, band, colour, f"{label}: {where} at C = {at:.2g}")
+    if isoflop_fit:
+        used = [b for b in isoflop_fit["budgets"] if not b["minimum_at_edge"]]
+        ax.plot([b["C"] for b in used], [b["D_opt"] / b["N_opt"] for b in used], "o", color=_colour("isoflop"),
+                ms=4, label="IsoFLOP minimum of each budget")
+    ax.axhline(CHINCHILLA_TOKENS_PER_PARAM, color="grey", ls=":", lw=1,
+               label=f"{CHINCHILLA_TOKENS_PER_PARAM} tokens per parameter (Hoffmann et al.)")
+    spread = f"{min(ratios):.0f} to {max(ratios):.0f}" if len(ratios) > 1 else f"{ratios[0]:.0f}"
+    ax.set(xscale="log", yscale="log", xlabel=axis_labels(convention)[1], ylabel="tokens per parameter D*/N*",
+           title=f"Compute-optimal tokens per parameter: {spread} at C = {at:.2g}")
+    ax.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def plot_envelope(envelope_fit: dict, path, *, convention: str | None = None) -> None:
+    """Approach 1: the losses the envelope was taken over (`envelope_fit["runs"]`), joined per model size, with
+    the lowest loss reached at each compute (left); the size reaching it and the power law fitted to those
+    sizes (right)."""
+    n_label, c_label = axis_labels(convention)
+    points = pd.DataFrame(envelope_fit["runs"])
+    frontier = {key: np.asarray(values, dtype=float) for key, values in envelope_fit["frontier"].items()
+                if key != "run"}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    sizes = np.sort(points["N"].unique())
+    for size, colour in zip(sizes, plt.cm.viridis(np.linspace(0, 0.9, len(sizes)))):
+        members = points[points["N"] == size].sort_values("C")
+        left.plot(members["C"], members["loss"], "o-", color=colour, ms=4, lw=1, label=f"N = {size:,.0f}")
+    left.plot(frontier["C"], frontier["loss"], color="black", lw=3, alpha=0.5, label="envelope (lowest loss)")
+    left.set(xscale="log", xlabel=c_label, ylabel="validation loss (nats/token)",
+             title="Approach 1: the lowest loss reached at each compute")
+    left.legend(fontsize=7, ncols=2)
+    covered = np.isfinite(frontier["N"])
+    right.plot(frontier["C"][covered], frontier["N"][covered], ".", color="black", ms=4,
+               label="size on the envelope")
+    line, band = allocation_curves(envelope_fit, frontier["C"])["N_opt"]
+    _line_with_band(right, frontier["C"], line, band, _colour("envelope"), "N* = k C^a")
+    exponent, ci = allocation_exponents(envelope_fit)["N_opt"]
+    right.set(xscale="log", yscale="log", xlabel=c_label, ylabel=f"N* {n_label.removeprefix('N ')}",
+              title=f"Envelope: N* ∝ C^{interval_text(exponent, ci)} ({envelope_fit['n_runs']} sizes)")
+    right.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def _fits(envelope_fit, isoflop_fit, chinchilla_fit) -> list[tuple[str, dict, str, str]]:
+    """(key, fit, colour, label) of each approach fitted, in `APPROACHES` order."""
+    fits = {"envelope": envelope_fit, "isoflop": isoflop_fit, "chinchilla": chinchilla_fit}
+    return [(name, fits[name], colour, label) for name, colour, label in APPROACHES if fits[name]]
+
+
+def _colour(name: str) -> str:
+    return next(colour for key, colour, _ in APPROACHES if key == name)
+
+
+def _draw_projection(ax, next_budget: dict, key: str, names: list[str]) -> str:
+    """Each approach's `key` (N_opt or D_opt) at the next budget as a point with its 95% interval, set apart
+    along C so the bars do not hide each other; returns a title stating the headline approach's value.
+    `next_budget` holds the headline (its `source`) at its top level and the other approaches under their keys."""
+    compute = next_budget["C"]
+    entries = [(name, next_budget if name == next_budget["source"] else next_budget.get(name)) for name in names]
+    drawn = [(name, entry) for name, entry in entries if entry]
+    for offset, (name, entry) in zip(np.linspace(-0.04, 0.04, len(drawn)), drawn):
+        value, ci = entry[key], entry["ci95"].get(key)
+        yerr = None if not ci or None in ci else [[value - ci[0]], [ci[1] - value]]
+        ax.errorbar([compute * 10**offset], [value], yerr=yerr, fmt="D", color=_colour(name), ms=6, capsize=3,
+                    mec="black", mew=0.6, zorder=4)
+    ax.axvline(compute, color="grey", ls=":", lw=1)
+    ci = next_budget["ci95"].get(key)
+    interval = "" if not ci or None in ci else f" [{ci[0]:.2g}, {ci[1]:.2g}]"
+    symbol = "N*" if key == "N_opt" else "D*"
+    source = next(label for name, _, label in APPROACHES if name == next_budget["source"]).split(" (")[0]
+    return f"next 10x budget, C = {compute:.2g} (◆)\n{symbol} = {next_budget[key]:.2g}{interval} by {source}"
+
+
+def plot_fitted_vs_observed(runs: pd.DataFrame, chinchilla_fit: dict, path, *, loss_col: str | None = None,
+                            convention: str | None = None) -> None:
+    """Predicted against observed loss for every run, coloured by its compute C (the study's, where `runs`
+    has it; else 6ND, the only compute N and D alone give), with the identity line."""
     loss_col = _loss_column(runs, loss_col)
     observed = runs[loss_col].to_numpy()
     predicted, (low, high) = predict(chinchilla_fit, runs["N"].to_numpy(), runs["D"].to_numpy())
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    colour = np.log10(runs["N"].to_numpy() * runs["D"].to_numpy() * 6.0)
+    if "C" in runs:
+        colour, compute_label = np.log10(runs["C"].to_numpy(dtype=float)), axis_labels(convention)[1]
+    else:
+        colour, compute_label = np.log10(runs["N"].to_numpy() * runs["D"].to_numpy() * 6.0), "6ND (FLOPs)"
     if np.isfinite(low).all():
         ax.errorbar(observed, predicted, yerr=[predicted - low, high - predicted], fmt="none",
                     ecolor="lightgrey", zorder=1)
     points = ax.scatter(observed, predicted, c=colour, s=14, cmap="viridis", zorder=2)
-    fig.colorbar(points, label="log10 of 6 N D (FLOPs)")
+    fig.colorbar(points, label=f"log10 of {compute_label}")
     span = [min(observed.min(), predicted.min()), max(observed.max(), predicted.max())]
     ax.plot(span, span, "k--", lw=1, label="predicted = observed")
     error = np.mean(np.abs(predicted / observed - 1))
@@ -90,7 +203,8 @@ def plot_fitted_vs_observed(runs: pd.DataFrame, chinchilla_fit: dict, path, *, l
     save_figure(fig, path)
 
 
-def plot_extrapolation(runs: pd.DataFrame, laws: dict, path, *, loss_col: str | None = None) -> None:
+def plot_extrapolation(runs: pd.DataFrame, laws: dict, path, *, loss_col: str | None = None,
+                       convention: str | None = None) -> None:
     """The held-out budget's runs against both laws' predictions from the other budgets."""
     loss_col = _loss_column(runs, loss_col)
     check = laws.get("extrapolation")
@@ -114,8 +228,10 @@ def plot_extrapolation(runs: pd.DataFrame, laws: dict, path, *, loss_col: str | 
         yerr = None if np.isnan(low).all() else [predicted - low, high - predicted]
         ax.errorbar(shifted, predicted, yerr=yerr, fmt="s", color=colour, ms=4, capsize=2,
                     label=f"{name} prediction (mean |rel. error| {summary['mean_abs_rel_error']:.2%})")
-    ax.set(xscale="log", xlabel="parameters N", ylabel="loss (nats/token)",
-           title="Extrapolation check: fitted without the largest budget")
+    errors = ", ".join(f"{name} {summary['mean_abs_rel_error']:.1%}" for name, summary in check["laws"].items()
+                       if summary)
+    ax.set(xscale="log", xlabel=axis_labels(convention)[0], ylabel="validation loss (nats/token)",
+           title=f"Fitted without the largest budget, predicting it: |error| {errors or 'n/a'}")
     ax.legend(fontsize=8)
     save_figure(fig, path)
 
