@@ -108,6 +108,10 @@ def test_the_ui_shows_the_study_run_with_its_children(ui):
         "experiment_runs": f"{base}/runs{ml}",
         "study_run": f"{base}/runs/{parent}{ml}",
         "training_run": f"{base}/runs/{train[0]['info']['run_id']}{ml}",
+        # one training run's loss against tokens, on the UI's metric page
+        "loss_vs_tokens": (f"{uri}/#/metric?runs=%5B%22{train[0]['info']['run_id']}%22%5D"
+                           f"&metric=%22train_loss_vs_tokens%22&experiments=%5B%22{experiment['experiment_id']}%22%5D"
+                           "&plot_metric_keys=%5B%22train_loss_vs_tokens%22%5D&x_axis=step"),
     }
     rendered = {}
     for name, url in pages.items():
@@ -120,3 +124,5 @@ def test_the_ui_shows_the_study_run_with_its_children(ui):
     one = rendered["training_run"]
     assert train[0]["info"]["run_name"] in one and study["info"]["run_name"] in one  # its parent is linked
     assert all(metric in one for metric in ("final.val_loss", "budget", "N_nonembed", "train_loss"))
+    chart = rendered["loss_vs_tokens"]
+    assert "train_loss_vs_tokens" in chart and "js-line" in chart  # plotly drew the curve

@@ -1,3 +1,4 @@
+import json
 import math
 
 import pandas as pd
@@ -47,3 +48,18 @@ def test_report_states_each_approach_s_tokens_per_parameter_and_approach_1():
     section = "\n".join(envelope_lines(laws["envelope"]))
     assert "### Envelope approach 1" in section and "7 model sizes" in section and "c = 6" in section
     assert "Not fitted" in "\n".join(envelope_lines(None))
+
+
+def test_a_baseline_study_gets_its_comparison_with_the_gap_and_a_figure(tmp_path):
+    from test_compare import law_with
+
+    from isoflop.report import BASELINE_FIGURE, baseline_lines
+
+    baseline, this = tmp_path / "baseline" / "laws.json", tmp_path / "laws.json"
+    baseline.parent.mkdir()
+    baseline.write_text(json.dumps({"chinchilla": law_with(1.8, 1e20, seed=1)}))
+    this.write_text(json.dumps({"chinchilla": law_with(1.7, 1e21, seed=2)}))
+    text = "\n".join(baseline_lines(baseline.parent, this, tmp_path / "figures"))
+    assert "## Against the baseline study" in text and f"`{baseline.parent}`" in text
+    assert "gap B - A = -0.1 nats/token" in text and "excludes 0" in text  # E differs by 0.1, the spread is 0.02
+    assert (tmp_path / "figures" / BASELINE_FIGURE).stat().st_size > 10_000

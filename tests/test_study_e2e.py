@@ -166,6 +166,23 @@ def test_a_changed_fit_setting_refits_without_retraining(study, tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(copy / "results" / "smoke" / "runs.parquet"), before)
 
 
+def test_a_named_baseline_adds_the_comparison_to_the_report_alone(study, tmp_path):
+    workdir, out = study
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy, symlinks=True)
+    config = tmp_path / "with-baseline.yaml"
+    config.write_text(yaml.safe_dump({**yaml.safe_load((REPO / "tests" / "smoke.yaml").read_text()),
+                                      "baseline": str(out)}))
+    dry = snakemake(copy, "-n", configfile=config)
+    assert planned_jobs(dry.stdout) == {"report": 1, "track_study": 1, "all": 1}, dry.stdout[-3000:]
+    done = snakemake(copy, configfile=config)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = (copy / "results" / "smoke" / "report.md").read_text()
+    assert "## Against the baseline study" in report and f"`{out / 'laws.json'}`" in report
+    assert "gap B - A = +0 nats/token" in report and "includes 0" in report  # the same laws: no gap
+    assert (copy / "results" / "smoke" / "figures" / "baseline_comparison.png").exists()
+
+
 @pytest.mark.parametrize(
     "override, fragment",
     [

@@ -194,6 +194,12 @@ def test_a_training_run_shows_numbers_as_metrics_at_the_times_it_ran_under_its_s
     assert (val.step, val.timestamp) == (2, 1000 * (STARTED + 11.5))
     # tokens and FLOPs so far per step: the x-axes that put loss against compute
     assert [(m.step, m.value) for m in client.get_metric_history(first, "tokens")] == [(1, 2048), (2, 4096)]
+    # the loss with the token count as its step: the metric page draws loss against tokens
+    assert [(m.step, m.value) for m in client.get_metric_history(first, "train_loss_vs_tokens")] == [(2048, 5.0), (4096, 4.5)]
+    assert [(m.step, m.value) for m in client.get_metric_history(first, "val_loss_vs_tokens")] == [(4096, 3.25)]
+    [data] = client.get_run(first).inputs.dataset_inputs  # the corpus the run trained on
+    assert data.dataset.name == "tokens-fingerprint" and data.dataset.digest == "fingerprint"
+    assert {tag.key: tag.value for tag in data.tags} == {"mlflow.data.context": "training"}
     assert [m.value for m in client.get_metric_history(first, "flops")] == [2048 * 2.5e9 / 4096, 2.5e9]
     commit = run.data.tags["mlflow.source.git.commit"]
     assert len(commit) == 40 and int(commit, 16) >= 0

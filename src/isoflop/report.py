@@ -139,6 +139,25 @@ def ground_truth_lines(runs: pd.DataFrame, chinchilla: dict, source: dict | None
     return lines + [""]
 
 
+BASELINE_FIGURE = "baseline_comparison.png"
+
+
+def baseline_lines(baseline: Path, laws_path: Path, figures: Path) -> list[str]:
+    """The comparison with a baseline study (`isoflop compare` with the baseline as A and this study as B): each
+    law as its study's default chooses it, the loss gap at the target budget with its interval, and a figure."""
+    from isoflop.compare import compare_frontiers, describe, plot_comparison, read_study
+
+    studies = [read_study(baseline, None), read_study(laws_path, None)]
+    result = compare_frontiers(studies[0]["law"], studies[1]["law"],
+                               span=[fit for study in studies for fit in study["fits"]])
+    figures.mkdir(parents=True, exist_ok=True)
+    plot_comparison(result, [f"baseline: {baseline}", "this study"], figures / BASELINE_FIGURE)
+    lines = ["## Against the baseline study", "",
+             f"A is the baseline `{baseline}` ({studies[0]['law']['law']} law: {studies[0]['why']}); B is this study "
+             f"({studies[1]['law']['law']} law: {studies[1]['why']}).", ""]
+    return lines + [f"- {line}" for line in describe(result).splitlines()] + [""]
+
+
 def _figures(runs: pd.DataFrame, laws: dict, curves: dict[str, pd.DataFrame], figures: Path) -> list[tuple[str, str]]:
     """Draw every figure; returns (file name, caption) pairs. A figure that cannot be drawn is logged, not fatal.
     `curves`: run id -> its curve (a branched run's includes its trunk's steps; the branch state carries them)."""
@@ -190,10 +209,11 @@ def _figures(runs: pd.DataFrame, laws: dict, curves: dict[str, pd.DataFrame], fi
 
 def write_report(runs_path, laws_path, curated_dir, plan_path, curve_paths, trunk_results, benchmarks: dict[str, list],
                  report_path, figures_dir, *, study: str, ground_truth: dict | None = None,
-                 mixed_sources: bool = False) -> str:
+                 mixed_sources: bool = False, baseline=None) -> str:
     """Write report.md and the figures. `curve_paths`: the runs' curve.parquet files; `trunk_results`: the
     trunks' result.json files; `benchmarks`: stage -> its jobs' benchmark files; `ground_truth`: the synthetic
-    source's config when the study is a ground-truth study (see `ground_truth_lines`)."""
+    source's config when the study is a ground-truth study (see `ground_truth_lines`); `baseline`: another
+    study's laws.json to compare with (see `baseline_lines`)."""
     runs = pd.read_parquet(runs_path)
     laws = read_json(laws_path)
     plan = read_json(plan_path)
@@ -293,6 +313,11 @@ def write_report(runs_path, laws_path, curated_dir, plan_path, curve_paths, trun
             else:
                 lines.append(f"- {law_name}: could not be fitted without the largest budget")
         lines.append("")
+
+    if baseline is not None:
+        lines += baseline_lines(Path(baseline), Path(laws_path), Path(figures_dir))
+        figures.append((BASELINE_FIGURE, "This study's compute-optimal frontier against the baseline's, with 95% "
+                                         "bands, and the target budget of the comparison."))
 
     lines += ["## Runs", "", "| run | budget | d_model | N | D | C | status | val loss | val bpb |",
               "|---|---|---|---|---|---|---|---|---|"]

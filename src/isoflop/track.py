@@ -244,6 +244,14 @@ def _metrics(run: dict, result: dict, curve: pd.DataFrame | None, started: float
             series = train[["step", "seconds", column]].dropna(subset=[column])
             metrics.extend(Metric(column, float(v), stamp(t), int(s))
                            for s, t, v in zip(series["step"], series["seconds"], series[column]))
+        # the loss against tokens as a chart of its own: MLflow's x-axis is a step, and a step may be the token
+        # count (the UI's metric page then draws loss against tokens with no axis configuration)
+        for key, rows, column in (("train_loss_vs_tokens", train, "train_loss"),
+                                  ("val_loss_vs_tokens", curve[(curve["kind"] == "eval") & (curve["domain"] == "*")],
+                                   "val_loss")):
+            series = rows[["tokens", "seconds", column]].dropna(subset=[column])
+            metrics.extend(Metric(key, float(v), stamp(t), int(n))
+                           for n, t, v in zip(series["tokens"], series["seconds"], series[column]))
         evals = curve[curve["kind"] == "eval"]
         for domain, rows in evals.groupby("domain"):
             suffix = "" if domain == "*" else f".{domain}"
@@ -336,9 +344,24 @@ def log_training_run(tracking: Tracking, run: dict, run_dir, parent: str | None 
     metrics = _metrics(run, result, curve, started, ended)
     _retrying(lambda: _log_batches(client, mlflow_id, params, metrics, tags))
     _retrying(lambda: _log_artifact(client, tracking, created, run_dir / "result.json"))
+    if result.get("tokens_fingerprint"):
+        _retrying(lambda: client.log_inputs(mlflow_id, datasets=[_corpus_input(result)]))
     status = "FINISHED" if result.get("status") == "ok" else "FAILED"
     _retrying(lambda: client.set_terminated(mlflow_id, status=status, end_time=int(1000 * ended)))
     return mlflow_id
+
+
+def _corpus_input(result: dict):
+    """The run's training data as an MLflow dataset input: the token folder (by its content fingerprint) and
+    the mixture the run drew from it, so the UI lists which runs saw the same data."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    fingerprint = result["tokens_fingerprint"]
+    mixture = (result.get("spec") or {}).get("mixture")
+    dataset = Dataset(name=f"tokens-{fingerprint[:12]}", digest=fingerprint[:36], source_type="local",
+                      source=json.dumps({"tokens_fingerprint": fingerprint}),
+                      profile=json.dumps({"mixture": mixture}) if mixture else None)
+    return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])
 
 
 def log_training_run_safely(tracking: Tracking, run: dict, run_dir) -> str | None:

@@ -1,6 +1,7 @@
 # Validated config, content-hash ids and the run grid, computed once when the workflow is parsed. Every path
 # comes from isoflop.layout (the one place that names them); every job reads the plan from plan.json.
 import sys
+from pathlib import Path
 
 from isoflop.config import validate_config
 from isoflop.errors import UserError
@@ -23,6 +24,9 @@ TRACKING = config["tracking"]["enabled"]
 RESULTS = [LAYOUT.run_result(run_id) for run_id in sorted(RUNS)]
 CURVES = [LAYOUT.run_curve(run_id) for run_id in sorted(RUNS)]
 TRUNK_RESULTS = [LAYOUT.trunk_result(trunk_id) for trunk_id in sorted(TRUNKS)]
+# a baseline study to compare with: its laws.json, a declared input of the report
+BASELINE = [Path(config["baseline"]) / "laws.json" if Path(config["baseline"]).is_dir() else Path(config["baseline"])
+            ] if config["baseline"] else []
 
 
 def training_input(wildcards):

@@ -59,6 +59,7 @@ rule report:
         curves=CURVES,
         trunks=TRUNK_RESULTS,
         benchmarks=[path for paths in BENCHMARKED.values() for path in paths],
+        baseline=BASELINE,
     output:
         report=LAYOUT.report,
         figures=report(directory(LAYOUT.figures), patterns=["{name}.png"], caption="../report/figure.rst",
