@@ -42,6 +42,13 @@ def branches_of(trunk_id: str) -> dict:
             for run_id in TRUNKS[trunk_id]["run_ids"]}
 
 
+def figure_category(wildcards):
+    """The stage a figure shows, as the HTML report's category."""
+    if wildcards.name.startswith("curation_"):
+        return "Curation"
+    return "Training" if wildcards.name == "loss_curves" else "Laws"
+
+
 wildcard_constraints:
     run_id="[0-9a-f]{12}",
     trunk_id="[0-9a-f]{12}",

@@ -42,13 +42,6 @@ rule fit:
         "../../scripts/fit.py"
 
 
-def figure_category(wildcards):
-    """The stage a figure shows, as the HTML report's category."""
-    if wildcards.name.startswith("curation_"):
-        return "Curation"
-    return "Training" if wildcards.name == "loss_curves" else "Laws"
-
-
 rule report:
     input:
         # The tables the figures are drawn from, flagged here for the HTML report beside the figures.
