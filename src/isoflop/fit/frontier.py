@@ -145,11 +145,9 @@ def optimum_at(law: dict, compute: float, level: float = 0.95, seed: int = 0) ->
 
 
 def _optimum(law: dict, compute) -> tuple[dict, dict | None]:
-    """`law`'s allocation (N_opt, D_opt, loss, each (1, m)) at `compute` and its bootstrap fits' (B, m)."""
-    evaluate = {"chinchilla": _chinchilla_allocation, "isoflop": profile_allocation}.get(law.get("law"))
-    if evaluate is None:
+    """`law`'s allocation (N_opt, D_opt, loss, each (1, m)) at `compute` and its bootstrap fits' (B, m): the
+    laws that predict a loss there (an envelope fits only N*)."""
+    if law.get("law") not in ("chinchilla", "isoflop"):
         raise UserError(f"a {law.get('law')!r} law has no compute-optimal allocation; "
                         "it needs a chinchilla or isoflop law")
-    compute = np.atleast_1d(np.asarray(compute, dtype=float))
-    samples = law["bootstrap"]["samples"]
-    return evaluate(law["params"], compute), (evaluate(samples, compute) if samples else None)
+    return _allocations(law, np.atleast_1d(np.asarray(compute, dtype=float)))
