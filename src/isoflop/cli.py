@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     "isoflop.curate.cli",
     "isoflop.compare",
     "isoflop.track",
+    "isoflop.config",
 ]
 
 EXAMPLES = """examples:

@@ -10,6 +10,7 @@ from a file (`read_config_file`), when the file uses YAML aliases or asks for YT
 
 from __future__ import annotations
 
+import argparse
 import copy
 import math
 from pathlib import Path
@@ -135,6 +136,8 @@ def _describe(error) -> str:
             error.validator
         ]
         return f"config key '{key}' = {error.instance!r} is out of range; allowed values: {bound} {error.validator_value}"
+    if error.validator == "pattern":
+        return f"config key '{key}' = {error.instance!r} is not allowed; allowed values: strings matching {error.validator_value}"
     if error.validator == "uniqueItems":
         first, repeat = _first_repeat(error.instance)
         return (f"config key '{key}[{repeat}]' = {error.instance[repeat]!r} repeats '{key}[{first}]'; "
@@ -219,3 +222,20 @@ def _sorted_keys(value):
 def load_config(path: str | Path) -> dict:
     """Read a YAML study config (`read_config_file`), validate it and fill defaults."""
     return validate_config(read_config_file(path))
+
+
+def register(subparsers) -> None:
+    check = subparsers.add_parser(
+        "check-config", help="refuse a study config before Snakemake reads it",
+        description="Read a study config as isoflop does (YAML without aliases or YTE templates) and validate "
+        "it: one line naming the file or key when it is refused. Snakemake evaluates a config file's YTE "
+        "templates while it reads it, before any isoflop code runs, so `make study` runs this first.",
+        epilog="examples:\n  isoflop check-config my-study.yaml", formatter_class=argparse.RawDescriptionHelpFormatter)
+    check.add_argument("config", help="study config file (YAML)")
+    check.set_defaults(func=_check_config_command)
+
+
+def _check_config_command(args) -> int:
+    config = load_config(args.config)
+    print(f"{args.config}: valid study config '{config['study']}'")
+    return 0
