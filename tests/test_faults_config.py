@@ -43,6 +43,8 @@ REFUSED = [
     ({"plan": {"budgets": [1e12, math.inf]}}, "config key 'plan.budgets[1]' = inf is not a finite number"),
     ({"curate": {"val_fraction": -math.inf}}, "config key 'curate.val_fraction' = -inf is not a finite number"),
     ({"train": {"batch_size": 8.0}}, "config key 'train.batch_size' = 8.0 has the wrong type; expected integer"),
+    (yaml.safe_load("plan: {budgets: [2.5e10]}"), "config key 'plan.budgets[0]' = '2.5e10' has the wrong type; "
+     "expected number (YAML reads a number like 2.5e10 as text: write 2.5e+10)"),
     ({"study": "evil\n"}, f"config key 'study' = 'evil\\n' is not allowed; allowed values: strings matching {PATTERN}"),
     ({"corpus": {"sources": [{"path": "x", "format": "text", "domain": "web\n"}]}},
      r"config key 'corpus.sources[0].domain' = 'web\n' is not allowed; allowed values: strings matching "

@@ -143,8 +143,19 @@ def _describe(error) -> str:
         return (f"config key '{key}[{repeat}]' = {error.instance[repeat]!r} repeats '{key}[{first}]'; "
                 f"allowed values: distinct entries")
     if error.validator == "type":
-        return f"config key '{key}' = {error.instance!r} has the wrong type; expected {error.validator_value}"
+        message = f"config key '{key}' = {error.instance!r} has the wrong type; expected {error.validator_value}"
+        if isinstance(error.instance, str) and _is_number(error.instance):
+            message += " (YAML reads a number like 2.5e10 as text: write 2.5e+10)"
+        return message
     return f"config key '{key}': {error.message}"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _first_repeat(items: list) -> tuple[int, int]:
