@@ -43,6 +43,8 @@ REFUSED = [
     ({"plan": {"budgets": [1e12, math.inf]}}, "config key 'plan.budgets[1]' = inf is not a finite number"),
     ({"curate": {"val_fraction": -math.inf}}, "config key 'curate.val_fraction' = -inf is not a finite number"),
     ({"train": {"batch_size": 8.0}}, "config key 'train.batch_size' = 8.0 has the wrong type; expected integer"),
+    ({"plan": {"budgets": [[1.0] * 1000]}},  # a refused value is shown short, not expanded into the message
+     "config key 'plan.budgets[0]' = [1.0, 1.0, 1.0, 1.0, ...] has the wrong type; expected number"),
     (yaml.safe_load("plan: {budgets: [2.5e10]}"), "config key 'plan.budgets[0]' = '2.5e10' has the wrong type; "
      "expected number (YAML reads a number like 2.5e10 as text: write 2.5e+10)"),
     ({"study": "evil\n"}, f"config key 'study' = 'evil\\n' is not allowed; allowed values: strings matching {PATTERN}"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -130,24 +131,33 @@ def _describe(error) -> str:
         return f"unknown config key {', '.join(repr(e) for e in extra)} {where}; allowed keys: {', '.join(allowed)}"
     if error.validator == "enum":
         allowed = ", ".join(repr(v) for v in error.validator_value)
-        return f"config key '{key}' = {error.instance!r} is not allowed; allowed values: {allowed}"
+        return f"config key '{key}' = {_shown(error.instance)} is not allowed; allowed values: {allowed}"
     if error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         bound = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[
             error.validator
         ]
-        return f"config key '{key}' = {error.instance!r} is out of range; allowed values: {bound} {error.validator_value}"
+        return f"config key '{key}' = {_shown(error.instance)} is out of range; allowed values: {bound} {error.validator_value}"
     if error.validator == "pattern":
-        return f"config key '{key}' = {error.instance!r} is not allowed; allowed values: strings matching {error.validator_value}"
+        return f"config key '{key}' = {_shown(error.instance)} is not allowed; allowed values: strings matching {error.validator_value}"
     if error.validator == "uniqueItems":
         first, repeat = _first_repeat(error.instance)
-        return (f"config key '{key}[{repeat}]' = {error.instance[repeat]!r} repeats '{key}[{first}]'; "
+        return (f"config key '{key}[{repeat}]' = {_shown(error.instance[repeat])} repeats '{key}[{first}]'; "
                 f"allowed values: distinct entries")
     if error.validator == "type":
-        message = f"config key '{key}' = {error.instance!r} has the wrong type; expected {error.validator_value}"
+        message = f"config key '{key}' = {_shown(error.instance)} has the wrong type; expected {error.validator_value}"
         if isinstance(error.instance, str) and _is_number(error.instance):
             message += " (YAML reads a number like 2.5e10 as text: write 2.5e+10)"
         return message
     return f"config key '{key}': {error.message}"
+
+
+def _shown(value) -> str:
+    """A value as a message shows it: short, so an error about a huge value (an alias bomb's list) stays a
+    line rather than the whole expansion."""
+    short = reprlib.Repr()  # Python 3.11's Repr takes no arguments
+    short.maxlist = short.maxdict = 4
+    short.maxlevel, short.maxstring, short.maxother = 2, 80, 80
+    return short.repr(value)
 
 
 def _is_number(text: str) -> bool:
