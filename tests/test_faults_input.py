@@ -188,3 +188,23 @@ def test_a_source_that_yields_nothing_stops_the_study_in_one_line(tmp_path):
     assert "Error in rule corpus" in done.stderr  # Snakemake marks the job failed
     assert TRACEBACK not in done.stderr
     assert not (tmp_path / "results" / "defects" / "runs").exists()  # stopped before training
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("embed, line", [
+    (True, "isoflop curate/fit: error: no document is left to embed after quality and dedup; loosen curate.quality "
+           "or set curate.embed.enabled: false"),
+    (False, "isoflop tokenize: error: curation left no training document of the 2 ingested (see "
+            "results/defects/curated/{curated}/curation.json); loosen curate.quality or add documents to the corpus"),
+])
+def test_a_corpus_emptied_by_curation_stops_before_training_in_one_line(tmp_path, embed, line):
+    Path(tmp_path, "tiny").mkdir()
+    Path(tmp_path, "tiny", "a.jsonl").write_text('{"text": "x"}\n{"text": "y y"}\n')  # both fail the quality rules
+    config = {**TINY, "corpus": {"stdlib": {"enabled": False}, "shards": 1,
+                                 "sources": [{"path": "tiny", "format": "jsonl", "domain": "web"}]},
+              "curate": {"embed": {"enabled": embed}, "semantic_dedup": {"enabled": embed}}}
+    done = _snakemake(tmp_path, config)
+    assert done.returncode == 1 and TRACEBACK not in done.stderr
+    curated = [folder.name for folder in (tmp_path / "results" / "defects" / "curated").glob("*")]
+    assert line.format(curated=curated[0] if curated else None) in done.stderr.splitlines()
+    assert not (tmp_path / "results" / "defects" / "runs").exists()
