@@ -181,3 +181,14 @@ def test_snakemake_evaluates_yte_before_isoflop_which_then_refuses_the_study(tmp
     assert checked.stderr == (f"isoflop check-config: error: {configfile} asks for YTE templating (__use_yte__), "
                               f"which isoflop refuses: templates are Python code (see README, Faults and bad "
                               f"input)\n")
+
+
+def test_check_config_accepts_the_repository_configs_and_refuses_in_one_line(tmp_path, capsys):
+    from isoflop.cli import main
+
+    assert main(["check-config", str(REPO / "config.yaml")]) == 0
+    assert capsys.readouterr().out == f"{REPO / 'config.yaml'}: valid study config 'default'\n"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {lr: .nan}\n")
+    assert main(["check-config", str(bad)]) == 1
+    assert capsys.readouterr().err == "isoflop check-config: error: config key 'train.lr' = nan is not a finite number\n"
