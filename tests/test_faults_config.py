@@ -83,6 +83,14 @@ def test_an_alias_bomb_is_refused_in_the_file_and_bounded_in_memory(tmp_path):
                               f"a study config holds a few hundred")
 
 
+def test_a_json_config_is_read_as_snakemake_reads_it(tmp_path):
+    config = tmp_path / "study.json"
+    config.write_text('{\t"train": {"lr": NaN}}')  # JSON that is not YAML (a tab), with JSON's NaN
+    with pytest.raises(UserError) as err:
+        load_config(config)
+    assert str(err.value) == "config key 'train.lr' = nan is not a finite number"
+
+
 def test_deep_nesting_is_refused_naming_the_key():
     deep = 1.0
     for _ in range(40):
@@ -115,8 +123,8 @@ def test_yte_and_python_tags_are_refused_without_running_anything(tmp_path):
     tagged.write_text(f"study: !!python/object/apply:os.system ['touch {marker}']\n")
     with pytest.raises(UserError) as err:
         load_config(tagged)
-    assert str(err.value).startswith(f"{tagged} is not valid YAML: could not determine a constructor for the tag "
-                                     f"'tag:yaml.org,2002:python/object/apply:os.system'")
+    assert str(err.value) == (f"{tagged}:1: not valid YAML: could not determine a constructor for the tag "
+                              f"'tag:yaml.org,2002:python/object/apply:os.system'")
     assert not marker.exists()
 
 

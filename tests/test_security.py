@@ -43,7 +43,7 @@ def test_the_code_is_scanned():
 
 def test_yaml_is_read_only_through_safe_loaders():
     loads = _calls(r"\byaml\.(?:load|load_all|full_load|unsafe_load|unsafe_load_all|full_load_all)\(")
-    assert loads == [(Path("src/isoflop/config.py"), "yaml.load(handle, Loader=_NoAliasLoader)")]
+    assert loads == [(Path("src/isoflop/config.py"), "yaml.load(text, Loader=_NoAliasLoader)")]
     assert issubclass(_NoAliasLoader, yaml.SafeLoader)
     assert not [path for path in CODE if re.search(r"\bLoader\s*=\s*yaml\.(?:Full|Unsafe)?Loader\b", path.read_text())]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import reprlib
 from pathlib import Path
@@ -53,9 +54,12 @@ class _NoAliasLoader(yaml.SafeLoader):
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise UserError(f"{mark.name}:{mark.line + 1}: YAML aliases (*name) are not allowed in a study config")
+            raise _AliasFound(self.peek_event().start_mark.line + 1)
         return super().compose_node(parent, index)
+
+
+class _AliasFound(Exception):
+    """An alias at this line (1-based) of the file being read."""
 
 
 def read_config_file(path: str | Path) -> dict:
@@ -66,10 +70,19 @@ def read_config_file(path: str | Path) -> dict:
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        with open(path, encoding="utf-8") as handle:
-            raw = yaml.load(handle, Loader=_NoAliasLoader) or {}  # noqa: S506 - a SafeLoader subclass
+        text = path.read_text(encoding="utf-8")
+        try:  # JSON first, as Snakemake reads a config file (JSON has no aliases and no templates)
+            raw = json.loads(text)
+        except ValueError:
+            raw = yaml.load(text, Loader=_NoAliasLoader) or {}  # noqa: S506 - a SafeLoader subclass
+    except _AliasFound as found:
+        raise UserError(f"{path}:{found.args[0]}: YAML aliases (*name) are not allowed in a study config") from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise UserError(f"{where}: not valid YAML: {' '.join(str(err.problem or err.context).split())}") from None
     except yaml.YAMLError as err:
-        raise UserError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
+        raise UserError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
     except RecursionError:
         raise UserError(f"{path} nests deeper than YAML can be read") from None
     except UnicodeDecodeError as err:
