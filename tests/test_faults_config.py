@@ -151,13 +151,16 @@ DRY_RUNS = [
      "(corpus.stdlib.enabled and corpus.synthetic.enabled are false and corpus.sources is empty); the study has "
      "no documents"),
     (ALIAS_BOMB, "isoflop: config error: {configfile}:2: YAML aliases (*name) are not allowed in a study config"),
+    # Snakemake's loader (PyYAML's FullLoader) builds this function object without calling it; isoflop refuses it
+    ("study: !!python/name:os.system\n", "isoflop: config error: {configfile}:1: not valid YAML: could not determine "
+                                        "a constructor for the tag 'tag:yaml.org,2002:python/name:os.system'"),
 ]
 
 
 @pytest.mark.faults
 @pytest.mark.parametrize("config_text, line", DRY_RUNS, ids=["nan", "inf", "float-count", "newline-name",
                                                               "repeated-budget", "million-runs", "no-corpus",
-                                                              "alias-bomb"])
+                                                              "alias-bomb", "python-tag"])
 def test_a_dry_run_refuses_config_abuse_in_one_line(tmp_path, config_text, line):
     started = time.perf_counter()
     done = _dry_run(tmp_path, config_text)
