@@ -36,7 +36,7 @@ DEFECTS = {
     "corrupt": "a JSON line that does not parse (or nests past the parser's depth), or is not an object",
     "missing_text": "a JSON object without the text field, or a row whose text is null or not a string",
     "no_text_column": "a Parquet file without the text column",
-    "unreadable": "a file that cannot be read to its end (a truncated Parquet file, an I/O error)",
+    "unreadable": "a file or folder that cannot be read to its end (a truncated Parquet file, no permission)",
     "symlink_outside": "a symlink in a source folder pointing outside it (not followed)",
     "symlink_loop": "a symlink that resolves to itself (not followed)",
     "symlink_inside": "a symlink to somewhere inside the folder (not followed; the target is read where it is)",

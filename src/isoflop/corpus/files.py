@@ -27,18 +27,22 @@ ID_SCHEME = "domain:source-path/relative-path"
 
 
 def _walk(root: Path, suffixes: tuple[str, ...]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """The files under `root` with one of `suffixes`, and every symlink met with why it is not followed,
-    both in sorted path order. Links are judged, never entered, so a loop cannot trap the walk."""
+    """The files under `root` with one of `suffixes`, and every symlink or unreadable folder met with its
+    defect, both in sorted path order. Links are judged, never entered, so a loop cannot trap the walk."""
     real_root = root.resolve()
-    found, links = [], []
-    for folder, subfolders, names in os.walk(root):  # os.walk does not descend into linked folders
+    found, skipped = [], []
+
+    def unreadable(err: OSError) -> None:
+        skipped.append((Path(err.filename), "unreadable"))
+
+    for folder, subfolders, names in os.walk(root, onerror=unreadable):  # never descends into linked folders
         for name in subfolders + names:
             path = Path(folder) / name
             if path.is_symlink():
-                links.append((path, _link_defect(path, real_root)))
+                skipped.append((path, _link_defect(path, real_root)))
             elif name in names and path.suffix.lower() in suffixes and path.is_file():
                 found.append(path)
-    return sorted(found), sorted(links)
+    return sorted(found), sorted(skipped)
 
 
 def _link_defect(link: Path, real_root: Path) -> str:
@@ -54,7 +58,7 @@ def _link_defect(link: Path, real_root: Path) -> str:
 
 
 def _files(source: dict, index: int) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
-    """(file, id stem) of every file the source reads, and (link, defect) of every symlink it skips."""
+    """(file, id stem) of every file the source reads, and (path, defect) of every symlink or folder it skips."""
     root = Path(source["path"])
     stem = f"{source['domain']}:{root.as_posix()}"
     if not root.exists():
@@ -62,20 +66,20 @@ def _files(source: dict, index: int) -> tuple[list[tuple[Path, str]], list[tuple
     if root.is_file():
         return [(root, stem)], []
     suffixes = SUFFIXES[source["format"]]
-    found, links = _walk(root, suffixes)
+    found, skipped = _walk(root, suffixes)
     if not found:
-        skipped = f" ({len(links)} symlinks not followed)" if links else ""
-        raise UserError(f"config key 'corpus.sources[{index}].path': no {'/'.join(suffixes)} files in {root}{skipped}")
-    return [(path, f"{stem}/{path.relative_to(root).as_posix()}") for path in found], links
+        note = f" ({len(skipped)} symlinks or unreadable folders skipped)" if skipped else ""
+        raise UserError(f"config key 'corpus.sources[{index}].path': no {'/'.join(suffixes)} files in {root}{note}")
+    return [(path, f"{stem}/{path.relative_to(root).as_posix()}") for path in found], skipped
 
 
 def fingerprint(source: dict, index: int) -> dict:
-    """Every file the source reads with its size and mtime_ns, and every symlink it skips: changes when any
+    """Every file the source reads with its size and mtime_ns, and every path it skips: changes when any
     file changes. Cheap: no file is read."""
-    found, links = _files(source, index)
+    found, skipped = _files(source, index)
     return {"ids": ID_SCHEME,
             "files": [[stem, path.stat().st_size, path.stat().st_mtime_ns] for path, stem in found],
-            "symlinks": [[str(link), defect] for link, defect in links]}
+            "skipped": [[str(path), defect] for path, defect in skipped]}
 
 
 def documents(source: dict, index: int, max_bytes: int) -> Iterator:
@@ -83,9 +87,9 @@ def documents(source: dict, index: int, max_bytes: int) -> Iterator:
     from isoflop.corpus import RawDocument
 
     domain, field = source["domain"], source.get("text_field", "text")
-    found, links = _files(source, index)
-    for link, defect in links:
-        yield RawDocument(f"{domain}:{link}", domain, None, str(link), defect)
+    found, skipped = _files(source, index)
+    for path, defect in skipped:
+        yield RawDocument(f"{domain}:{path}", domain, None, str(path), defect)
     for path, stem in found:
         try:
             size = path.stat().st_size
