@@ -150,7 +150,13 @@ def fit_predictor(model: str, weights, targets, *, seed: int = 0) -> Predictor:
         raise UserError("targets contain NaN or infinity")
     if model != "lgbm" and (targets <= 0).any():
         raise UserError(f"the {model} predictor models log loss: every target must be positive")
-    return {"lgbm": _fit_lgbm, "mixing-law": _fit_mixing_law, "ridge": _fit_ridge}[model](weights, targets, seed)
+    from threadpoolctl import threadpool_limits
+
+    # one BLAS thread: these are small matrices (a few hundred mixtures by tens of groups), where OpenBLAS's
+    # threads cost more than they save (8x slower on a busy 2-core machine) and contend with parallel jobs
+    with threadpool_limits(1):
+        return {"lgbm": _fit_lgbm, "mixing-law": _fit_mixing_law, "ridge": _fit_ridge}[model](weights, targets,
+                                                                                                seed)
 
 
 def _fit_lgbm(weights: np.ndarray, targets: np.ndarray, seed: int) -> LightGBMPredictor:
