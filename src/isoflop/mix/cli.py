@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -99,9 +98,7 @@ def run_fit(args: argparse.Namespace) -> int:
     if args.model not in MODELS:
         raise UserError(f"--model {args.model!r}: expected one of {', '.join(MODELS)}")
     groups, weights, targets = read_proxies(args.mixtures, args.metrics, args.key, args.target)
-    started = time.perf_counter()
     predictor = fit_predictor(args.model, weights, targets, seed=args.seed)
-    fit_seconds = time.perf_counter() - started
     result = {"model": args.model, "target": args.target, "key": args.key, "groups": groups, "seed": args.seed,
               "n_train": len(targets), "train_mean": [float(v) for v in weights.mean(axis=0)],
               "cv": cross_validate(args.model, weights, targets, folds=args.folds, seed=args.seed)}
@@ -117,7 +114,7 @@ def run_fit(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(_json_safe(result), indent=1) + "\n")
     print(f"{args.model} on {len(targets)} mixtures, {len(groups)} groups, target {args.target}: "
-          f"fitted in {fit_seconds:.2f} s; {_scores('cv', result['cv'])}"
+          f"{_scores('cv', result['cv'])}"
           + (f"; {_scores('test', result['test'])}" if "test" in result else ""))
     return 0
 
