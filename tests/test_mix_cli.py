@@ -88,7 +88,9 @@ def fails_with(capsys, argv, message):
 def test_fit_and_propose_on_a_small_study(tmp_path, capsys):
     argv = write_proxies(tmp_path)
     assert main(argv) == 0
-    fit = json.loads((tmp_path / "fit.json").read_text())
+    written = (tmp_path / "fit.json").read_bytes()
+    assert main(argv) == 0 and (tmp_path / "fit.json").read_bytes() == written  # a pure function of its input
+    fit = json.loads(written)
     assert fit["groups"] == ["web", "code", "books"] and fit["cv"]["spearman"] > 0.99
     assert "test" not in fit
     assert main(["mix", "propose", "--fit", str(tmp_path / "fit.json"), "--bounds", "code=0,0.5",
@@ -108,6 +110,8 @@ def test_weights_printed_with_few_decimals_may_miss_one_by_their_rounding(tmp_pa
     ({"weights": np.tile([0.51234567, 0.3, 0.2], (40, 1))}, "index=1: weights sum to 1.01235, not 1 (within 1e-06)"),
     ({"weights": np.tile([1.2, -0.3, 0.1], (40, 1))}, "group 'code' has a negative weight -0.3"),
     ({"losses": [np.nan] + [3.0] * 39}, "column 'loss' has a missing or non-numeric value at data row 1"),
+    ({"weights": np.vstack([np.full((2, 3), 1 / 3), [[np.nan, 0.5, 0.5]], np.full((37, 3), 1 / 3)])},
+     "m.csv: column 'web' has a missing or non-numeric value at data row 3"),
     ({"keys": [1] * 40}, "key index=1 appears more than once"),
 ])
 def test_bad_proxy_files_fail_in_one_line(tmp_path, capsys, change, message):

@@ -85,8 +85,10 @@ def test_cross_validation_scores_out_of_fold_predictions():
     assert result["folds"] == 4
     assert result["spearman"] > 0.99 and result["mae"] < 0.01
     assert cross_validate("mixing-law", weights, loss, folds=4, seed=0) == result
-    with pytest.raises(UserError, match="folds"):
+    with pytest.raises(UserError, match="5 folds need between 2 and 3"):
         cross_validate("ridge", weights[:3], loss[:3], folds=5)
+    with pytest.raises(UserError, match="3-fold cross-validation of 4 mixtures fits on 2; need at least 3"):
+        cross_validate("ridge", weights[:4], loss[:4], folds=3)
 
 
 @pytest.mark.parametrize(("model", "weights", "loss", "message"), [

@@ -255,6 +255,10 @@ def cross_validate(model: str, weights, targets, *, folds: int = 5, seed: int = 
     targets = np.asarray(targets, dtype=float).ravel()
     if not 2 <= folds <= len(targets):
         raise UserError(f"{folds} folds need between 2 and {len(targets)} (the number of mixtures)")
+    smallest_fit = len(targets) - -(-len(targets) // folds)
+    if smallest_fit < 3:
+        raise UserError(f"{folds}-fold cross-validation of {len(targets)} mixtures fits on {smallest_fit}; "
+                        f"need at least 3")
     fold_of = np.empty(len(targets), dtype=int)
     fold_of[np.random.default_rng(seed).permutation(len(targets))] = np.arange(len(targets)) % folds
     predicted = np.empty(len(targets))

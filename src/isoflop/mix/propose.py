@@ -35,25 +35,24 @@ def sample_mixtures(natural, n: int, *, seed: int, sparsity: float = 0.0, temper
     natural = _as_distribution(natural, "natural")
     if not 0.0 <= sparsity < 1.0:
         raise UserError(f"sparsity {sparsity} must be in [0, 1)")
+    if min_weight * len(natural) >= 1.0:
+        raise UserError(f"min_weight {min_weight} must be below 1 / {len(natural)} groups")
     rng = np.random.default_rng(seed)
     prior = natural ** temperature
     prior /= prior.sum()
     present = prior > 0
     strengths = STRENGTHS[rng.integers(0, len(STRENGTHS), n)]
-    alpha = np.maximum(strengths[:, None] * prior[present], 1e-300)
-    # Dirichlet via normalised Gamma draws, vectorised over rows with different concentrations; tiny alphas
-    # underflow to 0, which is what a sparse Dirichlet draw means at float precision.
+    # Dirichlet via normalised Gamma draws, vectorised over rows with different concentrations; draws for
+    # tiny concentrations underflow to 0, which is what a sparse Dirichlet draw means at float precision
     gamma = np.zeros((n, len(prior)))
-    gamma[:, present] = rng.gamma(alpha)
+    gamma[:, present] = rng.gamma(strengths[:, None] * prior[present])
     if sparsity > 0:
         gamma *= rng.random(gamma.shape) >= sparsity
     empty = gamma.sum(axis=1) == 0
     # rows left empty keep one group, drawn with the prior
     gamma[np.flatnonzero(empty), rng.choice(len(prior), int(empty.sum()), p=prior)] = 1.0
     weights = gamma / gamma.sum(axis=1, keepdims=True)
-    weights[weights < min_weight] = 0.0
-    kept_none = weights.sum(axis=1) == 0  # every group was under min_weight: keep the largest draw
-    weights[kept_none, np.argmax(gamma[kept_none], axis=1)] = 1.0
+    weights[weights < min_weight] = 0.0  # a row's largest weight is at least 1/g > min_weight: none empties
     return weights / weights.sum(axis=1, keepdims=True)
 
 
