@@ -100,6 +100,29 @@ def test_fit_and_propose_on_a_small_study(tmp_path, capsys):
     assert "binding: bounds" in capsys.readouterr().out
 
 
+def test_olmix_layout_reads_as_it_is(tmp_path):
+    # Olmix's *_ratios.csv / *_metrics.csv: a saved pandas index without a header, run ids and names as text,
+    # then the key `index` and the weights (or metrics)
+    rng = np.random.default_rng(2)
+    weights = rng.dirichlet(np.ones(3), 30)
+    labels = {"run": [f"r{i:04d}x" for i in range(30)], "name": [f"proxy-{i}" for i in range(30)],
+              "index": range(30)}
+    pd.DataFrame({**labels, "web": weights[:, 0], "code": weights[:, 1], "books": weights[:, 2]}).to_csv(
+        tmp_path / "ratios.csv")
+    pd.DataFrame({**labels, "arc_easy:rc::olmes": 2.0 - weights[:, 0]}).to_csv(tmp_path / "metrics.csv")
+    out = tmp_path / "fit.json"
+    assert main(["mix", "fit", "--mixtures", str(tmp_path / "ratios.csv"), "--metrics", str(tmp_path / "metrics.csv"),
+                 "--target", "arc_easy:rc::olmes", "--model", "ridge", "--folds", "3", "--out", str(out)]) == 0
+    fit = json.loads(out.read_text())
+    assert fit["groups"] == ["web", "code", "books"] and fit["n_train"] == 30
+    assert fit["cv"]["spearman"] > 0.99
+    # keyed on the run id instead, the numeric `index` column is named as not a weight
+    argv = ["mix", "fit", "--mixtures", str(tmp_path / "ratios.csv"), "--metrics", str(tmp_path / "metrics.csv"),
+            "--key", "run", "--target", "arc_easy:rc::olmes", "--model", "ridge", "--out", str(out)]
+    assert main([*argv, "--ignore", "index"]) == 0
+    assert json.loads(out.read_text())["groups"] == ["web", "code", "books"]
+
+
 def test_weights_printed_with_few_decimals_may_miss_one_by_their_rounding(tmp_path):
     weights = np.round(np.random.default_rng(1).dirichlet(np.ones(3), 40), 2)  # sums 0.99 to 1.01
     assert main(write_proxies(tmp_path, weights=weights)) == 0
@@ -122,6 +145,7 @@ def test_bad_flags_fail_in_one_line(tmp_path, capsys):
     fails_with(capsys, write_proxies(tmp_path, **{"--target": "accuracy"}), "no target column 'accuracy'")
     fails_with(capsys, write_proxies(tmp_path, **{"--model": "mlp"}), "--model 'mlp': expected one of")
     fails_with(capsys, write_proxies(tmp_path, **{"--key": "run"}), "no key column 'run'")
+    fails_with(capsys, write_proxies(tmp_path, **{"--ignore": "news"}), "--ignore 'news':")
     fails_with(capsys, write_proxies(tmp_path, **{"--test-mixtures": tmp_path / "m.csv"}),
                "--test-mixtures and --test-metrics go together")
     assert main(write_proxies(tmp_path)) == 0
