@@ -43,6 +43,19 @@ def test_a_known_share_of_pairs_and_an_interval_from_resampled_documents(gap, in
     assert decision_accuracy(small, large, n_boot=1000, seed=0) == result
 
 
+def test_whether_the_chosen_mixture_still_wins_at_scale():
+    # mixture 0 is best at both scales by a clear margin; mixture 1 is best at small scale by a hair only
+    small = per_document_losses([3.0, 2.99, 3.5], noise=0.2, seed=3)
+    large = per_document_losses([2.5, 2.6, 3.0], noise=0.2, seed=4)
+    clear = decision_accuracy(small, large, n_boot=500, chosen=0)
+    assert clear["chosen_wins"] is True and clear["chosen_wins_share"] == 1.0
+    lost = decision_accuracy(small, large, n_boot=500, chosen=1)
+    assert lost["chosen_wins"] is False and lost["chosen_wins_share"] == 0.0
+    assert decision_accuracy(small, large, n_boot=0, chosen=0)["chosen_wins_share"] == 1.0
+    with pytest.raises(UserError, match="chosen mixture 3 is not one of the 3 rows"):
+        decision_accuracy(small, large, chosen=3)
+
+
 def test_ties_count_half_and_bad_shapes_are_user_errors():
     small = np.array([[1.0, 1.0], [1.0, 1.0]])
     assert decision_accuracy(small, small + np.array([[0.0], [1.0]]), n_boot=0)["accuracy"] == 0.5
