@@ -74,7 +74,13 @@ def test_polish_improves_a_smooth_predictor_within_the_constraints():
     polished = np.array(result["polished"]["weights"])
     assert result["polished"]["predicted"] < result["predicted"]
     assert kl_divergence(polished, NATURAL)[0] <= 0.05
+    assert kl_divergence(polished, NATURAL)[0] == pytest.approx(0.05, abs=1e-6)  # the solver ends on the limit
+    assert result["polished"]["binding"] == ["kl_max"]
     assert polished.sum() == pytest.approx(1.0) and (polished >= 0).all()
+    capped = propose(FAVOURS_A, NATURAL, bounds=[(0.0, 0.3), (0.0, 1.0), (0.0, 1.0), (0.0, 1.0)], polish=True,
+                     **SEARCH)
+    assert capped["polished"]["weights"][0] == pytest.approx(0.3)
+    assert capped["polished"]["binding"] == ["bounds"]
 
 
 def test_impossible_constraints_are_one_line_errors():
