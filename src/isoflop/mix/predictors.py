@@ -188,9 +188,9 @@ def _fit_mixing_law(weights: np.ndarray, targets: np.ndarray, seed: int) -> Mixi
     """Huber fit of the law on log residuals, best of several starts.
 
     Parameters: c, k (the loss above its floor c at the uniform mixture; positive at every start) and the
-    first g-1 exponents; the last is minus their sum (the centring that makes the form identifiable). Starts: for each trial floor c0 below the lowest
-    loss, log(L - c0) is linear in the weights, so least squares gives k and t at once; seeded random
-    perturbations of the best of those add the rest.
+    first g-1 exponents; the last is minus their sum (the centring that makes the form identifiable).
+    Starts: for each trial floor c0 below the lowest loss, log(L - c0) is linear in the weights, so least
+    squares gives k and t at once; seeded random perturbations of the best of those add the rest.
     """
     from scipy.optimize import least_squares
 
