@@ -98,6 +98,12 @@ def test_fit_and_propose_on_a_small_study(tmp_path, capsys):
     mix = json.loads((tmp_path / "mix.json").read_text())
     assert mix["weights"][1] <= 0.5 and mix["binding"] == ["bounds"]  # the loss falls with code's weight
     assert "binding: bounds" in capsys.readouterr().out
+    np.testing.assert_allclose(mix["natural"], fit["train_mean"])  # the default centre: the fitted mixtures
+    assert main(["mix", "propose", "--fit", str(tmp_path / "fit.json"), "--natural", "web=2", "--natural",
+                 "code=1", "--natural", "books=1", "--kl-max", "0.05", "--n-candidates", "5000",
+                 "--out", str(tmp_path / "mix.json")]) == 0
+    mix = json.loads((tmp_path / "mix.json").read_text())
+    assert mix["natural"] == [0.5, 0.25, 0.25] and mix["binding"] == ["kl_max"]
 
 
 def test_olmix_layout_reads_as_it_is(tmp_path):

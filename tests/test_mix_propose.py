@@ -36,6 +36,7 @@ def test_sparsity_drops_groups_and_absent_groups_are_never_sampled():
 
 def test_unconstrained_the_proposal_follows_the_predictor_and_nothing_binds():
     result = propose(FAVOURS_A, NATURAL, **SEARCH)
+    assert propose(FAVOURS_A, NATURAL, **SEARCH) == result  # a pure function of its inputs and seed
     assert result["weights"][0] > 0.95
     assert result["binding"] == [] and result["binding_groups"] == {}
     assert result["n_feasible"] == result["n_candidates"] == 20_000
