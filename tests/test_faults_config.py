@@ -111,21 +111,21 @@ def test_a_grid_past_max_runs_is_refused_with_its_count_before_it_is_built():
                               "plan.max_runs")
 
 
-def test_yte_and_python_tags_are_refused_without_running_anything(tmp_path):
-    marker = tmp_path / "ran"
-    yte = tmp_path / "yte.yaml"
-    yte.write_text(f"__use_yte__: true\nstudy: ?__import__('pathlib').Path({str(marker)!r}).touch() or 'x'\n")
+@pytest.mark.parametrize("text, message", [
+    ("__use_yte__: true\nstudy: ?__import__('pathlib').Path({marker!r}).touch() or 'x'\n",
+     "{config} asks for YTE templating (__use_yte__), which isoflop refuses: templates are Python code (see README, "
+     "Faults and bad input)"),
+    ("study: !!python/object/apply:os.system ['touch {marker}']\n",
+     "{config}:1: not valid YAML: could not determine a constructor for the tag "
+     "'tag:yaml.org,2002:python/object/apply:os.system'"),
+], ids=["yte", "python-tag"])
+def test_yte_and_python_tags_are_refused_without_running_anything(tmp_path, text, message):
+    marker, config = str(tmp_path / "ran"), tmp_path / "study.yaml"
+    config.write_text(text.format(marker=marker))
     with pytest.raises(UserError) as err:
-        load_config(yte)
-    assert str(err.value) == (f"{yte} asks for YTE templating (__use_yte__), which isoflop refuses: templates "
-                              f"are Python code (see README, Faults and bad input)")
-    tagged = tmp_path / "tagged.yaml"
-    tagged.write_text(f"study: !!python/object/apply:os.system ['touch {marker}']\n")
-    with pytest.raises(UserError) as err:
-        load_config(tagged)
-    assert str(err.value) == (f"{tagged}:1: not valid YAML: could not determine a constructor for the tag "
-                              f"'tag:yaml.org,2002:python/object/apply:os.system'")
-    assert not marker.exists()
+        load_config(config)
+    assert str(err.value) == message.format(config=config)
+    assert not Path(marker).exists()
 
 
 def _dry_run(tmp_path, config_text: str) -> subprocess.CompletedProcess:
