@@ -51,11 +51,12 @@ def web_source(tmp_path_factory):
     assert all(0.95 < exact_jaccard(copy, originals[i], 5) < 1 for copy, i in zip(near, NEAR_SOURCES))
     (folder / "a_originals.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in originals))
     (folder / "b_copies.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in exact + near))
+    stem = f"web:{folder.as_posix()}"  # ids name the source path as the config writes it
     return {
         "folder": folder,
-        "originals": [f"web:a_originals.jsonl:{i + 1}" for i in range(len(originals))],
-        "exact_copies": [f"web:b_copies.jsonl:{i + 1}" for i in range(len(exact))],
-        "near_copies": [f"web:b_copies.jsonl:{len(exact) + i + 1}" for i in range(len(near))],
+        "originals": [f"{stem}/a_originals.jsonl:{i + 1}" for i in range(len(originals))],
+        "exact_copies": [f"{stem}/b_copies.jsonl:{i + 1}" for i in range(len(exact))],
+        "near_copies": [f"{stem}/b_copies.jsonl:{len(exact) + i + 1}" for i in range(len(near))],
     }
 
 

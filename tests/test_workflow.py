@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from isoflop.errors import UserError
 from isoflop.workflow import logged, progress_enabled
 
 
@@ -20,13 +21,24 @@ def test_a_log_names_its_stage_as_it_starts_and_ends(tmp_path, monkeypatch):
     assert re.fullmatch(r".* INFO isoflop\.workflow: train/abc123: done in \d+\.\d s", lines[2]) and len(lines) == 3
 
 
-def test_a_failure_leaves_its_traceback_and_a_failed_line(tmp_path):
+def test_a_failure_leaves_its_traceback_in_the_log_and_one_line_on_stderr(tmp_path, capsys):
     log = tmp_path / "logs" / "fit.log"
-    with pytest.raises(ValueError), logged(log):
+    with pytest.raises(SystemExit) as exit_, logged(log):
         raise ValueError("bad value")
+    assert exit_.value.code == 1
     text = log.read_text()
     assert "Traceback" in text and "ValueError: bad value" in text
     assert re.search(r"ERROR isoflop\.workflow: fit: failed after \d+\.\d s\n$", text)
+    assert capsys.readouterr().err == f"isoflop fit: error: ValueError: bad value (traceback in {log})\n"
+
+
+def test_a_user_error_is_its_message_alone(tmp_path, capsys):
+    log = tmp_path / "logs" / "train" / "abc123def456.log"
+    with pytest.raises(SystemExit) as exit_, logged(log):
+        raise UserError("config key 'train.lr': too high")
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err == "isoflop train/abc123def456: error: config key 'train.lr': too high\n"
+    assert "Traceback" in log.read_text()  # the log keeps the whole story
 
 
 def test_bars_only_on_a_terminal(monkeypatch):

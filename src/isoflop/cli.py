@@ -22,6 +22,7 @@ SUBCOMMANDS = [
     "isoflop.compare",
     "isoflop.track",
     "isoflop.mix.cli",
+    "isoflop.config",
 ]
 
 EXAMPLES = """examples:

@@ -2,11 +2,19 @@
 
 The schemas ship inside the package (`isoflop/schemas/*.schema.yaml`), so an installed wheel validates a
 config as a checkout does; `schema_path(name)` finds one.
+
+Beyond the schema, a config is refused before any work when a number is NaN or infinite, when it holds more
+than `MAX_CONFIG_VALUES` values (what a YAML alias bomb expands to), when it reads no corpus at all, or, read
+from a file (`read_config_file`), when the file uses YAML aliases or asks for YTE templating.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
+import json
+import math
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +36,65 @@ def schema_path(name: str) -> Path:
 SCHEMA_PATH = schema_path("config")
 
 
+# Far above any real study (the default config holds about 300 values), far below what a YAML alias bomb
+# expands to: the walk that counts stops at the limit, so a bomb costs milliseconds, not memory.
+MAX_CONFIG_VALUES = 100_000
+MAX_CONFIG_DEPTH = 32  # the schema's deepest key is 4 levels down
+YTE_KEY = "__use_yte__"
+
+
 def _load_yaml(path: Path) -> Any:
     with open(path) as handle:
         return yaml.safe_load(handle)
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses aliases (`*name`): a study config never needs them, and a few nested
+    ones expand to billions of values (the "billion laughs" bomb) in whatever walks the result."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise _AliasFound(self.peek_event().start_mark.line + 1)
+        return super().compose_node(parent, index)
+
+
+class _AliasFound(Exception):
+    """An alias at this line (1-based) of the file being read."""
+
+
+def read_config_file(path: str | Path) -> dict:
+    """The mapping a YAML config file holds, read safely: no Python objects, no aliases, no YTE templates
+    (refused with one line naming the file). Snakemake reads `--configfile` itself; `common.smk` rereads
+    each file through this to refuse what Snakemake's own loader let through."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+        try:  # JSON first, as Snakemake reads a config file (JSON has no aliases and no templates)
+            raw = json.loads(text)
+        except ValueError:
+            raw = yaml.load(text, Loader=_NoAliasLoader) or {}  # noqa: S506 - a SafeLoader subclass
+    except _AliasFound as found:
+        raise UserError(f"{path}:{found.args[0]}: YAML aliases (*name) are not allowed in a study config") from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise UserError(f"{where}: not valid YAML: {' '.join(str(err.problem or err.context).split())}") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+    except RecursionError:
+        raise UserError(f"{path} nests deeper than YAML can be read") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not UTF-8 text (byte {err.start})") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path} must hold a mapping of config keys, not {type(raw).__name__}")
+    if YTE_KEY in raw:
+        raise UserError(
+            f"{path} asks for YTE templating ({YTE_KEY}), which isoflop refuses: templates are Python code "
+            f"(see README, Faults and bad input)"
+        )
+    return raw
 
 
 def _validator_filling_defaults(schema_path: Path):
@@ -56,7 +120,11 @@ def _validator_filling_defaults(schema_path: Path):
                     instance.setdefault(key, copy.deepcopy(prop["default"]))
         yield from check_properties(validator, properties, instance, subschema)
 
-    extended = validators.extend(base, {"properties": properties_with_defaults})
+    # JSON Schema counts 8.0 as an integer; a float where a count is meant would change every run id (its
+    # spec hashes 8.0, not 8) and fail later in training, so only a Python int is one here.
+    strict_integers = base.TYPE_CHECKER.redefine(
+        "integer", lambda checker, instance: isinstance(instance, int) and not isinstance(instance, bool))
+    extended = validators.extend(base, {"properties": properties_with_defaults}, type_checker=strict_integers)
     return extended(schema, registry=registry)
 
 
@@ -76,15 +144,86 @@ def _describe(error) -> str:
         return f"unknown config key {', '.join(repr(e) for e in extra)} {where}; allowed keys: {', '.join(allowed)}"
     if error.validator == "enum":
         allowed = ", ".join(repr(v) for v in error.validator_value)
-        return f"config key '{key}' = {error.instance!r} is not allowed; allowed values: {allowed}"
+        return f"config key '{key}' = {_shown(error.instance)} is not allowed; allowed values: {allowed}"
     if error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         bound = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[
             error.validator
         ]
-        return f"config key '{key}' = {error.instance!r} is out of range; allowed values: {bound} {error.validator_value}"
+        return f"config key '{key}' = {_shown(error.instance)} is out of range; allowed values: {bound} {error.validator_value}"
+    if error.validator == "pattern":
+        return f"config key '{key}' = {_shown(error.instance)} is not allowed; allowed values: strings matching {error.validator_value}"
+    if error.validator == "uniqueItems":
+        first, repeat = _first_repeat(error.instance)
+        return (f"config key '{key}[{repeat}]' = {_shown(error.instance[repeat])} repeats '{key}[{first}]'; "
+                f"allowed values: distinct entries")
     if error.validator == "type":
-        return f"config key '{key}' = {error.instance!r} has the wrong type; expected {error.validator_value}"
+        message = f"config key '{key}' = {_shown(error.instance)} has the wrong type; expected {error.validator_value}"
+        if isinstance(error.instance, str) and _is_number(error.instance):
+            message += " (YAML reads a number like 2.5e10 as text: write 2.5e+10)"
+        return message
     return f"config key '{key}': {error.message}"
+
+
+def _shown(value) -> str:
+    """A value as a message shows it: short, so an error about a huge value (an alias bomb's list) stays a
+    line rather than the whole expansion."""
+    short = reprlib.Repr()  # Python 3.11's Repr takes no arguments
+    short.maxlist = short.maxdict = 4
+    short.maxlevel, short.maxstring, short.maxother = 2, 80, 80
+    return short.repr(value)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _first_repeat(items: list) -> tuple[int, int]:
+    """(index of the first entry, index of its first repeat) in a list with a repeated entry."""
+    seen: dict = {}
+    for index, item in enumerate(items):
+        marker = repr(item) if isinstance(item, (dict, list)) else item
+        if marker in seen:
+            return seen[marker], index
+        seen[marker] = index
+    raise ValueError("no repeated entry")
+
+
+def _check_values(config: dict) -> None:
+    """Refuse a NaN or infinite number anywhere (YAML's `.nan`, `.inf`; JSON's NaN), naming its key, and a
+    config of more than `MAX_CONFIG_VALUES` values or nested deeper than `MAX_CONFIG_DEPTH`. The walk keeps
+    its own stack and stops at the first offence, so neither a bomb nor a deep nesting costs more than the
+    limit."""
+    pending = [("", config, 0)]
+    seen = 0
+    while pending:
+        key, value, depth = pending.pop()
+        seen += 1
+        if seen > MAX_CONFIG_VALUES:
+            raise UserError(f"the config holds more than {MAX_CONFIG_VALUES:,} values (YAML aliases expanding?); "
+                            f"a study config holds a few hundred")
+        if depth > MAX_CONFIG_DEPTH:
+            raise UserError(f"config key '{key}' nests deeper than {MAX_CONFIG_DEPTH} levels")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"config key '{key or '<top level>'}' = {value!r} is not a finite number")
+        if isinstance(value, dict):
+            children = [(f"{key}.{name}" if key else str(name), item) for name, item in value.items()]
+        elif isinstance(value, list):
+            children = [(f"{key}[{index}]", item) for index, item in enumerate(value)]
+        else:
+            continue
+        pending += [(child_key, item, depth + 1) for child_key, item in reversed(children)]  # file order
+
+
+def _check_study(config: dict) -> None:
+    """What the schema cannot say about a whole study: it must read some corpus."""
+    corpus = config["corpus"]
+    if not (corpus["stdlib"]["enabled"] or corpus["synthetic"]["enabled"] or corpus["sources"]):
+        raise UserError("config key 'corpus': no source is enabled (corpus.stdlib.enabled and "
+                        "corpus.synthetic.enabled are false and corpus.sources is empty); the study has no documents")
 
 
 def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
@@ -93,11 +232,14 @@ def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
     Keys come back sorted (see `_sorted_keys`). Raises UserError naming the first offending key (path such as
     `plan.budgets[0]`) and the allowed values.
     """
+    _check_values(config or {})
     config = copy.deepcopy(config or {})
     validator = _validator_filling_defaults(schema_path)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.path)))
     if errors:
         raise UserError(_describe(errors[0]))
+    if schema_path == SCHEMA_PATH:
+        _check_study(config)
     return _sorted_keys(config)
 
 
@@ -112,14 +254,22 @@ def _sorted_keys(value):
 
 
 def load_config(path: str | Path) -> dict:
-    """Read a YAML study config, validate it and fill defaults."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"config file not found: {path}")
-    try:
-        raw = _load_yaml(path) or {}
-    except yaml.YAMLError as err:
-        raise UserError(f"{path} is not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"{path} must hold a mapping of config keys, not {type(raw).__name__}")
-    return validate_config(raw)
+    """Read a YAML study config (`read_config_file`), validate it and fill defaults."""
+    return validate_config(read_config_file(path))
+
+
+def register(subparsers) -> None:
+    check = subparsers.add_parser(
+        "check-config", help="refuse a study config before Snakemake reads it",
+        description="Read a study config as isoflop does (YAML without aliases or YTE templates) and validate "
+        "it: one line naming the file or key when it is refused. Snakemake evaluates a config file's YTE "
+        "templates while it reads it, before any isoflop code runs, so `make study` runs this first.",
+        epilog="examples:\n  isoflop check-config my-study.yaml", formatter_class=argparse.RawDescriptionHelpFormatter)
+    check.add_argument("config", help="study config file (YAML)")
+    check.set_defaults(func=_check_config_command)
+
+
+def _check_config_command(args) -> int:
+    config = load_config(args.config)
+    print(f"{args.config}: valid study config '{config['study']}'")
+    return 0

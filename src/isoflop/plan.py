@@ -173,6 +173,13 @@ def make_plan(config: dict, tokens_id: str) -> dict:
             f"config key 'plan.sizes_per_budget' = {plan['sizes_per_budget']} exceeds the {len(ladder)} shapes "
             f"of plan.ladder; allowed values: 1..{len(ladder)}"
         )
+    planned = len(plan["budgets"]) * plan["sizes_per_budget"] * plan["seeds"] * len(train["lr_multipliers"])
+    if planned > plan["max_runs"]:  # counted, not built: a grid of 10^6 runs is refused at once
+        raise UserError(
+            f"config key 'plan.max_runs' = {plan['max_runs']}: the grid would make {planned:,} training runs "
+            f"({len(plan['budgets'])} budgets x {plan['sizes_per_budget']} sizes x {plan['seeds']} seeds x "
+            f"{len(train['lr_multipliers'])} learning rates); shrink it or raise plan.max_runs"
+        )
     shapes = sorted((shape_accounting(config, d) | {"d_model": d} for d in ladder), key=lambda s: s["N"])
     tokens_per_step = train["batch_size"] * config["model"]["seq_len"]
     runs = []

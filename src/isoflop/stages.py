@@ -41,6 +41,10 @@ def tokenize_stage(curated_dir, out_dir, tokenizer: dict) -> dict:
     curated_dir = Path(curated_dir)
     train = pd.read_parquet(curated_dir / "train.parquet", columns=["id", "domain", "text"])
     val = pd.read_parquet(curated_dir / "val.parquet", columns=["id", "domain", "text"])
+    if train.empty:  # nothing to train on: stop here, before any training job, with a line saying why
+        ingested = read_json(curated_dir / "curation.json")["ingest"]["documents"]
+        raise UserError(f"curation left no training document of the {ingested} ingested (see "
+                        f"{curated_dir / 'curation.json'}); loosen curate.quality or add documents to the corpus")
     meta = build_tokens(train, val, tokenizer, out_dir)
     log.info("tokens: %s", json.dumps(meta["domains"]))
     return meta

@@ -15,14 +15,22 @@ import time
 import traceback
 from pathlib import Path
 
+from isoflop.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
 def logged(log_path: str | os.PathLike):
     """Send stdout, stderr and `logging` to the rule's log file, between a line naming the stage as it
-    starts and one with its time as it ends; a failure's traceback lands there too before the exception
-    propagates to Snakemake. Progress bars stay out of it (see `progress_enabled`)."""
+    starts and one with its time as it ends. Progress bars stay out of it (see `progress_enabled`).
+
+    A failure ends the job with exit status 1 (Snakemake marks it failed) and one line on the job's stderr,
+    never a traceback: a `UserError` prints its message (it names the file, key or run), anything else
+    prints its type and message and where its traceback is (the log, which gets every failure's traceback).
+    An interrupt ends it with status 130 and one line.
+    """
+    user_stderr = sys.stderr
     log_path = Path(log_path)
     stage = _stage_name(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,14 +45,27 @@ def logged(log_path: str | os.PathLike):
         try:
             with contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
                 yield
-        except BaseException:
+        except Exception as err:
             traceback.print_exc(file=handle)
             log.error("%s: failed after %.1f s", stage, time.perf_counter() - started)
-            raise
+            print(f"isoflop {stage}: error: {_one_line(err, log_path)}", file=user_stderr, flush=True)
+            raise SystemExit(1) from None
+        except KeyboardInterrupt:
+            log.error("%s: interrupted after %.1f s", stage, time.perf_counter() - started)
+            print(f"isoflop {stage}: interrupted", file=user_stderr, flush=True)
+            raise SystemExit(130) from None
         else:
             log.info("%s: done in %.1f s", stage, time.perf_counter() - started)
         finally:
             root.removeHandler(handler)
+
+
+def _one_line(err: Exception, log_path: Path) -> str:
+    """A failure as one line: a UserError's own message, or a bug's type and message and where to look."""
+    if isinstance(err, UserError):
+        return " ".join(str(err).split())
+    message = " ".join(str(err).split())[:300]
+    return f"{type(err).__name__}: {message} (traceback in {log_path})"
 
 
 def _stage_name(log_path: Path) -> str:

@@ -3,12 +3,16 @@
 import sys
 from pathlib import Path
 
-from isoflop.config import validate_config
+from isoflop.config import read_config_file, validate_config
 from isoflop.errors import UserError
 from isoflop.layout import StudyLayout
 from isoflop.plan import content_id, study_plan
 
 try:
+    # Snakemake has already read these files with its own loader (YAML aliases allowed, YTE templates
+    # evaluated); reread each strictly so that a file using either is refused before any work.
+    for path in workflow.configfiles:
+        read_config_file(path)
     config.update(validate_config(config))
     IDS, PLAN = study_plan(config)
 except UserError as err:

@@ -6,8 +6,9 @@ depends on which other documents exist.
 
 Sources are the embedded default (`stdlib`: the running Python's standard library, no download) and local
 folders or files a user points to (`files`: JSONL, Parquet, plain text). Bad input never crashes the
-ingest: undecodable, empty and oversized documents and corrupt JSON lines are counted per source (with the
-first few locations) in `manifest.json`.
+ingest: every record that cannot become a document is counted per source under its defect (`DEFECTS`),
+with the first few locations (file and line or row), in `manifest.json` and so in `curation.json`. A source
+left with no document at all stops the study (a `UserError` naming its config key), before any training.
 """
 
 from __future__ import annotations
@@ -23,12 +24,27 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from isoflop.corpus import files, stdlib, synthetic
+from isoflop.errors import UserError
 
 SCHEMA = pa.schema(
     [("id", pa.string()), ("domain", pa.string()), ("source", pa.string()), ("text", pa.string()),
      ("n_bytes", pa.int64())]
 )
 EXAMPLES_KEPT = 5
+# Why a record is not a document. Sources report the first six themselves; the ingest finds the rest.
+DEFECTS = {
+    "corrupt": "a JSON line that does not parse (or nests past the parser's depth), or is not an object",
+    "missing_text": "a JSON object without the text field, or a row whose text is null or not a string",
+    "no_text_column": "a Parquet file without the text column",
+    "unreadable": "a file or folder that cannot be read to its end (a truncated Parquet file, no permission)",
+    "symlink_outside": "a symlink in a source folder pointing outside it (not followed)",
+    "symlink_loop": "a symlink that resolves to itself (not followed)",
+    "symlink_inside": "a symlink to somewhere inside the folder (not followed; the target is read where it is)",
+    "undecodable": "bytes that are not UTF-8, or text with a lone UTF-16 surrogate",
+    "empty": "an empty file, or a document of whitespace only",
+    "oversized": "a document longer than corpus.max_doc_bytes (skipped, not truncated)",
+    "duplicate_id": "a document whose id an earlier one has (the same file read twice by one domain)",
+}
 SHARD_FILE = "shard-{shard}.parquet"  # {shard}: one of `shard_ids`
 
 
@@ -38,36 +54,42 @@ class RawDocument:
 
     id: str
     domain: str
-    payload: bytes | str | None  # None: the source could not parse this record (a corrupt line)
+    payload: bytes | str | None  # None with a defect
     location: str  # file[:line], for error reports
+    defect: str | None = None  # a key of DEFECTS when the source could not make a document of this record
 
 
 @dataclass
 class SourceCounts:
+    """Records read and documents kept, and a count of every defect of `DEFECTS` (zero included)."""
+
     docs_read: int = 0
     docs_kept: int = 0
     bytes_kept: int = 0
-    corrupt: int = 0
-    undecodable: int = 0
-    empty: int = 0
-    oversized: int = 0
+    rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DEFECTS, 0))
     examples: dict[str, list[str]] = field(default_factory=dict)
 
     def reject(self, reason: str, location: str) -> None:
-        setattr(self, reason, getattr(self, reason) + 1)
+        self.rejected[reason] += 1
         kept = self.examples.setdefault(reason, [])
         if len(kept) < EXAMPLES_KEPT:
             kept.append(location)
 
+    def as_dict(self) -> dict:
+        return {"docs_read": self.docs_read, "docs_kept": self.docs_kept, "bytes_kept": self.bytes_kept,
+                **self.rejected, "examples": self.examples}
 
-def iter_sources(corpus_cfg: dict) -> Iterator[tuple[str, Iterable[RawDocument]]]:
-    """(source name, its documents) for every configured source, in config order."""
+
+def iter_sources(corpus_cfg: dict) -> Iterator[tuple[str, str, Iterable[RawDocument]]]:
+    """(source name, its config key as a message names it, its documents) for every configured source, in
+    config order."""
     if corpus_cfg["stdlib"]["enabled"]:
-        yield "stdlib", stdlib.documents(corpus_cfg["stdlib"])
+        yield "stdlib", "config key 'corpus.stdlib'", stdlib.documents(corpus_cfg["stdlib"])
     if corpus_cfg["synthetic"]["enabled"]:
-        yield "synthetic", synthetic.documents(corpus_cfg["synthetic"])
+        yield "synthetic", "config key 'corpus.synthetic'", synthetic.documents(corpus_cfg["synthetic"])
     for index, source in enumerate(corpus_cfg["sources"]):
-        yield f"sources[{index}]:{source['domain']}", files.documents(source, index)
+        yield (f"sources[{index}]:{source['domain']}", f"config key 'corpus.sources[{index}]' ({source['path']})",
+               files.documents(source, index, corpus_cfg["max_doc_bytes"]))
 
 
 def fingerprint(corpus_cfg: dict) -> dict:
@@ -81,25 +103,25 @@ def fingerprint(corpus_cfg: dict) -> dict:
     return parts
 
 
-def _decode(doc: RawDocument, max_bytes: int, counts: SourceCounts) -> str | None:
-    if doc.payload is None:
-        counts.reject("corrupt", doc.location)
+def _decode(doc: RawDocument, max_bytes: int, counts: SourceCounts) -> tuple[str, int] | None:
+    """The document's text and its UTF-8 size, or None (counted) when it is not a document."""
+    if doc.defect:
+        counts.reject(doc.defect, doc.location)
         return None
-    if isinstance(doc.payload, bytes):
-        try:
-            text = doc.payload.decode("utf-8")
-        except UnicodeDecodeError as err:
-            counts.reject("undecodable", f"{doc.location} (byte {err.start})")
-            return None
-    else:
-        text = doc.payload
+    try:
+        text = doc.payload.decode("utf-8") if isinstance(doc.payload, bytes) else doc.payload
+        n_bytes = len(text.encode("utf-8"))  # a JSON string may hold a lone surrogate: no UTF-8 for it
+    except UnicodeError as err:
+        what = "byte" if isinstance(err, UnicodeDecodeError) else "character"
+        counts.reject("undecodable", f"{doc.location} ({what} {err.start})")
+        return None
     if not text.strip():
         counts.reject("empty", doc.location)
         return None
-    if len(text.encode("utf-8")) > max_bytes:
+    if n_bytes > max_bytes:
         counts.reject("oversized", doc.location)
         return None
-    return text
+    return text, n_bytes
 
 
 def shard_of(doc_id: str, n_shards: int) -> int:
@@ -125,24 +147,27 @@ def ingest(corpus_cfg: dict, out_dir: str | Path, *, progress: bool = True) -> d
     rows: list[dict] = []
     sources: dict[str, dict] = {}
     seen_ids: set[str] = set()
-    for name, docs in iter_sources(corpus_cfg):
+    for name, key, docs in iter_sources(corpus_cfg):
         counts = SourceCounts()
         kept: list[dict] = []
         for doc in tqdm(docs, desc=f"ingest {name}", unit="doc", disable=not progress, mininterval=1):
             counts.docs_read += 1
-            text = _decode(doc, corpus_cfg["max_doc_bytes"], counts)
-            if text is None:
+            decoded = _decode(doc, corpus_cfg["max_doc_bytes"], counts)
+            if decoded is None:
                 continue
             if doc.id in seen_ids:
-                raise ValueError(f"duplicate document id {doc.id!r} at {doc.location}")
+                counts.reject("duplicate_id", f"{doc.location} (id {doc.id})")
+                continue
             seen_ids.add(doc.id)
-            n_bytes = len(text.encode("utf-8"))
+            text, n_bytes = decoded
             kept.append({"id": doc.id, "domain": doc.domain, "source": name, "text": text, "n_bytes": n_bytes})
             counts.docs_kept += 1
             counts.bytes_kept += n_bytes
+        if not kept:
+            raise UserError(f"{key}: the source yielded no documents ({_defect_summary(counts)})")
         kept.sort(key=lambda row: row["id"])
         rows.extend(kept)
-        sources[name] = counts.__dict__
+        sources[name] = counts.as_dict()
     shards = [SHARD_FILE.format(shard=shard) for shard in shard_ids(corpus_cfg["shards"])]
     members: list[list[dict]] = [[] for _ in shards]
     for row in rows:
@@ -159,6 +184,13 @@ def ingest(corpus_cfg: dict, out_dir: str | Path, *, progress: bool = True) -> d
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _defect_summary(counts: SourceCounts) -> str:
+    """E.g. `3 records read: 2 corrupt (first at a.jsonl:1), 1 empty (first at b.jsonl)`."""
+    parts = [f"{n} {reason} (first at {counts.examples[reason][0]})"
+             for reason, n in counts.rejected.items() if n]
+    return f"{counts.docs_read} records read" + (": " + ", ".join(parts) if parts else "")
 
 
 def _by_domain(rows: list[dict]) -> dict[str, dict[str, int]]:

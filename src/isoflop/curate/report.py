@@ -37,6 +37,19 @@ def _stage_table(table: list[dict]) -> list[str]:
     return lines
 
 
+def _ingest_lines(sources: dict) -> list[str]:
+    """Records of each source that did not become documents, by defect (see `isoflop.corpus.DEFECTS`), with
+    the first location of each; nothing when every record did."""
+    from isoflop.corpus import DEFECTS
+
+    rows = [f"| {name} | {reason} | {counts[reason]:,} | `{counts['examples'][reason][0]}` |"
+            for name, counts in sources.items() for reason in DEFECTS if counts.get(reason)]
+    if not rows:
+        return []
+    return ["### Ingest", "", "Records that did not become documents, per source (counted, not fatal):", "",
+            "| source | defect | records | first at |", "|---|---|---|---|", *rows, ""]
+
+
 def _quality_lines(quality: dict) -> list[str]:
     counts = [(domain, rule, n) for domain, rules in quality.get("removed_by_rule", {}).items()
               for rule, n in rules.items() if n]
@@ -145,6 +158,7 @@ def curation_section(curation: dict, figures_dir, curated_dir) -> list[str]:
     if report["alarms"]:
         lines += ["**Alarms:**", ""] + [f"- {alarm}" for alarm in report["alarms"]] + [""]
     lines += _stage_table(report["table"]) + [""]
+    lines += _ingest_lines(curation["ingest"].get("sources", {}))
     if "quality" in stages:
         lines += ["### Quality rules", ""] + _quality_lines(stages["quality"])
     duplicates = _duplicate_lines(stages, figures_dir)
