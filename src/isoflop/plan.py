@@ -162,6 +162,14 @@ def compute_summary(runs: list[dict], trunks: dict[str, dict]) -> dict:
             "trunks": len(trunks), "runs": len(runs)}
 
 
+def _replicated(b_index: int, plan: dict) -> bool:
+    """Whether the budget at `b_index` trains `plan.seeds` replicates: every budget, or only the
+    `plan.replicated_budgets` smallest (seed replicates at a few cheap grid points measure the run-to-run noise
+    the fits need at a fraction of the cost of replicating the grid)."""
+    count = plan["replicated_budgets"]
+    return count == 0 or sorted(plan["budgets"]).index(plan["budgets"][b_index]) < count
+
+
 def make_plan(config: dict, tokens_id: str) -> dict:
     """The study's training plan: `runs` (run_id -> run, in a stable order), `trunks` (trunk_id -> trunk, for
     wsd with branched cooldowns) and `compute` (the FLOPs summary). Raises UserError naming the key of an
@@ -191,7 +199,8 @@ def make_plan(config: dict, tokens_id: str) -> dict:
                 )
             n_reported, reported_per_token = convention_values(shape["params"], shape["flops_per_token"],
                                                                plan["flops_convention"])
-            for replicate, multiplier in itertools.product(range(plan["seeds"]), train["lr_multipliers"]):
+            replicates = range(plan["seeds"]) if _replicated(b_index, plan) else range(1)
+            for replicate, multiplier in itertools.product(replicates, train["lr_multipliers"]):
                 spec = {
                     "model": shape["model"],
                     "mixture": "natural",
