@@ -159,3 +159,24 @@ def test_the_planner_replicates_only_the_smallest_budgets():
     config["plan"]["seeds"] = 1
     every = make_plan(config, "tokens")["runs"]
     assert len(every) == 25 and set(every) <= {run["run_id"] for run in runs}  # replicate 0 keeps its run ids
+
+
+def test_loss_to_loss_recovers_a_known_shifted_power_law():
+    from isoflop.fit.transfer import fit_transfer
+    from isoflop.report import loss_to_loss_lines
+
+    runs = small_study(budgets=(1e15, 3e15, 1e16, 3e16), noise=0.001)
+    e_x = 1.8  # test_fit_isoflop.TRUE's E
+    rng = np.random.default_rng(3)
+    # y = 1.2 (x - E_x) + 2.1 is itself a Chinchilla law with E = 2.1, so each loss's own fit finds its shift
+    loss_y = (1.2 * (runs["val_loss"] - e_x) + 2.1) * np.exp(rng.normal(0, 0.001, len(runs)))
+    law = fit_transfer(runs["N"], runs["D"], runs["budget"], runs["val_loss"], loss_y, bootstrap=100)
+    p = law["params"]
+    # each E comes from one decade of compute, so it is known to a few hundredths; K and kappa absorb that
+    assert p["E_x"] == pytest.approx(e_x, abs=0.05) and p["E_y"] == pytest.approx(2.1, abs=0.1)
+    assert p["K"] == pytest.approx(1.2, rel=0.15) and p["kappa"] == pytest.approx(1.0, abs=0.1)
+    assert law["ci95"]["kappa"][0] < p["kappa"] < law["ci95"]["kappa"][1]
+    assert law["rms_nats"] < 0.015
+    assert law["held_out"]["n_runs"] == 5 and law["held_out"]["mean_abs_rel_error"] < 0.01
+    text = "\n".join(loss_to_loss_lines({"loss_to_loss": {"web": law}}))
+    assert f"| web | {p['K']:.4g} [" in text and "Brandfonbrener" in text

@@ -158,6 +158,25 @@ def seed_noise_lines(laws: dict) -> list[str]:
     return lines + [""]
 
 
+def loss_to_loss_lines(laws: dict) -> list[str]:
+    """The shifted power laws from the mixed validation loss to each domain's (Brandfonbrener et al. 2024)."""
+    transfer = laws.get("loss_to_loss") or {}
+    if not transfer:
+        return []
+    lines = ["## Loss-to-loss between validation domains", "",
+             "L_y = K (L_x - E_x)^kappa + E_y from the mixed validation loss x to each domain's loss y over the same "
+             "runs (Brandfonbrener et al. 2024); E_x and E_y are each loss's own Chinchilla E. The held-out column "
+             "fits on every budget but the largest and predicts that budget's domain losses from its mixed ones.", "",
+             "| domain | K | kappa | E_x | E_y | rms (nats) | held-out mean abs. rel. error |", "|---|---|---|---|---|---|---|"]
+    for name, law in transfer.items():
+        p, ci = law["params"], law["ci95"]
+        held = law.get("held_out")
+        lines.append(f"| {name} | {_fmt(p['K'])} {_interval(ci['K'])} | {_fmt(p['kappa'])} {_interval(ci['kappa'])} | "
+                     f"{_fmt(p['E_x'])} | {_fmt(p['E_y'])} | {law['rms_nats']:.4f} | "
+                     f"{_pct(held['mean_abs_rel_error']) if held else 'n/a'} |")
+    return lines + [""]
+
+
 def lack_of_fit_lines(laws: dict) -> list[str]:
     """Per law: whether its residuals bend against log C over the fitted range, and how far to trust it."""
     tests = laws.get("lack_of_fit") or {}
@@ -457,7 +476,8 @@ def write_report(runs_path, laws_path, curated_dir, plan_path, curve_paths, trun
                                      f"{_interval([entry['pred_lo95'], entry['pred_hi95']])} | "
                                      f"{'yes' if entry['inside_pred95'] else '**no**'} |")
         lines.append("")
-    lines += backtest_lines(laws) + approaches_lines(laws) + seed_noise_lines(laws) + lack_of_fit_lines(laws)
+    lines += (backtest_lines(laws) + approaches_lines(laws) + seed_noise_lines(laws) + lack_of_fit_lines(laws)
+              + loss_to_loss_lines(laws))
 
     if baseline is not None:
         lines += baseline_lines(Path(baseline), Path(laws_path), Path(figures_dir))

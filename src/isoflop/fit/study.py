@@ -17,6 +17,7 @@ from isoflop.fit.isoflop import DEFAULT_WINDOW, fit_isoflop
 from isoflop.fit.power import fit_chinchilla
 from isoflop.fit.predict import predict, predict_intervals
 from isoflop.fit.residuals import with_seed_noise
+from isoflop.fit.transfer import fit_domains
 
 NEXT_BUDGET_FACTOR = 10.0
 BACKTEST_RESAMPLES = 200  # per fold: enough for 90% and 95% intervals, and folds refit many times
@@ -58,13 +59,21 @@ def fit_study(
     prediction interval takes as its floor. `lack_of_fit`: per law, tests of curvature of its
     residuals against log C and how far beyond the largest budget to trust it (see
     `isoflop.fit.diagnostics`). `approaches`: whether the approaches agree on a, and which to trust
-    (see `approaches_comparison`). `isoflop_window` is the IsoFLOP parabolas' window (see `fit_isoflop`).
+    (see `approaches_comparison`). `loss_to_loss`: per domain column `<loss_col>_<domain>`, the shifted
+    power law from the mixed validation loss to that domain's (see `isoflop.fit.transfer`). `isoflop_window` is the IsoFLOP parabolas' window (see `fit_isoflop`).
     """
     missing = [col for col in (n_col, d_col, c_col, budget_col, loss_col) if col not in runs.columns]
     if missing:
         raise UserError(f"runs table lacks column(s) {', '.join(missing)}; it has {', '.join(map(str, runs.columns))}")
     warnings: list[str] = []
+    # per-domain validation losses (val_loss_code, ...) for the loss-to-loss laws, where every run has them
+    domain_cols = [col for col in runs.columns if col.startswith(f"{loss_col}_")
+                   and pd.to_numeric(runs[col], errors="coerce").notna().any()]
     table = _usable_runs(runs, [n_col, d_col, c_col, budget_col, loss_col], warnings)
+    domain_cols = [col for col in domain_cols if np.all(np.isfinite(pd.to_numeric(runs.loc[table.index, col],
+                                                                                   errors="coerce")))]
+    for col in domain_cols:
+        table[col] = pd.to_numeric(runs.loc[table.index, col])
     columns = {"N": n_col, "D": d_col, "C": c_col, "budget": budget_col, "loss": loss_col}
     data = {key: table[col].to_numpy() for key, col in columns.items()}
     data["run_id"] = table["run_id"].astype(str).to_numpy() if "run_id" in table else table.index.astype(str).to_numpy()
@@ -92,6 +101,9 @@ def fit_study(
         "warnings": warnings,
     }
     laws["approaches"] = approaches_comparison(laws)
+    domains = {col[len(loss_col) + 1:]: table.loc[:, col].to_numpy() for col in domain_cols}
+    laws["loss_to_loss"] = (fit_domains(data, domains, bootstrap=bootstrap, seed=seed, warnings=warnings)
+                            if domains and len(table) else None)
     return to_jsonable(laws)
 
 
