@@ -81,6 +81,7 @@ def big_table(rows: int, seed: int = 0):
     return n, d, (e + a / n**alpha + b / d**beta) * np.exp(rng.normal(0, 0.01, rows))
 
 
+@pytest.mark.slow
 def test_large_tables_search_a_subsample_and_their_intervals_shrink_as_one_over_root_rows():
     from isoflop.fit.power import SUBSAMPLE_ROWS
 
