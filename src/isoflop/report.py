@@ -128,10 +128,10 @@ def approaches_lines(laws: dict) -> list[str]:
                          f"{pair['difference']:+.3f} has a 95% interval [{low:+.3f}, {high:+.3f}] that includes 0.")
     gap = comparison.get("loss_at_next_budget")
     if gap:
-        noise = ("no grid point was trained with several seeds, so the run-to-run noise is unknown"
+        noise = ("whether it exceeds the seed noise is unknown: no grid point was trained with several seeds"
                  if gap["noise_threshold"] is None else
-                 f"{'more' if gap['exceeds_noise'] else 'less'} than two single runs' seed noise could make "
-                 f"(2√2 sd = {gap['noise_threshold']:.3g} nats)")
+                 f"which {'exceeds' if gap['exceeds_noise'] else 'does not exceed'} the seed noise (two single runs "
+                 f"differ by up to 2√2 sd = {gap['noise_threshold']:.3g} nats from their seeds alone)")
         lines.append(f"- At C = {_fmt(gap['C'])} approach 2 predicts a compute-optimal loss of {gap['isoflop']:.4g} and "
                      f"approach 3 {gap['chinchilla']:.4g}: a gap of {gap['gap']:+.3g} nats, {noise}.")
     if comparison.get("trust"):
@@ -144,7 +144,7 @@ def seed_noise_lines(laws: dict) -> list[str]:
     noise = laws.get("seed_noise")
     lines = ["## Seed noise", ""]
     if not noise:
-        return lines + ["No grid point was trained with several seeds (`plan.seeds` with `plan.replicate_budgets`), so "
+        return lines + ["No grid point was trained with several seeds (`plan.seeds`, with `plan.replicated_budgets` for only the smallest budgets), so "
                         "prediction intervals take the noise from the residuals alone and no comparison can say whether "
                         "it exceeds the noise.", ""]
     lines += [f"{noise['n_points']} grid points trained with several seeds give a run-to-run standard deviation of "
