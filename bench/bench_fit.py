@@ -1,6 +1,7 @@
 """Speed of the Chinchilla fit on the replication's 240 points, against two baselines run here too.
 
     .venv/bin/python bench/bench_fit.py [--bootstrap 1000] [--n-jobs 2] [--skip-recipe] [--skip-package]
+    .venv/bin/python bench/bench_fit.py --rows 1e4 1e5 1e6     # scaling in rows: time and peak memory
 
 Baselines, timed in the same process on the same data:
 - recipe: the replication's plain loop, scipy L-BFGS-B (finite-difference gradients, default
@@ -10,6 +11,10 @@ Baselines, timed in the same process on the same data:
   floats, a process pool), given the same Huber loss on log residuals; skipped if not importable.
 Ratios are baseline time / isoflop time (above 1: isoflop is faster). The objective each reached is
 printed as the summed Huber loss, so accuracy can be compared too.
+
+With --rows, `isoflop fit --law chinchilla` (default 1,000-resample bootstrap) runs as a child process on
+synthetic CSVs of that many distinct rows; each prints its wall time, CPU time and peak resident memory, and
+the ratios against the smallest table (the baseline) show how time and memory grow with rows.
 """
 
 from __future__ import annotations
@@ -99,6 +104,39 @@ def summed_objective(params, log_x, log_y) -> float:
     return float(CHINCHILLA.huber_objective(theta, log_x, log_y, 1.0, DELTA)[0][0])
 
 
+ROWS_CHILD = """
+import resource, sys, time
+start = time.perf_counter()
+from isoflop.cli import main
+code = main(["fit", sys.argv[1], "--law", "chinchilla", "--out", sys.argv[2]])
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(time.perf_counter() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+"""
+
+
+def rows_scaling(row_counts: list[float]) -> int:
+    """Time and peak memory of `isoflop fit` on synthetic CSVs of each size, against the smallest."""
+    import subprocess
+
+    rng = np.random.default_rng(0)
+    baseline = None
+    with tempfile.TemporaryDirectory() as folder:
+        for rows in sorted(int(r) for r in row_counts):
+            n = np.exp(rng.uniform(np.log(1e7), np.log(1e10), rows))
+            d = np.exp(rng.uniform(np.log(1e9), np.log(1e12), rows))
+            loss = (1.8 + 480 / n**0.35 + 2100 / d**0.37) * np.exp(rng.normal(0, 0.01, rows))
+            csv = Path(folder) / f"runs-{rows}.csv"
+            pd.DataFrame({"N": n, "D": d, "loss": loss}).to_csv(csv, index=False)
+            done = subprocess.run([sys.executable, "-c", ROWS_CHILD, str(csv), str(Path(folder) / "law.json")],
+                                  capture_output=True, text=True, check=True)
+            wall, cpu, peak_mib = map(float, done.stdout.strip().splitlines()[-1].split())
+            baseline = baseline or (rows, wall, peak_mib)
+            print(f"{rows:>9,} rows: wall {wall:7.2f} s  cpu {cpu:7.2f} s  peak RSS {peak_mib:7.0f} MiB  "
+                  f"ratios vs {baseline[0]:,} rows: rows {rows / baseline[0]:.0f}x, time {wall / baseline[1]:.2f}x, "
+                  f"memory {peak_mib / baseline[2]:.2f}x")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", type=int, default=1000)
@@ -106,7 +144,10 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-recipe", action="store_true")
     parser.add_argument("--skip-package", action="store_true")
+    parser.add_argument("--rows", type=float, nargs="+", help="instead: time and memory of fits of this many rows")
     args = parser.parse_args()
+    if args.rows:
+        return rows_scaling(args.rows)
     n, d, loss = load()
     log_x, log_y = np.log(np.column_stack([n, d])), np.log(loss)
     print(f"{len(loss)} points; cores available {available_cores()} (os.cpu_count {os.cpu_count()}); "

@@ -107,8 +107,8 @@ def test_a_grid_past_max_runs_is_refused_with_its_count_before_it_is_built():
         make_plan(config, "tokens-id")
     assert time.perf_counter() - started < 0.1  # counted, not built (10^5 built runs took 12 s)
     assert str(err.value) == ("config key 'plan.max_runs' = 5000: the grid would make 1,000,000 training runs "
-                              "(5 budgets x 5 sizes x 40000 seeds x 1 learning rates); shrink it or raise "
-                              "plan.max_runs")
+                              "(5 budgets, 5 of them x 40000 seeds, x 5 sizes x 1 learning rates); shrink it or "
+                              "raise plan.max_runs")
 
 
 @pytest.mark.parametrize("text, message", [
@@ -145,8 +145,8 @@ DRY_RUNS = [
     ("plan: {budgets: [1.0e+12, 1.0e+12]}\n", "isoflop: config error: config key 'plan.budgets[1]' = 1000000000000.0 "
                                               "repeats 'plan.budgets[0]'; allowed values: distinct entries"),
     ("plan: {seeds: 40000}\n", "isoflop: config error: config key 'plan.max_runs' = 5000: the grid would make "
-                               "1,000,000 training runs (5 budgets x 5 sizes x 40000 seeds x 1 learning rates); "
-                               "shrink it or raise plan.max_runs"),
+                               "1,000,000 training runs (5 budgets, 5 of them x 40000 seeds, x 5 sizes x 1 learning "
+                               "rates); shrink it or raise plan.max_runs"),
     ("corpus: {stdlib: {enabled: false}}\n", "isoflop: config error: config key 'corpus': no source is enabled "
      "(corpus.stdlib.enabled and corpus.synthetic.enabled are false and corpus.sources is empty); the study has "
      "no documents"),

@@ -70,3 +70,46 @@ def test_help_ends_with_examples(command, capsys):
         main([command, "--help"])
     out = capsys.readouterr().out
     assert "examples:\n  isoflop " + command in out
+
+
+def big_table(rows: int, seed: int = 0):
+    """`rows` distinct runs of TRUE with 1% log-normal noise, N and D log-uniform over 3 decades each."""
+    rng = np.random.default_rng(seed)
+    n = np.exp(rng.uniform(np.log(1e7), np.log(1e10), rows))
+    d = np.exp(rng.uniform(np.log(1e9), np.log(1e12), rows))
+    e, a, b, alpha, beta = TRUE
+    return n, d, (e + a / n**alpha + b / d**beta) * np.exp(rng.normal(0, 0.01, rows))
+
+
+@pytest.mark.slow
+def test_large_tables_search_a_subsample_and_their_intervals_shrink_as_one_over_root_rows():
+    from isoflop.fit.power import SUBSAMPLE_ROWS
+
+    widths = {}
+    for rows in (2_000, 20_000):
+        fit = fit_chinchilla(*big_table(rows), bootstrap=100, seed=0)
+        assert fit["search_rows"] == SUBSAMPLE_ROWS and fit["n_distinct_points"] == rows
+        low, high = fit["ci95"]["alpha"]
+        assert low < TRUE[3] < high  # the truth inside the rescaled (m-out-of-n) interval
+        widths[rows] = high - low
+        assert len(fit["residuals"]["values"]) <= 4096  # a large table keeps its residuals' quantiles
+    assert 2.0 < widths[2_000] / widths[20_000] < 5.0  # sqrt(10) = 3.2
+
+
+@pytest.mark.slow
+def test_a_million_row_csv_fits_in_under_1_gb(tmp_path):
+    """Peak memory of `isoflop fit` on 1e6 rows, measured as the child process's maximum resident set."""
+    import json
+    import resource
+
+    import pandas as pd
+
+    n, d, loss = big_table(1_000_000)
+    pd.DataFrame({"N": n, "D": d, "loss": loss}).to_csv(tmp_path / "big.csv", index=False)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run([sys.executable, "-m", "isoflop.cli", "fit", str(tmp_path / "big.csv"), "--law", "chinchilla",
+                    "--out", str(tmp_path / "law.json")], check=True, capture_output=True)
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert peak_kib < 1024**2, f"peak RSS {peak_kib / 1024:.0f} MiB (before: {before / 1024:.0f} MiB)"
+    law = json.loads((tmp_path / "law.json").read_text())
+    assert law["n_points"] == 1_000_000 and law["params"]["alpha"] == pytest.approx(TRUE[3], abs=0.005)

@@ -110,6 +110,9 @@ def test_cli_fit_writes_the_law_and_predict_reads_it(study_csv, tmp_path, capsys
     p = law["params"]
     expected = p["E"] + p["A"] / 1e8 ** p["alpha"] + p["B"] / 2e9 ** p["beta"]
     assert printed.startswith(f"loss {expected:.5g}  95% confidence interval [")
+    conf = [float(v) for v in printed.split("confidence interval [")[1].split("]")[0].split(", ")]
+    pred = [float(v) for v in printed.split("prediction interval [")[1].split("]")[0].split(", ")]
+    assert pred[0] <= conf[0] < expected < conf[1] <= pred[1]  # every printed interval says which kind it is
 
 
 def test_cli_isoflop_and_power_laws(study_csv, tmp_path):

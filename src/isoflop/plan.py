@@ -162,6 +162,14 @@ def compute_summary(runs: list[dict], trunks: dict[str, dict]) -> dict:
             "trunks": len(trunks), "runs": len(runs)}
 
 
+def _replicated(b_index: int, plan: dict) -> bool:
+    """Whether the budget at `b_index` trains `plan.seeds` replicates: every budget, or only the
+    `plan.replicated_budgets` smallest (seed replicates at a few cheap grid points measure the run-to-run noise
+    the fits need at a fraction of the cost of replicating the grid)."""
+    count = plan["replicated_budgets"]
+    return count == 0 or sorted(plan["budgets"]).index(plan["budgets"][b_index]) < count
+
+
 def make_plan(config: dict, tokens_id: str) -> dict:
     """The study's training plan: `runs` (run_id -> run, in a stable order), `trunks` (trunk_id -> trunk, for
     wsd with branched cooldowns) and `compute` (the FLOPs summary). Raises UserError naming the key of an
@@ -173,11 +181,14 @@ def make_plan(config: dict, tokens_id: str) -> dict:
             f"config key 'plan.sizes_per_budget' = {plan['sizes_per_budget']} exceeds the {len(ladder)} shapes "
             f"of plan.ladder; allowed values: 1..{len(ladder)}"
         )
-    planned = len(plan["budgets"]) * plan["sizes_per_budget"] * plan["seeds"] * len(train["lr_multipliers"])
+    budgets = len(plan["budgets"])
+    replicated = budgets if plan["replicated_budgets"] == 0 else min(plan["replicated_budgets"], budgets)
+    seeded_budgets = replicated * plan["seeds"] + (budgets - replicated)
+    planned = seeded_budgets * plan["sizes_per_budget"] * len(train["lr_multipliers"])
     if planned > plan["max_runs"]:  # counted, not built: a grid of 10^6 runs is refused at once
         raise UserError(
             f"config key 'plan.max_runs' = {plan['max_runs']}: the grid would make {planned:,} training runs "
-            f"({len(plan['budgets'])} budgets x {plan['sizes_per_budget']} sizes x {plan['seeds']} seeds x "
+            f"({budgets} budgets, {replicated} of them x {plan['seeds']} seeds, x {plan['sizes_per_budget']} sizes x "
             f"{len(train['lr_multipliers'])} learning rates); shrink it or raise plan.max_runs"
         )
     shapes = sorted((shape_accounting(config, d) | {"d_model": d} for d in ladder), key=lambda s: s["N"])
@@ -198,7 +209,8 @@ def make_plan(config: dict, tokens_id: str) -> dict:
                 )
             n_reported, reported_per_token = convention_values(shape["params"], shape["flops_per_token"],
                                                                plan["flops_convention"])
-            for replicate, multiplier in itertools.product(range(plan["seeds"]), train["lr_multipliers"]):
+            replicates = range(plan["seeds"]) if _replicated(b_index, plan) else range(1)
+            for replicate, multiplier in itertools.product(replicates, train["lr_multipliers"]):
                 spec = {
                     "model": shape["model"],
                     "mixture": "natural",

@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 
 from isoflop.curate.report import curation_section
+from isoflop.fit.diagnostics import verdict as lack_of_fit_verdict
 from isoflop.fit.frontier import tokens_per_param_curve
+from isoflop.fit.study import APPROACHES as APPROACH_NAMES
 from isoflop.fit.study import finished
 from isoflop.workflow import read_json
 
@@ -60,8 +62,133 @@ def edge_warnings(laws: dict) -> list[str]:
     return out
 
 
-APPROACH_NAMES = {"envelope": "approach 1 (envelope)", "isoflop": "approach 2 (IsoFLOP)",
-                  "chinchilla": "approach 3 (Chinchilla fit)"}
+LAW_NAMES = {**APPROACH_NAMES, "overtrained": "over-training law L(C, M) (Gadre et al.)"}
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
+
+
+def backtest_lines(laws: dict) -> list[str]:
+    """The backtest table (per law and fold: budgets fitted and predicted, relative error, signed bias and the
+    coverage of 90% and 95% prediction intervals) and the law forms ranked by backtest error."""
+    backtests = laws.get("backtest") or {}
+    if not backtests:
+        return []
+    lines = ["## Backtest: laws fitted on the smaller budgets predicting every larger one", "",
+             "Expanding window: fold k fits each law on the k smallest budgets and predicts every run of every larger "
+             "budget, each with its 90% and 95% **prediction** intervals (the law's bootstrap fits plus a new run's "
+             "noise). An honest law's coverage is near 90% and 95%; a bias far from 0 is a law that keeps missing "
+             "the same way.", "",
+             "| law | fitted budgets (largest) | predicted runs | furthest ahead | mean abs. rel. error | bias | "
+             "coverage 90% | coverage 95% |", "|---|---|---|---|---|---|---|---|"]
+    for name, result in backtests.items():
+        for fold in result.get("folds", []):
+            fitted = f"{len(fold['train_budgets'])} ({_fmt(fold['train_budgets'][-1])})"
+            if "error" in fold:
+                lines.append(f"| {name} | {fitted} | {fold['n_predicted']} | | not fitted: {fold['error']} | | | |")
+                continue
+            lines.append(f"| {name} | {fitted} | {fold['n_predicted']} | {fold.get('factor', float('nan')):.3g}x | "
+                         f"{_pct(fold['mean_abs_rel_error'])} | {fold['bias']:+.2%} | {fold['coverage90']:.0%} | "
+                         f"{fold['coverage95']:.0%} |")
+        if result.get("n_predictions"):
+            lines.append(f"| **{name}, all folds** | | {result['n_predictions']} | | "
+                         f"**{_pct(result['mean_abs_rel_error'])}** | {result['bias']:+.2%} | "
+                         f"{result['coverage90']:.0%} | {result['coverage95']:.0%} |")
+    ranking = laws.get("backtest_ranking") or []
+    if ranking:
+        ranked = "; ".join(f"{i + 1}. {LAW_NAMES.get(entry['law'], entry['law'])} {_pct(entry['mean_abs_rel_error'])}"
+                           for i, entry in enumerate(ranking))
+        lines += ["", f"Law forms ranked by backtest error (mean |relative error| on held-out budgets, not in-sample "
+                  f"fit): {ranked}."]
+        under = [entry["law"] for entry in ranking if (entry.get("coverage95") or 0) < 0.85]
+        if under:
+            lines.append(f"The 95% prediction intervals of {', '.join(under)} covered under 85% of the held-out runs: "
+                         "too narrow to plan with.")
+    return lines + [""]
+
+
+def approaches_lines(laws: dict) -> list[str]:
+    """Whether the approaches agree on the N* exponent a beyond their intervals, whether their predicted losses
+    differ beyond the seed noise, and which to trust (see `isoflop.fit.study.approaches_comparison`)."""
+    comparison = laws.get("approaches")
+    if not comparison:
+        return []
+    stated = "; ".join(f"{APPROACH_NAMES[name]} a = {_fmt(entry['estimate'])} {_interval(entry['ci95'])}"
+                       for name, entry in comparison["a"].items())
+    lines = ["## Approaches compared", "", f"N* ∝ C^a with 95% confidence intervals: {stated}.", ""]
+    for pair in comparison["pairs"]:
+        first, second = APPROACH_NAMES[pair["first"]], APPROACH_NAMES[pair["second"]]
+        low, high = pair["ci95"]
+        if pair["disagree"]:
+            lines.append(f"- **{first} and {second} disagree beyond their intervals on a**: the difference "
+                         f"{pair['difference']:+.3f} has a 95% interval [{low:+.3f}, {high:+.3f}] that excludes 0.")
+        else:
+            lines.append(f"- {first} and {second} agree on a within their intervals: the difference "
+                         f"{pair['difference']:+.3f} has a 95% interval [{low:+.3f}, {high:+.3f}] that includes 0.")
+    gap = comparison.get("loss_at_next_budget")
+    if gap:
+        noise = ("whether it exceeds the seed noise is unknown: no grid point was trained with several seeds"
+                 if gap["noise_threshold"] is None else
+                 f"which {'exceeds' if gap['exceeds_noise'] else 'does not exceed'} the seed noise (two single runs "
+                 f"differ by up to 2√2 sd = {gap['noise_threshold']:.3g} nats from their seeds alone)")
+        lines.append(f"- At C = {_fmt(gap['C'])} approach 2 predicts a compute-optimal loss of {gap['isoflop']:.4g} and "
+                     f"approach 3 {gap['chinchilla']:.4g}: a gap of {gap['gap']:+.3g} nats, {noise}.")
+    if comparison.get("trust"):
+        lines += ["", f"**Trust {APPROACH_NAMES[comparison['trust']]}**, because {comparison['trust_reason']}."]
+    return lines + [""]
+
+
+def seed_noise_lines(laws: dict) -> list[str]:
+    """The run-to-run noise measured from replicated grid points, or a note that it was not measured."""
+    noise = laws.get("seed_noise")
+    lines = ["## Seed noise", ""]
+    if not noise:
+        return lines + ["No grid point was trained with several seeds (`plan.seeds`, with `plan.replicated_budgets` for only the smallest budgets), so "
+                        "prediction intervals take the noise from the residuals alone and no comparison can say whether "
+                        "it exceeds the noise.", ""]
+    lines += [f"{noise['n_points']} grid points trained with several seeds give a run-to-run standard deviation of "
+              f"{noise['sd']:.4g} nats {_interval(noise['ci95_sd'])} ({noise['sd_log']:.3%} of the loss; {noise['dof']} "
+              "degrees of freedom). Every prediction interval is at least this wide in its noise term, and the "
+              "IsoFLOP figure draws it as bands of ±1.96 sd around each parabola.", "",
+              "| budget | N | seeds | mean loss | sd |", "|---|---|---|---|---|"]
+    for point in noise["points"]:
+        lines.append(f"| {_fmt(point['budget'])} | {_fmt(point['N'])} | {point['n_seeds']} | {point['mean']:.4f} | "
+                     f"{point['sd']:.4f} |")
+    return lines + [""]
+
+
+def loss_to_loss_lines(laws: dict) -> list[str]:
+    """The shifted power laws from the mixed validation loss to each domain's (Brandfonbrener et al. 2024)."""
+    transfer = laws.get("loss_to_loss") or {}
+    if not transfer:
+        return []
+    lines = ["## Loss-to-loss between validation domains", "",
+             "L_y = K (L_x - E_x)^kappa + E_y from the mixed validation loss x to each domain's loss y over the same "
+             "runs (Brandfonbrener et al. 2024); E_x and E_y are each loss's own Chinchilla E. The held-out column "
+             "fits on every budget but the largest and predicts that budget's domain losses from its mixed ones.", "",
+             "| domain | K | kappa | E_x | E_y | rms (nats) | held-out mean abs. rel. error |", "|---|---|---|---|---|---|---|"]
+    for name, law in transfer.items():
+        p, ci = law["params"], law["ci95"]
+        held = law.get("held_out")
+        lines.append(f"| {name} | {_fmt(p['K'])} {_interval(ci['K'])} | {_fmt(p['kappa'])} {_interval(ci['kappa'])} | "
+                     f"{_fmt(p['E_x'])} | {_fmt(p['E_y'])} | {law['rms_nats']:.4f} | "
+                     f"{_pct(held['mean_abs_rel_error']) if held else 'n/a'} |")
+    return lines + [""]
+
+
+def lack_of_fit_lines(laws: dict) -> list[str]:
+    """Per law: whether its residuals bend against log C over the fitted range, and how far to trust it."""
+    tests = laws.get("lack_of_fit") or {}
+    if not tests:
+        return []
+    lines = ["## Lack of fit", "", "A power law is a line in log-log space; residuals that bend against log C say the "
+             "form is wrong there (power laws bend at small scale, which is where CPU studies live). Tests: the "
+             "t test of a quadratic term in ln C fitted to the log residuals, and a runs test of their signs in "
+             "order of C.", ""]
+    lines += [f"- {lack_of_fit_verdict(LAW_NAMES.get(name, name), test)}" for name, test in tests.items()
+              if laws.get(name)]
+    return lines + [""]
 
 
 def tokens_per_param_lines(laws: dict) -> list[str]:
@@ -155,7 +282,20 @@ def baseline_lines(baseline: Path, laws_path: Path, figures: Path) -> list[str]:
     lines = ["## Against the baseline study", "",
              f"A is the baseline `{baseline}` ({studies[0]['law']['law']} law: {studies[0]['why']}); B is this study "
              f"({studies[1]['law']['law']} law: {studies[1]['why']}).", ""]
-    return lines + [f"- {line}" for line in describe(result).splitlines()] + [""]
+    lines += [f"- {line}" for line in describe(result).splitlines()]
+    return lines + [f"- {gap_against_noise(result['gap'][0], [read_json(study['source']) for study in studies])}", ""]
+
+
+def gap_against_noise(gap: float, laws: list[dict]) -> str:
+    """Whether a loss gap between two studies exceeds what seed noise alone makes two single runs differ by
+    (2 sqrt(2) run-to-run sd, from whichever study measured it; the larger where both did)."""
+    measured = [entry["seed_noise"]["sd"] for entry in laws if entry.get("seed_noise")]
+    if not measured:
+        return "Neither study trained a grid point with several seeds, so whether the gap exceeds the seed noise is unknown."
+    threshold = 2 * math.sqrt(2) * max(measured)
+    relation = "exceeds" if abs(gap) > threshold else "does not exceed"
+    return (f"The gap ({gap:+.4g} nats) {relation} the seed noise: two single runs differ by up to 2√2 sd = "
+            f"{threshold:.3g} nats from their seeds alone.")
 
 
 def _figures(runs: pd.DataFrame, laws: dict, curves: dict[str, pd.DataFrame], figures: Path) -> list[tuple[str, str]]:
@@ -184,8 +324,9 @@ def _figures(runs: pd.DataFrame, laws: dict, curves: dict[str, pd.DataFrame], fi
              "the lowest loss reached at each compute, and the size reaching it with its power law.", env,
              lambda p: law_plots.plot_envelope(env, p, **convention)),
             ("isoflop_curves.png", "IsoFLOP curves: validation loss against model size per budget, fitted "
-             "parabolas in log N and their minima.", iso,
-             lambda p: law_plots.plot_isoflop_curves(ok, iso, p, **convention)),
+             "parabolas in log N and their minima, with seed-noise bands (±1.96 run-to-run sd) where replicates "
+             "measured it.", iso,
+             lambda p: law_plots.plot_isoflop_curves(ok, iso, p, seed_noise=laws.get("seed_noise"), **convention)),
             ("frontier.png", "Compute-optimal model size N*(C) and tokens D*(C) with 95% bootstrap bands from "
              "every approach fitted, and each one's projection at the next 10x budget (diamonds).",
              iso or chin or env, lambda p: law_plots.plot_frontier(iso, chin, p, **allocation)),
@@ -194,8 +335,12 @@ def _figures(runs: pd.DataFrame, laws: dict, curves: dict[str, pd.DataFrame], fi
              lambda p: law_plots.plot_tokens_per_param(iso, chin, p, **allocation)),
             ("fitted_vs_observed.png", "Chinchilla law (approach 3) against the observed losses.", chin,
              lambda p: law_plots.plot_fitted_vs_observed(ok, chin, p, **convention)),
-            ("extrapolation.png", "Extrapolation check: laws fitted without the largest budget predict it.",
+            ("extrapolation.png", "Extrapolation check: laws fitted on the budgets 3x or more below the largest "
+             "predict its runs, with 95% prediction intervals.",
              laws.get("extrapolation"), lambda p: law_plots.plot_extrapolation(ok, laws, p, **convention)),
+            ("backtest.png", "Backtest: per fold, each law's relative error on every larger budget's runs with its 95% "
+             "prediction interval, and the share of runs inside it.", laws.get("backtest_ranking"),
+             lambda p: law_plots.plot_backtest(laws, p)),
         ]
         jobs += [(name, caption, draw) for name, caption, fitted, draw in candidates if fitted]
     for name, caption, draw in jobs:
@@ -284,10 +429,12 @@ def write_report(runs_path, laws_path, curated_dir, plan_path, curve_paths, trun
     if nxt:
         lines += ["## Compute-optimal allocation for the next 10x budget", "",
                   f"From the {nxt.get('source', 'fitted')} law:", "",
-                  "| quantity | estimate | 95% interval |", "|---|---|---|"]
+                  "| quantity | estimate | 95% confidence interval | 95% prediction interval (a run's loss) |",
+                  "|---|---|---|---|"]
         for key in ("C", "N_opt", "D_opt", "loss"):
             if key in nxt:
-                lines.append(f"| {key} | {_fmt(nxt[key])} | {_interval(nxt.get('ci95', {}).get(key))} |")
+                predicted = _interval(nxt.get("loss_pred95")) if key == "loss" else ""
+                lines.append(f"| {key} | {_fmt(nxt[key])} | {_interval(nxt.get('ci95', {}).get(key))} | {predicted} |")
         other = nxt.get("isoflop")
         if other:
             lines += ["", f"The IsoFLOP power laws put it at N* = {_fmt(other['N_opt'])} "
@@ -297,22 +444,40 @@ def write_report(runs_path, laws_path, curated_dir, plan_path, curve_paths, trun
         if envelope:
             lines += ["", f"The envelope puts it at N* = {_fmt(envelope['N_opt'])} {_interval(envelope['ci95']['N_opt'])} "
                       f"and D* = {_fmt(envelope['D_opt'])} {_interval(envelope['ci95']['D_opt'])}."]
-        lines += ["", "Where the approaches disagree beyond their intervals, trust none far outside the fitted range.",
-                  ""]
+        lines += ["", "Whether the approaches disagree beyond their intervals, and which to trust: see "
+                  "\"Approaches compared\" below.", ""]
         lines += tokens_per_param_lines(laws)
 
     ext = laws.get("extrapolation")
     if ext:
+        factor = f", {ext['factor']:.3g}x above the largest fitted one" if ext.get("factor") else ""
         lines += ["## Extrapolation check", "",
                   f"Laws fitted on the {ext.get('n_train_runs')} runs of the smaller budgets predict the "
                   f"{ext.get('n_held_out_runs')} runs of the held-out largest budget "
-                  f"({_fmt(ext.get('held_out_budget'))} FLOPs):", ""]
+                  f"({_fmt(ext.get('held_out_budget'))} FLOPs{factor}), each with its 95% prediction interval:", ""]
         for law_name, summary in (ext.get("laws") or {}).items():
             if summary:
-                lines.append(f"- {law_name}: mean |relative error| of the loss {summary['mean_abs_rel_error']:.2%}")
+                inside = (f"; {summary['coverage95']:.0%} of the runs inside their 95% prediction intervals"
+                          if "coverage95" in summary else "")
+                lines.append(f"- {law_name}: mean |relative error| of the loss {summary['mean_abs_rel_error']:.2%}"
+                             f"{inside}")
             else:
-                lines.append(f"- {law_name}: could not be fitted without the largest budget")
+                lines.append(f"- {law_name}: could not be fitted on the smaller budgets")
+        held = [row for row in ext.get("runs", []) if any("pred_lo95" in (row.get(name) or {}) for name in ("chinchilla", "isoflop"))]
+        if held:
+            lines += ["", "| run | N | observed | law | predicted | 95% confidence interval | 95% prediction interval | "
+                      "inside |", "|---|---|---|---|---|---|---|---|"]
+            for row in held:
+                for name in ("chinchilla", "isoflop"):
+                    entry = row.get(name)
+                    if entry:
+                        lines.append(f"| `{row['run_id']}` | {_fmt(row['N'])} | {row['observed']:.4f} | {name} | "
+                                     f"{entry['predicted']:.4f} | {_interval([entry['conf_lo95'], entry['conf_hi95']])} | "
+                                     f"{_interval([entry['pred_lo95'], entry['pred_hi95']])} | "
+                                     f"{'yes' if entry['inside_pred95'] else '**no**'} |")
         lines.append("")
+    lines += (backtest_lines(laws) + approaches_lines(laws) + seed_noise_lines(laws) + lack_of_fit_lines(laws)
+              + loss_to_loss_lines(laws))
 
     if baseline is not None:
         lines += baseline_lines(Path(baseline), Path(laws_path), Path(figures_dir))

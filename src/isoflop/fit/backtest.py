@@ -32,8 +32,10 @@ def backtest(
 
     `data` maps "budget", "loss" and the law's `inputs` (e.g. ("N", "D")) to per-run arrays; `fit`
     takes such a dict (the training runs) and returns a fitted law's dict. Returns `folds` (per fold:
-    the budgets trained on, runs predicted, mean_abs_rel_error, bias, coverage90, coverage95, or
-    `error` where the law could not be fitted) and the same measures over every fold's predictions.
+    the budgets trained on, runs predicted, mean_abs_rel_error, bias, coverage90, coverage95,
+    `factor` (the largest predicted budget over the largest fitted) and `predictions` (per predicted
+    run: budget, observed, predicted and its 95% prediction interval), or `error` where the law could
+    not be fitted) and the same measures over every fold's predictions.
     """
     budgets = np.unique(data["budget"])
     folds, errors, inside = [], [], {level: [] for level in LEVELS}
@@ -41,7 +43,7 @@ def backtest(
         train_mask = data["budget"] <= budgets[k - 1]
         train = {key: values[train_mask] for key, values in data.items()}
         fold = {"train_budgets": budgets[:k].tolist(), "n_train": int(train_mask.sum()),
-                "n_predicted": int((~train_mask).sum())}
+                "n_predicted": int((~train_mask).sum()), "factor": float(budgets[-1] / budgets[k - 1])}
         try:
             law = fit(train)
         except UserError as err:
@@ -49,14 +51,16 @@ def backtest(
             continue
         observed = data["loss"][~train_mask]
         columns = {key: data[key][~train_mask] for key in inputs}
-        rel = None
         for level in LEVELS:
             result = predict_intervals(law, **columns, level=level, seed=seed)
             hit = (result["pred_lo"] <= observed) & (observed <= result["pred_hi"])
             fold[f"coverage{round(100 * level)}"] = float(hit.mean())
             inside[level].append(hit)
-            rel = result["predicted"] / observed - 1.0
-        fold.update(mean_abs_rel_error=float(np.mean(np.abs(rel))), bias=float(np.mean(rel)))
+        rel = result["predicted"] / observed - 1.0  # the last level's: the 95% interval is drawn
+        fold.update(mean_abs_rel_error=float(np.mean(np.abs(rel))), bias=float(np.mean(rel)),
+                    predictions={"budget": data["budget"][~train_mask].tolist(), "observed": observed.tolist(),
+                                 "predicted": result["predicted"].tolist(), "pred_lo95": result["pred_lo"].tolist(),
+                                 "pred_hi95": result["pred_hi"].tolist()})
         errors.append(rel)
         folds.append(fold)
     if not errors:

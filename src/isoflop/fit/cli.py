@@ -274,10 +274,16 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.C is not None and args.N is None and args.D is None and law.get("law") in STUDY_LAWS:
         print(_optimum_summary(law, args.C, args.seed))
         return 0
+    from isoflop.fit import predict_intervals
+
     loss, (low, high) = predict(law, args.N, args.D, C=args.C)
-    interval = ("no interval (fitted without --bootstrap)" if np.isnan(low)
+    interval = ("no confidence interval (fitted without --bootstrap)" if np.isnan(low)
                 else f"95% confidence interval [{low:.5g}, {high:.5g}] (the law's loss there)")
-    print(f"loss {loss:.5g}  {interval}")
+    given = {key: None if value is None else [value] for key, value in (("N", args.N), ("D", args.D), ("C", args.C))}
+    noisy = predict_intervals(law, given["N"], given["D"], C=given["C"], seed=args.seed)
+    print(f"loss {loss:.5g}  {interval};\n"
+          f"{'':{len(f'loss {loss:.5g}')}}  95% prediction interval [{noisy['pred_lo'][0]:.5g}, "
+          f"{noisy['pred_hi'][0]:.5g}] (a new run's loss, with its noise)")
     return 0
 
 

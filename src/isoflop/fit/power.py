@@ -22,9 +22,15 @@ from isoflop.fit.checks import (
 )
 from isoflop.fit.laws import CHINCHILLA, EXPONENT_NAMES, PowerSumLaw, compute_optimal, optimal_allocation
 from isoflop.fit.residuals import residual_summary
-from isoflop.fit.solve import global_minimize, minimize_batched
+from isoflop.fit.solve import BLOCK_ELEMENTS, global_minimize, minimize_batched, polish
 
 CHINCHILLA_FORM = "L = E + A / N^alpha + B / D^beta"
+# Above this many rows the multi-start search and the bootstrap run on a random subsample of this size, and
+# only the final polish sees every row: memory and time then grow linearly in rows (a 1e6-row fit is seconds,
+# not a 34 GiB grid of starts by rows). The bootstrap of the subsample, its deviations scaled by
+# sqrt(m / n), is the m-out-of-n bootstrap (Bickel, Gotze & van Zwet 1997): a smooth estimator's spread
+# shrinks as 1 / sqrt(rows), so the subsample's resamples, rescaled, have the full data's spread.
+SUBSAMPLE_ROWS = 1024
 
 
 def fit_chinchilla(
@@ -102,14 +108,22 @@ def _fit_power_sum(law, x, y, huber_delta, bootstrap, seed, n_jobs) -> tuple[dic
         raise UserError(f"huber delta must be positive, got {huber_delta}")
     if bootstrap < 0:
         raise UserError(f"bootstrap must be >= 0 resamples, got {bootstrap}")
-    enough_points(distinct_points(x), law.n_params, f"a law in {', '.join(law.names)}")
+    n_distinct = distinct_points(x)
+    enough_points(n_distinct, law.n_params, f"a law in {', '.join(law.names)}")
     log_x, log_y = np.log(x), np.log(y)
-    theta, objective, minima = global_minimize(law, log_x, log_y, huber_delta)
+    rows = _subsample(len(y), seed)
+    search_x, search_y = (log_x, log_y) if rows is None else (log_x[rows], log_y[rows])
+    search_theta, objective, minima = global_minimize(law, search_x, search_y, huber_delta)
+    theta = search_theta
+    if rows is not None:
+        theta, objective = polish(law, search_theta, log_x, log_y, huber_delta)
     params = law.to_params(theta)
     samples, failed = None, 0
     if bootstrap:
-        counts = resample_counts(len(y), bootstrap, seed)
-        thetas = bootstrap_refits(law, log_x, log_y, huber_delta, minima, counts, n_jobs)
+        counts = resample_counts(len(search_y), bootstrap, seed)
+        thetas = bootstrap_refits(law, search_x, search_y, huber_delta, minima, counts, n_jobs)
+        if rows is not None:
+            thetas = theta + np.sqrt(len(search_y) / len(y)) * (thetas - search_theta)
         failed = int((~np.isfinite(thetas).all(axis=1)).sum())
         with np.errstate(over="ignore"):
             samples = law.to_params(thetas)
@@ -119,7 +133,8 @@ def _fit_power_sum(law, x, y, huber_delta, bootstrap, seed, n_jobs) -> tuple[dic
         "params": dict(zip(names, params)),
         "ci95": _intervals(samples_by_name, names),
         "n_points": len(y),
-        "n_distinct_points": distinct_points(x),
+        "n_distinct_points": n_distinct,
+        "search_rows": len(search_y),
         "objective": objective,
         "huber_delta": huber_delta,
         "residuals": residual_summary(y, law.predict(params, x)[0], "log", law.n_params),
@@ -130,6 +145,13 @@ def _fit_power_sum(law, x, y, huber_delta, bootstrap, seed, n_jobs) -> tuple[dic
     }
     result["warnings"] = duplicate_rows(x, y) + fit_warnings(result, EXPONENT_NAMES)
     return result, params, samples
+
+
+def _subsample(n_rows: int, seed: int) -> np.ndarray | None:
+    """SUBSAMPLE_ROWS rows drawn without replacement (seeded, in their order), or None for a table that small."""
+    if n_rows <= SUBSAMPLE_ROWS:
+        return None
+    return np.sort(np.random.default_rng([seed, n_rows]).choice(n_rows, SUBSAMPLE_ROWS, replace=False))
 
 
 def bootstrap_refits(
@@ -150,8 +172,14 @@ def bootstrap_refits(
     global search per resample).
     """
     n_starts = len(starts)
+    block = max(1, BLOCK_ELEMENTS // (n_starts * counts.shape[1]))
 
     def refit(replicates: np.ndarray) -> np.ndarray:
+        # blocks bound the (replicates x starts, points) temporaries; rows are independent, so results
+        # do not depend on the block size
+        return np.concatenate([refit_block(replicates[i:i + block]) for i in range(0, len(replicates), block)])
+
+    def refit_block(replicates: np.ndarray) -> np.ndarray:
         weights = counts[replicates].astype(float)
         owner = np.repeat(np.arange(len(replicates)), n_starts)
 

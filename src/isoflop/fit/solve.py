@@ -28,6 +28,7 @@ from isoflop.fit.laws import PowerSumLaw
 Objective = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 ARMIJO = 1e-4
+BLOCK_ELEMENTS = 2_000_000  # starts x points evaluated at once: about 16 MB per temporary array
 
 
 def minimize_batched(
@@ -246,7 +247,13 @@ def global_minimize(
     profiled_f, _ = objective(profiled, None)
     best_profiled = profiled[np.argsort(profiled_f)[:finalists]]
     starts = np.vstack([replication_grid(law), best_profiled])
-    screened, screened_f, _ = minimize_batched(objective, starts, max_iter=screen_iterations)
+    # in blocks of starts, so memory stays bounded by BLOCK_ELEMENTS per temporary whatever the rows; rows of a
+    # batch are independent, so the blocks change no result
+    block = max(1, BLOCK_ELEMENTS // len(log_y))
+    screened_blocks = [minimize_batched(objective, starts[i:i + block], max_iter=screen_iterations)[:2]
+                       for i in range(0, len(starts), block)]
+    screened = np.vstack([theta for theta, _ in screened_blocks])
+    screened_f = np.concatenate([f for _, f in screened_blocks])
     keep = np.argsort(np.where(np.isfinite(screened_f), screened_f, np.inf))[:finalists]
     minima, minima_f, _ = minimize_batched(objective, screened[keep], max_iter=2000)
     order = np.argsort(np.where(np.isfinite(minima_f), minima_f, np.inf))

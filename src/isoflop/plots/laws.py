@@ -26,8 +26,10 @@ CHINCHILLA_TOKENS_PER_PARAM = 20  # Hoffmann et al.'s rule of thumb, drawn for s
 
 
 def plot_isoflop_curves(runs: pd.DataFrame, isoflop_fit: dict, path, *, loss_col: str | None = None,
-                        convention: str | None = None) -> None:
-    """Loss against N per budget, with each budget's parabola and vertex; edge minima hollow.
+                        convention: str | None = None, seed_noise: dict | None = None) -> None:
+    """Loss against N per budget, with each budget's parabola and vertex; edge minima hollow. With `seed_noise`
+    (laws.json's), each parabola carries a band of +-1.96 run-to-run standard deviations: where 95% of single
+    runs would land if the parabola were the truth.
 
     `runs` needs N, C and the loss (`loss_col`, else "loss", else "val_loss"); a run belongs to the
     budget the fit grouped it under (its `budget` column), or without one to the fitted budget nearest its C.
@@ -46,11 +48,18 @@ def plot_isoflop_curves(runs: pd.DataFrame, isoflop_fit: dict, path, *, loss_col
         members = runs[group]
         ax.scatter(members["N"], members[loss_col], color=colour, s=18, label=f"C = {budget['C']:.2g}")
         grid = np.geomspace(members["N"].min(), members["N"].max(), 100)
-        ax.plot(grid, budget_profile(budget, grid), color=colour, lw=1)
+        profile = budget_profile(budget, grid)
+        ax.plot(grid, profile, color=colour, lw=1)
+        if seed_noise:
+            ax.fill_between(grid, profile - 1.96 * seed_noise["sd"], profile + 1.96 * seed_noise["sd"],
+                            color=colour, alpha=BAND_ALPHA, lw=0)
         edge = budget["minimum_at_edge"]
         ax.scatter([budget["N_opt"]], [budget["loss_opt"]], marker="*", s=140, edgecolor=colour,
                    facecolor="none" if edge else colour, zorder=3)
     ax.scatter([], [], marker="*", s=140, facecolor="none", edgecolor="grey", label="minimum at edge (unused)")
+    if seed_noise:
+        ax.fill_between([], [], [], color="grey", alpha=BAND_ALPHA, lw=0,
+                        label=f"seed noise: ±1.96 sd ({seed_noise['sd']:.3g} nats, {seed_noise['dof']} dof)")
     ax.set_xscale("log")
     exponent, ci = allocation_exponents(isoflop_fit)["N_opt"]
     ax.set(xlabel=axis_labels(convention)[0], ylabel="validation loss (nats/token)",
@@ -222,17 +231,57 @@ def plot_extrapolation(runs: pd.DataFrame, laws: dict, path, *, loss_col: str | 
         if not summary:
             continue
         predicted = held[name].apply(lambda row: row["predicted"]).to_numpy()
-        low = held[name].apply(lambda row: row["low"]).to_numpy(dtype=float)
-        high = held[name].apply(lambda row: row["high"]).to_numpy(dtype=float)
+        low = held[name].apply(lambda row: row["pred_lo95"]).to_numpy(dtype=float)
+        high = held[name].apply(lambda row: row["pred_hi95"]).to_numpy(dtype=float)
         shifted = held["N"].to_numpy() * (1.03 if offset else 0.97)  # keep the two sets of bars apart
         yerr = None if np.isnan(low).all() else [predicted - low, high - predicted]
         ax.errorbar(shifted, predicted, yerr=yerr, fmt="s", color=colour, ms=4, capsize=2,
-                    label=f"{name} prediction (mean |rel. error| {summary['mean_abs_rel_error']:.2%})")
+                    label=f"{name} with 95% prediction interval (mean |rel. error| "
+                          f"{summary['mean_abs_rel_error']:.2%}, {summary['coverage95']:.0%} inside)")
     errors = ", ".join(f"{name} {summary['mean_abs_rel_error']:.1%}" for name, summary in check["laws"].items()
                        if summary)
     ax.set(xscale="log", xlabel=axis_labels(convention)[0], ylabel="validation loss (nats/token)",
-           title=f"Fitted without the largest budget, predicting it: |error| {errors or 'n/a'}")
+           title=f"Fitted {check['factor']:.2g}x below the largest budget, predicting it: |error| {errors or 'n/a'}")
     ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+BACKTEST_COLOURS = {"isoflop": "#E69F00", "chinchilla": "#0072B2", "overtrained": "#CC79A7"}
+
+
+def plot_backtest(laws: dict, path) -> None:
+    """Each law's backtest: per fold (panel), the relative error of every held-out run's predicted loss against
+    its budget, with its 95% prediction interval as a relative error bar; the title of each panel states the
+    fold's coverage. A law is honest where its bars cross zero about 95% of the time."""
+    backtests = {name: result for name, result in (laws.get("backtest") or {}).items() if result.get("n_predictions")}
+    n_folds = max((len(result["folds"]) for result in backtests.values()), default=0)
+    fig, axes = plt.subplots(1, max(n_folds, 1), figsize=(4.2 * max(n_folds, 1), 4.2), sharey=True, squeeze=False)
+    for index, ax in enumerate(axes[0]):
+        titles = []
+        for offset, (name, result) in enumerate(backtests.items()):
+            if index >= len(result["folds"]) or "predictions" not in result["folds"][index]:
+                continue
+            fold = result["folds"][index]
+            rows = fold["predictions"]
+            observed, predicted = np.array(rows["observed"]), np.array(rows["predicted"])
+            low, high = np.array(rows["pred_lo95"], dtype=float), np.array(rows["pred_hi95"], dtype=float)
+            shift = np.array(rows["budget"]) * 1.06 ** (offset - (len(backtests) - 1) / 2)
+            error = 100 * (predicted / observed - 1)
+            ax.errorbar(shift, error, yerr=[100 * (predicted - low) / observed, 100 * (high - predicted) / observed],
+                        fmt="o", ms=3, capsize=2, color=BACKTEST_COLOURS.get(name, "grey"),
+                        label=f"{name}: {fold['coverage95']:.0%} inside" if index == 0 else f"{fold['coverage95']:.0%}")
+            titles.append(fold)
+        ax.axhline(0, color="k", lw=0.8)
+        if titles:
+            ax.axvline(titles[0]["train_budgets"][-1], color="grey", ls=":", lw=1)
+            ax.set_title(f"fitted on {len(titles[0]['train_budgets'])} budgets (to C = "
+                         f"{titles[0]['train_budgets'][-1]:.2g})", fontsize=9)
+        ax.set(xscale="log", xlabel="held-out budget C (FLOPs)")
+        ax.legend(fontsize=7, title="95% pred. interval coverage", title_fontsize=7)
+    axes[0][0].set_ylabel("predicted / observed loss - 1 (%)")
+    ranking = laws.get("backtest_ranking") or []
+    best = f"; lowest error: {ranking[0]['law']} {ranking[0]['mean_abs_rel_error']:.2%}" if ranking else ""
+    fig.suptitle(f"Backtest: each law fitted on the smaller budgets predicts every larger one{best}", fontsize=10)
     save_figure(fig, path)
 
 
