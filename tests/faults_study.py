@@ -64,21 +64,30 @@ def _one(pattern: str, out: Path) -> Path:
 
 
 def tables(workdir: Path) -> dict:
-    """Every table of the study, timing fields dropped, and the token files' digests."""
+    """Every table of the study (data frames, timing fields dropped) and the token files' digests."""
     out = workdir / "results" / "faults"
-    runs = pd.read_parquet(out / "runs.parquet").drop(columns=TIMING_COLUMNS)
-    curves = {path.parent.name: pd.read_parquet(path).drop(columns=CURVE_TIMING).to_dict("list")
-              for path in sorted(out.glob("runs/*/curve.parquet"))}
     tokens = _one("tokens/*", out)
     return {
-        "runs": runs.to_dict("list"),
-        "curves": curves,
-        "laws": json.loads((out / "laws.json").read_text()),
-        "curation": json.loads(_one("curated/*/curation.json", out).read_text()),
-        "meta": json.loads((tokens / "meta.json").read_text()),
-        "token_files": {str(path.relative_to(tokens)): hashlib.sha256(path.read_bytes()).hexdigest()
+        "runs.parquet": pd.read_parquet(out / "runs.parquet").drop(columns=TIMING_COLUMNS),
+        **{str(path.relative_to(out)): pd.read_parquet(path).drop(columns=CURVE_TIMING)
+           for path in sorted(out.glob("runs/*/curve.parquet"))},
+        "laws.json": json.loads((out / "laws.json").read_text()),
+        "curation.json": json.loads(_one("curated/*/curation.json", out).read_text()),
+        "meta.json": json.loads((tokens / "meta.json").read_text()),
+        "token files": {str(path.relative_to(tokens)): hashlib.sha256(path.read_bytes()).hexdigest()
                         for path in sorted(tokens.rglob("*.bin"))},
     }
+
+
+def assert_same_tables(workdir: Path, reference: Path) -> None:
+    """The study in `workdir` has exactly the reference's tables (NaN equal to NaN; laws.json holds none)."""
+    ours, theirs = tables(workdir), tables(reference)
+    assert ours.keys() == theirs.keys()
+    for name, table in theirs.items():
+        if isinstance(table, pd.DataFrame):
+            pd.testing.assert_frame_equal(ours[name], table, check_exact=True, obj=name)
+        else:
+            assert ours[name] == table, name
 
 
 def mlflow_view(workdir: Path) -> dict:

@@ -7,6 +7,7 @@ shards, tracking to the SQLite store): start, wait for a point in the real state
 process group, start again. Each kill leaves Snakemake's own lock behind, which the next start must clear.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from faults_study import job_environment, mlflow_view, run, snakemake_command, study_command, tables
+from faults_study import assert_same_tables, job_environment, mlflow_view, run, snakemake_command, study_command
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -38,16 +39,17 @@ KILL_POINTS = [
 ]
 
 
-def _start(command: list[str]) -> subprocess.Popen:
+def _start(command: list[str], output: Path) -> subprocess.Popen:
     # its own session: the kill takes Snakemake and every job it started, as a power loss or the OOM killer would
-    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=job_environment(), start_new_session=True)
+    with open(output, "a") as sink:
+        return subprocess.Popen(command, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT, env=job_environment(),
+                                start_new_session=True)
 
 
-def _wait_for(point, out: Path, job: subprocess.Popen, name: str) -> None:
+def _wait_for(point, out: Path, job: subprocess.Popen, name: str, output: Path) -> None:
     deadline = time.time() + 600
     while not point(out):
-        assert job.poll() is None, f"the study ended before {name} was under way: {job.stderr.read()[-3000:]}"
+        assert job.poll() is None, f"the study ended before {name} was under way: {output.read_text()[-3000:]}"
         assert time.time() < deadline, f"{name} not under way within 10 minutes"
         time.sleep(0.05)
 
@@ -58,20 +60,10 @@ def test_killed_at_every_stage_resumes_to_identical_tables(faults_reference, tmp
     out = workdir / "results" / "faults"
     locks = workdir / ".snakemake" / "locks"
     for name, point in KILL_POINTS:
-        job = _start(study_command(workdir, config))
-        _wait_for(point, out, job, name)
-        if name == "a WSD trunk":  # a second invocation while this one is live
-            second = run(study_command(workdir, config))
-            assert second.returncode == 1 and "Traceback" not in second.stderr, second.stderr[-3000:]
-            assert second.stderr.strip().splitlines() == [
-                f"isoflop study: error: another run of this workflow (pid {job.pid}) is live in "
-                f"{workdir.resolve()}: wait for it to end or stop it, then run this again"]
-            dry = run(snakemake_command(workdir, config, "--dry-run"))  # the plain line leaves the live lock alone
-            assert f"another run of this workflow (pid {job.pid}) is live" in dry.stderr
-            assert job.poll() is None and any(locks.iterdir())
+        job = _start(study_command(workdir, config), tmp_path / "output.txt")
+        _wait_for(point, out, job, name, tmp_path / "output.txt")
         os.killpg(job.pid, signal.SIGKILL)
         job.wait()
-        job.stderr.close()
         assert any(locks.iterdir()), f"killed during {name}: Snakemake left no lock to recover from"
     # the last resume by the README's plain Snakemake line: the Snakefile clears the stale lock itself
     resumed = run(snakemake_command(workdir, config))
@@ -79,13 +71,36 @@ def test_killed_at_every_stage_resumes_to_identical_tables(faults_reference, tmp
     assert "isoflop: removed the Snakemake lock of a run that was killed" in resumed.stderr
     assert not locks.exists() or not any(locks.iterdir())
 
-    assert tables(workdir) == tables(reference)
+    assert_same_tables(workdir, reference)
+    trunks = [json.loads(path.read_text()) for path in sorted(out.glob("trunks/*/result.json"))]
+    assert max(trunk["resumed"] for trunk in trunks) == 1  # the trunk killed mid-way resumed from its checkpoint
     killed_view, reference_view = mlflow_view(workdir), mlflow_view(reference)
     assert killed_view == reference_view
     assert killed_view["kinds"] == ["curation", "fit", "study"] + ["train"] * 4
     assert all(runs == [("FINISHED", runs[0][1])] for runs in killed_view["train"].values())
     rerun = run(study_command(workdir, config))
     assert rerun.returncode == 0 and "Nothing to be done" in rerun.stdout + rerun.stderr
+
+
+def test_a_second_study_is_refused_while_one_is_live(faults_reference, tmp_path):
+    config, _ = faults_reference
+    workdir = tmp_path / "live"
+    locks = workdir / ".snakemake" / "locks"
+    job = _start(study_command(workdir, config), tmp_path / "output.txt")
+    try:
+        _wait_for(lambda out: locks.is_dir() and any(locks.iterdir()), workdir, job, "the first run",
+                  tmp_path / "output.txt")
+        second = run(study_command(workdir, config))
+        assert second.returncode == 1, second.stderr[-3000:]
+        assert second.stderr.splitlines() == [
+            f"isoflop study: error: another run of this workflow (pid {job.pid}) is live in {workdir.resolve()}: "
+            "wait for it to end or stop it, then run this again"]
+        dry = run(snakemake_command(workdir, config, "--dry-run"))  # the plain line leaves the live lock alone
+        assert f"isoflop: another run of this workflow (pid {job.pid}) is live in {workdir.resolve()}" in dry.stderr
+        assert job.poll() is None and any(locks.iterdir())
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
 
 
 def test_unlock_dag_lint_and_report_need_no_cores(faults_reference):
