@@ -7,7 +7,6 @@ shards, tracking to the SQLite store): start, wait for a point in the real state
 process group, start again. Each kill leaves Snakemake's own lock behind, which the next start must clear.
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -72,8 +71,6 @@ def test_killed_at_every_stage_resumes_to_identical_tables(faults_reference, tmp
     assert not locks.exists() or not any(locks.iterdir())
 
     assert_same_tables(workdir, reference)
-    trunks = [json.loads(path.read_text()) for path in sorted(out.glob("trunks/*/result.json"))]
-    assert max(trunk["resumed"] for trunk in trunks) == 1  # the trunk killed mid-way resumed from its checkpoint
     killed_view, reference_view = mlflow_view(workdir), mlflow_view(reference)
     assert killed_view == reference_view
     assert killed_view["kinds"] == ["curation", "fit", "study"] + ["train"] * 4
