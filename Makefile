@@ -28,7 +28,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 study: setup
-	$(BIN)/snakemake --profile workflow/profiles/local --configfile $(CONFIG) --cores $(CORES)
+	$(BIN)/isoflop study --config $(CONFIG) --cores $(CORES)
 
 test: setup
 	$(BIN)/python -m pytest -n auto --dist loadfile -m "$(PYTEST_MARKERS)"

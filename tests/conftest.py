@@ -24,3 +24,11 @@ def default_config():
     from isoflop.config import validate_config
 
     return validate_config({})
+
+
+@pytest.fixture(scope="session")
+def faults_reference(tmp_path_factory):
+    """(config, working directory) of the fault tests' tiny study run uninterrupted, once per session."""
+    from faults_study import reference_study
+
+    return reference_study(tmp_path_factory.mktemp("faults"))

@@ -23,6 +23,7 @@ SUBCOMMANDS = [
     "isoflop.track",
     "isoflop.mix.cli",
     "isoflop.config",
+    "isoflop.launch",
 ]
 
 EXAMPLES = """examples:
@@ -70,7 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)  # usage errors exit here with status 2
+    args, unknown = parser.parse_known_args(argv)  # usage errors exit here with status 2
+    if getattr(args, "passes_unknown_args", False):  # `isoflop study` hands the rest to Snakemake
+        args.snakemake_args = unknown
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.func(args) or 0)
     except UserError as err:

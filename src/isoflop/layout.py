@@ -16,6 +16,11 @@ files (plan, runs table, laws, report) are rewritten when what they declare chan
       runs.parquet, laws.json, report.md, figures/
       logs/, benchmarks/            one log and one Snakemake benchmark per job, by stage
       mlflow.db, mlflow/            the default SQLite store, its artifacts and the workflow's markers
+
+and, beside `results/` in the working directory, Snakemake's own state (not part of any study):
+
+    .snakemake/locks/               Snakemake's lock of the working directory (left behind by a killed run)
+    .snakemake/isoflop.lock         the OS lock every live run of the workflow holds (see isoflop.launch)
 """
 
 from __future__ import annotations
@@ -122,3 +127,14 @@ class StudyLayout:
     @property
     def tracked(self) -> Path:
         return self.root / "mlflow" / "tracked.json"
+
+
+# The working directory's Snakemake state, shared by every study run there (see isoflop.launch).
+def snakemake_locks(workdir: str | Path = ".") -> Path:
+    """Snakemake's lock files: written as a run starts, removed as it ends, left behind when it is killed."""
+    return Path(workdir) / ".snakemake" / "locks"
+
+
+def workdir_lock(workdir: str | Path = ".") -> Path:
+    """The file a live run of the workflow holds an OS lock (flock) on for its lifetime."""
+    return Path(workdir) / ".snakemake" / "isoflop.lock"

@@ -1,8 +1,9 @@
 """MLflow as a view of the study's files: idempotent by isoflop run id, never the source of truth.
 
 Every training run's MLflow run carries the tag `isoflop.run_id` and `isoflop.result_sha256` (a hash of its
-result.json). Logging a run that is already there with the same result does nothing; a run whose result
-changed (it was retrained) replaces the old MLflow run. So re-running the workflow never duplicates runs,
+result.json), set last, once everything else is logged: so a run half-logged when its logger was killed (or
+ran out of disk) carries no hash and is replaced. Logging a run that is already there with the same result
+does nothing; a run whose result changed (it was retrained) replaces the old MLflow run. So re-running the workflow never duplicates runs,
 and `sync_study` can rebuild a deleted store from `results/` alone.
 
 The view is laid out for a researcher: one parent run per study plan (tag `isoflop.plan_id`) holding the
@@ -326,7 +327,6 @@ def log_training_run(tracking: Tracking, run: dict, run_dir, parent: str | None 
     })
     tags = {
         RUN_TAG: run["run_id"],
-        RESULT_TAG: result_sha,
         KIND_TAG: "train",
         "isoflop.study": tracking.study,
         "isoflop.data_fingerprint": result.get("tokens_fingerprint") or "",
@@ -348,6 +348,7 @@ def log_training_run(tracking: Tracking, run: dict, run_dir, parent: str | None 
         _retrying(lambda: client.log_inputs(mlflow_id, datasets=[_corpus_input(result)]))
     status = "FINISHED" if result.get("status") == "ok" else "FAILED"
     _retrying(lambda: client.set_terminated(mlflow_id, status=status, end_time=int(1000 * ended)))
+    _retrying(lambda: client.set_tag(mlflow_id, RESULT_TAG, result_sha))  # complete (see module doc)
     return mlflow_id
 
 
@@ -396,7 +397,7 @@ def _log_summary_run(client, experiment_id: str, tracking: Tracking, parent: str
     written = [int(1000 * path.stat().st_mtime) for path in artifacts] or [int(time.time() * 1000)]
     created = client.create_run(experiment_id, run_name=kind, tags={KIND_TAG: kind}, start_time=min(written))
     metrics = [Metric(key, float(value), max(written), 0) for key, value in values.items()]
-    tags = {KIND_TAG: kind, RESULT_TAG: source_sha, "isoflop.study": tracking.study, PARENT_TAG: parent,
+    tags = {KIND_TAG: kind, "isoflop.study": tracking.study, PARENT_TAG: parent,
             **_source_tags(), **({NOTE_TAG: description} if description else {})}
     _log_batches(client, created.info.run_id, params, metrics, tags)
     for path in artifacts:
@@ -404,6 +405,7 @@ def _log_summary_run(client, experiment_id: str, tracking: Tracking, parent: str
     for name, value in (documents or {}).items():
         _log_dict(client, tracking, created, value, name)
     client.set_terminated(created.info.run_id, status="FINISHED", end_time=max(written))
+    client.set_tag(created.info.run_id, RESULT_TAG, source_sha)  # complete (see module doc)
     return created.info.run_id
 
 

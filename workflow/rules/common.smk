@@ -5,8 +5,14 @@ from pathlib import Path
 
 from isoflop.config import read_config_file, validate_config
 from isoflop.errors import UserError
+from isoflop.launch import claim_workdir
 from isoflop.layout import StudyLayout
 from isoflop.plan import content_id, study_plan
+
+# A Snakemake lock left by a killed run is removed here when no live run holds the OS lock (isoflop.launch);
+# jobs on cluster nodes parse the Snakefile too, and leave the lock to the process that started them.
+if not (workflow.remote_exec or workflow.subprocess_exec):
+    claim_workdir()
 
 try:
     # Snakemake has already read these files with its own loader (YAML aliases allowed, YTE templates
