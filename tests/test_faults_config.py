@@ -128,6 +128,18 @@ def test_yte_and_python_tags_are_refused_without_running_anything(tmp_path, text
     assert not Path(marker).exists()
 
 
+
+def test_isoflop_study_refuses_a_yte_config_before_snakemake_evaluates_it(tmp_path):
+    marker, config = tmp_path / "ran", tmp_path / "study.yaml"
+    config.write_text(f"__use_yte__: true\nstudy: ?__import__('pathlib').Path({str(marker)!r}).touch() or 'x'\n")
+    isoflop = str(Path(sys.executable).parent / "isoflop")
+    done = subprocess.run([isoflop, "study", "--config", str(config), "--directory", str(tmp_path / "work")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (f"isoflop study: error: {config} asks for YTE templating (__use_yte__), which "
+                                   "isoflop refuses: templates are Python code (see README, Faults and bad input)")
+    assert not marker.exists() and not (tmp_path / "work").exists()
+
 def _dry_run(tmp_path, config_text: str) -> subprocess.CompletedProcess:
     configfile = tmp_path / "study.yaml"
     configfile.write_text(config_text)
