@@ -9,6 +9,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ISOFLOP_SHARED", REPO.parent / "shared"))
 
 os.environ.setdefault("ISOFLOP_PROGRESS", "0")
+# A developer's MLFLOW_TRACKING_URI would send the tests' studies to their server (Tracking.of honours it)
+os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 def shared_file(relative: str) -> Path:
