@@ -26,3 +26,20 @@ def default_config():
     from isoflop.config import validate_config
 
     return validate_config({})
+
+
+@pytest.fixture(scope="session")
+def postgres_mlflow(tmp_path_factory):
+    """A real `mlflow server` on a throwaway PostgreSQL cluster (installed where missing), for the session:
+    yields its folder (for `isoflop.tracking_server.stop_mlflow`/`start_mlflow`) and its state ("uri")."""
+    from isoflop import tracking_server
+
+    root = tmp_path_factory.mktemp("postgres-mlflow")
+    try:
+        state = tracking_server.start(root)
+    except tracking_server.ServiceUnavailable as err:
+        pytest.skip(f"no PostgreSQL-backed MLflow server here: {err}")
+    try:
+        yield root, state
+    finally:
+        tracking_server.stop(root)
