@@ -287,3 +287,38 @@ def test_a_copied_results_folder_still_opens_its_artifacts(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_mlflow_tracking_uri_chooses_the_store_only_where_the_config_leaves_it_unset(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert Tracking.of(validate_config({"results_dir": str(tmp_path)})).uri == "http://127.0.0.1:5999"
+    chosen = validate_config({"results_dir": str(tmp_path), "tracking": {"uri": "http://127.0.0.1:6001"}})
+    assert Tracking.of(chosen).uri == "http://127.0.0.1:6001"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert Tracking.of(validate_config({"results_dir": str(tmp_path)})).uri.startswith("sqlite:///")
+
+
+def test_a_corrupt_store_is_named_and_rebuilt_from_the_files_without_duplicates(tmp_path):
+    from isoflop.track import StoreCorrupt, sync_pending, sync_study_or_defer
+
+    config, layout = _study(tmp_path)
+    _study_outputs(layout)
+    tracking = Tracking.of(config)
+    first = sync_study(tracking, layout, layout.plan, layout.tracked, config)
+    layout.mlflow_db.write_bytes(b"not a database" * 100)
+    with pytest.raises(StoreCorrupt) as corrupt:
+        log_training_run(tracking, _run(), layout.run_dir("abc123def456"))
+    assert str(corrupt.value) == (f"MLflow store {layout.mlflow_db.resolve()} is not a SQLite database: rebuild it "
+                                  "from the run files with `isoflop track-sync --rebuild`")
+    # the workflow's sync fails nothing: it marks its output pending, and the next run of the workflow retries
+    assert "pending" in sync_study_or_defer(tracking, layout, layout.plan, layout.tracked, config)
+    assert sync_pending(layout.tracked)
+    rebuilt = sync_study(tracking, layout, layout.plan, layout.tracked, config, rebuild=True)
+    assert not sync_pending(layout.tracked) and len(rebuilt["runs"]) == 2 and rebuilt["runs"] != first["runs"]
+    [aside] = layout.root.glob("mlflow.db.corrupt-*")
+    assert aside.read_bytes() == b"not a database" * 100
+    client, experiment = _client_of(config)
+    kinds = sorted(run.data.tags["isoflop.kind"] for run in client.search_runs([experiment.experiment_id]))
+    assert kinds == ["curation", "fit", "study", "train", "train"]
+    for mlflow_id in rebuilt["runs"].values():
+        assert [(m.step, m.value) for m in client.get_metric_history(mlflow_id, "train_loss")] == [(1, 5.0), (2, 4.5)]
