@@ -147,7 +147,9 @@ def _open(tracking: Tracking):
     """(client, experiment id) for the study's store, after `check_store`. A new SQLite store's schema is
     created under the store lock: concurrent jobs creating it at once would race MLflow's migrations."""
     check_store(tracking)
-    for key, value in {**HTTP_LIMITS, "MLFLOW_ENABLE_ASYNC_LOGGING": "false"}.items():
+    # synchronous logging (a job's log is complete when it ends), and no "View run ... at" line per run
+    quiet = {"MLFLOW_ENABLE_ASYNC_LOGGING": "false", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+    for key, value in {**HTTP_LIMITS, **quiet}.items():
         os.environ.setdefault(key, value)
     from mlflow.tracking import MlflowClient
 
