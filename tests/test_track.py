@@ -304,7 +304,16 @@ def test_a_corrupt_store_is_named_and_rebuilt_from_the_files_without_duplicates(
     config, layout = _study(tmp_path)
     _study_outputs(layout)
     tracking = Tracking.of(config)
-    first = sync_study(tracking, layout, layout.plan, layout.tracked, config)
+    configfile = tmp_path / "config.json"
+    configfile.write_text(json.dumps(config))
+
+    def track_sync(*args):  # a process of its own: MLflow keeps one engine per store URI for a process's life
+        done = subprocess.run([sys.executable, "-m", "isoflop.cli", "track-sync", "--config", str(configfile), *args],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return json.loads(layout.tracked.read_text())
+
+    first = track_sync()
     layout.mlflow_db.write_bytes(b"not a database" * 100)
     with pytest.raises(StoreCorrupt) as corrupt:
         log_training_run(tracking, _run(), layout.run_dir("abc123def456"))
@@ -313,7 +322,7 @@ def test_a_corrupt_store_is_named_and_rebuilt_from_the_files_without_duplicates(
     # the workflow's sync fails nothing: it marks its output pending, and the next run of the workflow retries
     assert "pending" in sync_study_or_defer(tracking, layout, layout.plan, layout.tracked, config)
     assert sync_pending(layout.tracked)
-    rebuilt = sync_study(tracking, layout, layout.plan, layout.tracked, config, rebuild=True)
+    rebuilt = track_sync("--rebuild")
     assert not sync_pending(layout.tracked) and len(rebuilt["runs"]) == 2 and rebuilt["runs"] != first["runs"]
     [aside] = layout.root.glob("mlflow.db.corrupt-*")
     assert aside.read_bytes() == b"not a database" * 100

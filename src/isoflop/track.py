@@ -598,7 +598,9 @@ def sync_study(tracking: Tracking, layout: StudyLayout, plan_path, out_path, con
 
 
 def _set_aside(tracking: Tracking) -> None:
-    """Move a SQLite store to `<file>.corrupt-<UTC time>` (kept for a post-mortem), so the sync recreates it."""
+    """Move a SQLite store to `<file>.corrupt-<UTC time>` (kept for a post-mortem), so the sync recreates it.
+    MLflow keeps one engine per store URI for the life of a process, so this is for a process that has not
+    opened the store yet (`isoflop track-sync --rebuild`)."""
     db = _sqlite_path(tracking.uri)
     if db is None:
         from isoflop.errors import UserError
