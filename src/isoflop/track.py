@@ -21,6 +21,7 @@ output pending and the next workflow run (or `isoflop track-sync`) fills the sto
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import functools
@@ -647,6 +648,17 @@ def sync_pending(tracked_path) -> bool:
     return path.exists() and "pending" in read_json(path)
 
 
+SYNC_EXAMPLES = """examples:
+  isoflop track-sync --config config.yaml              log what the store lacks (idempotent: nothing twice)
+  isoflop track-sync --config config.yaml --rebuild    move a corrupt mlflow.db aside and rebuild it
+  MLFLOW_TRACKING_URI=http://127.0.0.1:5001 isoflop track-sync --config config.yaml   to a server
+"""
+SERVER_EXAMPLES = """examples:
+  isoflop tracking-server start --dir /shared/mlflow   prints the URI to set as tracking.uri
+  isoflop tracking-server stop --dir /shared/mlflow    stops it and deletes its database
+"""
+
+
 def register(subparsers) -> None:
     ui = subparsers.add_parser(
         "mlflow-ui", help="open the MLflow UI on a study's tracking store (bound to 127.0.0.1)",
@@ -658,6 +670,7 @@ def register(subparsers) -> None:
     sync = subparsers.add_parser(
         "track-sync", help="rebuild or repair a study's MLflow store from results/",
         description="Log every finished run and the fit of a study to MLflow from its files (idempotent).",
+        epilog=SYNC_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sync.add_argument("--config", default="config.yaml", help="study config (default: config.yaml)")
     sync.add_argument("--rebuild", action="store_true",
@@ -667,6 +680,7 @@ def register(subparsers) -> None:
         "tracking-server", help="start or stop an MLflow server with a PostgreSQL database (bound to 127.0.0.1)",
         description="Start (or stop) a throwaway PostgreSQL cluster and `mlflow server` on it, detached; "
                     "artifacts, log and state live in --dir.",
+        epilog=SERVER_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     server.add_argument("action", choices=["start", "stop"])
     server.add_argument("--dir", required=True, help="folder for the server's artifacts, log and state")
