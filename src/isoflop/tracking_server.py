@@ -148,12 +148,13 @@ def start_mlflow(root) -> dict:
 
     root = Path(root).resolve()
     state = read_state(root)
-    command = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", state["backend"],
-               "--artifacts-destination", state["artifacts"], "--host", "127.0.0.1", "--port", str(state["port"]),
-               "--workers", str(state["workers"])]
+    command = [str(Path(sys.executable).parent / "mlflow"), "server", "--artifacts-destination", state["artifacts"],
+               "--host", "127.0.0.1", "--port", str(state["port"]), "--workers", str(state["workers"])]
+    # the database URI (with its password) through the environment, which other users cannot read, not `ps`
+    env = {**os.environ, **UI_ENVIRONMENT, "MLFLOW_BACKEND_STORE_URI": state["backend"]}
     with open(state["log"], "ab") as log_file:
         server = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                  env={**os.environ, **UI_ENVIRONMENT}, start_new_session=True)
+                                  env=env, start_new_session=True)
     state["pid"] = server.pid
     _write_state(root, state)
     _wait_until_up(state["uri"], server.pid, Path(state["log"]))
