@@ -1,6 +1,6 @@
 # isoflop: one scaling-law study as a DAG (see README.md).
 #   corpus -> curate -> tokenize -> train (one job per run) -> runs table -> fit -> figures + report
-#   with the MLflow store created once before any training job and synced at the end.
+#   with the MLflow view synced at the end (no job that training needs talks to the tracking store).
 from snakemake.utils import min_version
 
 min_version("9.0")

@@ -9,6 +9,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ISOFLOP_SHARED", REPO.parent / "shared"))
 
 os.environ.setdefault("ISOFLOP_PROGRESS", "0")
+# A developer's MLFLOW_TRACKING_URI would send the tests' studies to their server (Tracking.of honours it)
+os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 def shared_file(relative: str) -> Path:
@@ -32,3 +34,20 @@ def faults_reference(tmp_path_factory):
     from faults_study import reference_study
 
     return reference_study(tmp_path_factory.mktemp("faults"))
+
+
+@pytest.fixture(scope="session")
+def postgres_mlflow(tmp_path_factory):
+    """A real `mlflow server` on a throwaway PostgreSQL cluster (installed where missing), for the session:
+    yields its folder (for `isoflop.tracking_server.stop_mlflow`/`start_mlflow`) and its state ("uri")."""
+    from isoflop import tracking_server
+
+    root = tmp_path_factory.mktemp("postgres-mlflow")
+    try:
+        state = tracking_server.start(root)
+    except tracking_server.ServiceUnavailable as err:
+        pytest.skip(f"no PostgreSQL-backed MLflow server here: {err}")
+    try:
+        yield root, state
+    finally:
+        tracking_server.stop(root)

@@ -21,7 +21,7 @@ def test_version_is_the_package_metadata_else_the_source_version(monkeypatch, ca
     assert version() == isoflop.__version__ == "0.1.0"
 
 
-@pytest.mark.parametrize("command", [[], ["dedup"], ["compare"]])
+@pytest.mark.parametrize("command", [[], ["dedup"], ["compare"], ["track-sync"], ["tracking-server"]])
 def test_every_help_ends_with_examples(capsys, command):
     with pytest.raises(SystemExit) as done:
         main([*command, "--help"])

@@ -15,8 +15,7 @@ import pytest
 
 from isoflop.config import validate_config
 from isoflop.layout import StudyLayout
-from isoflop.track import (UI_ENVIRONMENT, Tracking, create_store, log_training_run, log_training_run_safely,
-                           sync_study, ui_command)
+from isoflop.track import UI_ENVIRONMENT, Tracking, log_training_run, log_training_run_safely, sync_study, ui_command
 
 
 def _free_port() -> int:
@@ -85,7 +84,6 @@ def _active_runs(uri: str, experiment: str):
 
 def test_logging_is_idempotent_and_a_retrained_run_replaces_its_view(mlflow_server, tmp_path):
     config = _config(mlflow_server, tmp_path, "idempotent")
-    create_store(config, tmp_path / "store.json")
     run_dir = tmp_path / "run"
     _write_run(run_dir, 3.25)
     first = log_training_run(config, _run(), run_dir)
@@ -107,15 +105,18 @@ def test_logging_is_idempotent_and_a_retrained_run_replaces_its_view(mlflow_serv
     assert logged.info.run_id == second and logged.data.metrics["final.val_loss"] == 3.5
 
 
-def test_tracking_failure_never_fails_the_run(tmp_path, caplog, monkeypatch):
+def test_tracking_failure_never_fails_the_run(tmp_path, caplog):
     dead = f"http://127.0.0.1:{_free_port()}"
     config = _config(dead, tmp_path, "unreachable")
     run_dir = tmp_path / "run"
     _write_run(run_dir, 3.0)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    started = time.perf_counter()
     assert log_training_run_safely(config, _run(), run_dir) is None
-    assert "MLflow logging of run abc123def456 failed" in caplog.text
+    assert time.perf_counter() - started < 5  # the /health probe is refused at once: no HTTP retries
+    [line] = [r.getMessage() for r in caplog.records if "abc123def456" in r.getMessage()]
+    assert line == (f"MLflow logging of run abc123def456 skipped: MLflow server {dead} does not answer "
+                    "([Errno 111] Connection refused) (the study's sync fills it in)")
+    assert not caplog.records[-1].exc_info  # one line, no traceback: the store was to blame
 
 
 def test_a_diverged_run_is_tracked_as_failed(mlflow_server, tmp_path):
@@ -235,13 +236,12 @@ def test_the_sync_builds_one_study_run_with_its_children_and_reruns_as_a_no_op(t
     config, layout = _study(tmp_path)
     _study_outputs(layout)
     tracking = Tracking.of(config)
-    create_store(tracking, layout.store_marker)
     # a live-logging job raced another and made a second parent for the same plan: the sync keeps one
     from mlflow.tracking import MlflowClient
 
+    log_training_run(tracking, _run(), layout.run_dir("abc123def456"))
     client = MlflowClient(tracking.uri)
     experiment_id = client.get_experiment_by_name("view").experiment_id
-    log_training_run(tracking, _run(), layout.run_dir("abc123def456"))
     client.create_run(experiment_id, tags={"isoflop.kind": "study", "isoflop.plan_id": "plan00000001"})
 
     summary = sync_study(tracking, layout, layout.plan, layout.tracked, config)
@@ -287,3 +287,47 @@ def test_a_copied_results_folder_still_opens_its_artifacts(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_mlflow_tracking_uri_chooses_the_store_only_where_the_config_leaves_it_unset(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert Tracking.of(validate_config({"results_dir": str(tmp_path)})).uri == "http://127.0.0.1:5999"
+    chosen = validate_config({"results_dir": str(tmp_path), "tracking": {"uri": "http://127.0.0.1:6001"}})
+    assert Tracking.of(chosen).uri == "http://127.0.0.1:6001"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert Tracking.of(validate_config({"results_dir": str(tmp_path)})).uri.startswith("sqlite:///")
+
+
+def test_a_corrupt_store_is_named_and_rebuilt_from_the_files_without_duplicates(tmp_path):
+    from isoflop.track import StoreCorrupt, sync_pending, sync_study_or_defer
+
+    config, layout = _study(tmp_path)
+    _study_outputs(layout)
+    tracking = Tracking.of(config)
+    configfile = tmp_path / "config.json"
+    configfile.write_text(json.dumps(config))
+
+    def track_sync(*args):  # a process of its own: MLflow keeps one engine per store URI for a process's life
+        done = subprocess.run([sys.executable, "-m", "isoflop.cli", "track-sync", "--config", str(configfile), *args],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return json.loads(layout.tracked.read_text())
+
+    first = track_sync()
+    layout.mlflow_db.write_bytes(b"not a database" * 100)
+    with pytest.raises(StoreCorrupt) as corrupt:
+        log_training_run(tracking, _run(), layout.run_dir("abc123def456"))
+    assert str(corrupt.value) == (f"MLflow store {layout.mlflow_db.resolve()} is not a SQLite database: rebuild it "
+                                  "from the run files with `isoflop track-sync --rebuild`")
+    # the workflow's sync fails nothing: it marks its output pending, and the next run of the workflow retries
+    assert "pending" in sync_study_or_defer(tracking, layout, layout.plan, layout.tracked, config)
+    assert sync_pending(layout.tracked)
+    rebuilt = track_sync("--rebuild")
+    assert not sync_pending(layout.tracked) and len(rebuilt["runs"]) == 2 and rebuilt["runs"] != first["runs"]
+    [aside] = layout.root.glob("mlflow.db.corrupt-*")
+    assert aside.read_bytes() == b"not a database" * 100
+    client, experiment = _client_of(config)
+    kinds = sorted(run.data.tags["isoflop.kind"] for run in client.search_runs([experiment.experiment_id]))
+    assert kinds == ["curation", "fit", "study", "train", "train"]
+    for mlflow_id in rebuilt["runs"].values():
+        assert [(m.step, m.value) for m in client.get_metric_history(mlflow_id, "train_loss")] == [(1, 5.0), (2, 4.5)]

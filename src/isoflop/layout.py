@@ -121,8 +121,14 @@ class StudyLayout:
         return self.root / "mlflow" / "artifacts"
 
     @property
-    def store_marker(self) -> Path:
-        return self.root / "mlflow" / "store.json"
+    def store_lock(self) -> Path:
+        """fcntl lock held while a process creates the store's schema and the study's experiment."""
+        return self.root / "mlflow" / "store.lock"
+
+    @property
+    def sync_lock(self) -> Path:
+        """fcntl lock held for the whole of a sync, so concurrent `isoflop track-sync` runs take turns."""
+        return self.root / "mlflow" / "sync.lock"
 
     @property
     def tracked(self) -> Path:

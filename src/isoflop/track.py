@@ -13,10 +13,18 @@ curve.parquet's `seconds`), not when the view was written.
 
 Tracking settings are not rerun triggers: pointing a study at another store changes no result. So jobs get
 them as a `Tracking` (built from the config's `tracking` section and the study's name), never as params.
+
+Tracking never blocks training: no job that training depends on talks to the store, every client checks the
+store first (a server's /health within `PROBE_SECONDS`, a SQLite file's header) and talks to it with short
+HTTP timeouts, so a dead server costs a job seconds and one line in its log; the study's sync then marks its
+output pending and the next workflow run (or `isoflop track-sync`) fills the store.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
@@ -28,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,6 +62,22 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 PROXIED = "mlflow-artifacts:/"
 BATCH_LIMIT = 100  # MLflow's log_batch takes at most 100 params / tags and 1000 metrics per call
 METRIC_BATCH = 1000
+PAGE_SIZE = 1000  # runs per search_runs page: lookups filter by tag and page, never fetch a whole store
+# A dead or hung server costs a job seconds, not MLflow's default of 7 retries of 120 s with doubling backoff;
+# each of these set in the environment wins
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "15", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+               "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+PROBE_SECONDS = 3.0
+SQLITE_HEADER = b"SQLite format 3\x00"
+REBUILD_HINT = "rebuild it from the run files with `isoflop track-sync --rebuild`"
+
+
+class TrackingUnavailable(Exception):
+    """The store cannot be reached or read; the message is one line naming it."""
+
+
+class StoreCorrupt(TrackingUnavailable):
+    """The SQLite store is not a database (any more); the message says how to rebuild it."""
 
 
 @dataclass(frozen=True)
@@ -64,25 +89,80 @@ class Tracking:
     experiment: str
     study: str
     plan: str
+    lock: str
     artifacts: str | None = None
 
     @classmethod
     def of(cls, config: dict) -> Tracking:
-        """The config's `tracking.uri`, or a SQLite store inside the study's results."""
+        """The config's `tracking.uri`, else `MLFLOW_TRACKING_URI` from the environment, else a SQLite store
+        inside the study's results. Only where the view goes depends on it, never a result."""
         layout = StudyLayout.of(config)
-        uri, artifacts = config["tracking"]["uri"], None
+        uri, artifacts = config["tracking"]["uri"] or os.environ.get("MLFLOW_TRACKING_URI"), None
         if not uri:
             uri = f"sqlite:///{layout.mlflow_db.resolve()}"
             artifacts = str(layout.mlflow_artifacts.resolve())
         return cls(uri, config["tracking"]["experiment"] or config["study"], config["study"],
-                   str(layout.plan.resolve()), artifacts)
+                   str(layout.plan.resolve()), str(layout.store_lock.resolve()), artifacts)
 
 
-def _client(tracking: Tracking):
-    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def check_store(tracking: Tracking) -> None:
+    """Raise `TrackingUnavailable` within `PROBE_SECONDS` (no MLflow import, no retries) where the store cannot
+    work: a server that does not answer its /health, a SQLite file that is not a database."""
+    db = _sqlite_path(tracking.uri)
+    if db is not None:
+        if db.exists() and db.stat().st_size:
+            with open(db, "rb") as handle:
+                if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                    raise StoreCorrupt(f"MLflow store {db} is not a SQLite database: {REBUILD_HINT}")
+    elif tracking.uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(f"{tracking.uri.rstrip('/')}/health", timeout=PROBE_SECONDS).close()
+        except (OSError, ValueError) as err:
+            reason = getattr(err, "reason", None) or err
+            raise TrackingUnavailable(f"MLflow server {tracking.uri} does not answer ({reason})") from None
+
+
+def _one_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0][:300] if lines else type(err).__name__
+
+
+def _is_corrupt(err: BaseException) -> bool:
+    text = str(err).lower()
+    return "file is not a database" in text or "database disk image is malformed" in text
+
+
+@contextlib.contextmanager
+def _locked(path):
+    """Hold an exclusive fcntl lock on `path` (released when the process dies, so never stale)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _open(tracking: Tracking):
+    """(client, experiment id) for the study's store, after `check_store`. A new SQLite store's schema is
+    created under the store lock: concurrent jobs creating it at once would race MLflow's migrations."""
+    check_store(tracking)
+    # synchronous logging (a job's log is complete when it ends), and no "View run ... at" line per run
+    quiet = {"MLFLOW_ENABLE_ASYNC_LOGGING": "false", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+    for key, value in {**HTTP_LIMITS, **quiet}.items():
+        os.environ.setdefault(key, value)
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking.uri)
+    try:
+        with _locked(tracking.lock):
+            client = MlflowClient(tracking_uri=tracking.uri)
+            return client, _retrying(lambda: _experiment_id(client, tracking))
+    except Exception as err:
+        if _is_corrupt(err):
+            raise StoreCorrupt(f"MLflow store {tracking.uri} is corrupt ({_one_line(err)}): {REBUILD_HINT}") from None
+        raise
 
 
 def _experiment_id(client, tracking: Tracking) -> str:
@@ -116,16 +196,6 @@ def _retrying(action, attempts: int = 8):
             time.sleep(0.2 * 2**attempt)
 
 
-def create_store(tracking: Tracking, marker_path) -> None:
-    """Create the store's schema and the study's experiment once, before any training job writes to it."""
-    Path(marker_path).parent.mkdir(parents=True, exist_ok=True)
-    client = _client(tracking)
-    experiment_id = _retrying(lambda: _experiment_id(client, tracking))
-    write_json(marker_path, {"tracking_uri": tracking.uri, "experiment": tracking.experiment,
-                             "experiment_id": experiment_id})
-    log.info("MLflow store ready: %s (experiment %s)", tracking.uri, experiment_id)
-
-
 @functools.cache
 def _source_tags() -> dict[str, str]:
     """MLflow's source tags for the isoflop checkout that holds this code (the UI shows them as the run's
@@ -154,11 +224,11 @@ def _flatten(prefix: str, value, out: dict) -> dict:
 
 
 def _find_runs(client, experiment_id: str, tags: dict[str, str]):
-    """Every active run of the experiment with all of `tags` (all pages), oldest first."""
+    """Every active run of the experiment with all of `tags` (page by page), oldest first."""
     where = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
     runs, token = [], None
     while True:
-        page = client.search_runs([experiment_id], filter_string=where, max_results=1000, page_token=token,
+        page = client.search_runs([experiment_id], filter_string=where, max_results=PAGE_SIZE, page_token=token,
                                   order_by=["attributes.start_time ASC"])
         runs.extend(page)
         token = page.token
@@ -295,18 +365,21 @@ def _study_run(client, experiment_id: str, tracking: Tracking) -> str | None:
                              run_name=f"{tracking.study}-plan-{plan_id[:6]}").info.run_id
 
 
-def log_training_run(tracking: Tracking, run: dict, run_dir, parent: str | None = None) -> str:
-    """Log one finished training run from its files, as a child of `parent` (by default the study's parent
-    run); returns the MLflow run id. Idempotent (see module doc)."""
-    run_dir = Path(run_dir)
+def log_training_run(tracking: Tracking, run: dict, run_dir) -> str:
+    """Log one finished training run from its files, as a child of the study's parent run; returns the MLflow
+    run id. Idempotent (see module doc)."""
+    client, experiment_id = _open(tracking)
+    parent = _retrying(lambda: _study_run(client, experiment_id, tracking))
+    existing = _find_runs(client, experiment_id, {RUN_TAG: run["run_id"]})
+    return _log_training_run(client, experiment_id, tracking, run, Path(run_dir), parent, existing)
+
+
+def _log_training_run(client, experiment_id: str, tracking: Tracking, run: dict, run_dir: Path,
+                      parent: str | None, existing: list) -> str:
+    """`log_training_run` given the store, the parent and the MLflow runs already tagged with this run's id."""
     result_bytes = (run_dir / "result.json").read_bytes()
     result = json.loads(result_bytes)
     result_sha = hashlib.sha256(result_bytes).hexdigest()
-    client = _client(tracking)
-    experiment_id = _retrying(lambda: _experiment_id(client, tracking))
-    if parent is None:
-        parent = _retrying(lambda: _study_run(client, experiment_id, tracking))
-    existing = _find_runs(client, experiment_id, {RUN_TAG: run["run_id"]})
     for old in existing:
         if old.data.tags.get(RESULT_TAG) == result_sha:
             if parent and old.data.tags.get(PARENT_TAG) != parent:  # a run kept by a new plan joins its parent
@@ -328,6 +401,7 @@ def log_training_run(tracking: Tracking, run: dict, run_dir, parent: str | None 
     tags = {
         RUN_TAG: run["run_id"],
         KIND_TAG: "train",
+        "isoflop.in_plan": "true",  # it was trained from the current plan; the sync flips runs of older plans
         "isoflop.study": tracking.study,
         "isoflop.data_fingerprint": result.get("tokens_fingerprint") or "",
         "isoflop.status": result.get("status", "unknown"),
@@ -366,11 +440,13 @@ def _corpus_input(result: dict):
 
 
 def log_training_run_safely(tracking: Tracking, run: dict, run_dir) -> str | None:
-    """`log_training_run` that never fails the training job: files are the truth, the sync repairs later."""
+    """`log_training_run` that never fails the training job: files are the truth, the sync repairs later. A
+    failure is one line in the job's log (with the traceback only where it was not the store's fault)."""
     try:
         return log_training_run(tracking, run, run_dir)
     except Exception as err:  # noqa: BLE001 - tracking must never fail a finished run
-        log.warning("MLflow logging of run %s failed (the study's final sync retries): %s", run["run_id"], err)
+        log.warning("MLflow logging of run %s skipped: %s (the study's sync fills it in)", run["run_id"],
+                    _one_line(err), exc_info=not isinstance(err, TrackingUnavailable))
         return None
 
 
@@ -461,10 +537,11 @@ def _log_curation_run(client, experiment_id: str, tracking: Tracking, parent: st
                             artifacts=[curated / "curation.json", *sorted(figures.glob("curation_*.png"))])
 
 
-def _mark_plan_membership(client, experiment_id: str, current: set[str]) -> None:
-    """Tag each training run `isoflop.in_plan` true/false: runs of an earlier config stay browsable as history
-    but filter out with `tags.isoflop.in_plan = 'true'`."""
-    for run in _find_runs(client, experiment_id, {KIND_TAG: "train"}):
+def _mark_plan_membership(client, known: dict[str, list], current: set[str]) -> None:
+    """Tag each training run found before the sync (`known`: isoflop run id -> its MLflow runs) `isoflop.in_plan`
+    true/false: runs of an earlier config stay browsable as history but filter out with
+    `tags.isoflop.in_plan = 'true'`. Runs the sync logged carry `true` from their creation."""
+    for run in (run for runs in known.values() for run in runs):
         wanted = "true" if run.data.tags.get(RUN_TAG) in current else "false"
         if run.data.tags.get("isoflop.in_plan") != wanted:
             client.set_tag(run.info.run_id, "isoflop.in_plan", wanted)
@@ -488,32 +565,100 @@ def _finish_study_run(client, experiment_id: str, parent: str, plan: dict, confi
     client.set_terminated(parent, status="FINISHED", end_time=ended)
 
 
-def sync_study(tracking: Tracking, layout: StudyLayout, plan_path, out_path, config: dict) -> dict:
+def sync_study(tracking: Tracking, layout: StudyLayout, plan_path, out_path, config: dict, *,
+               rebuild: bool = False) -> dict:
     """Make the store match the files: the study's parent run (with the resolved `config`) and under it every
     run of the runs table (logging any that are missing or stale), the fit run with the laws, report and
     figures as artifacts, and the curation run. Reads the plan, the runs' folders, the runs table, laws.json,
-    the report and figures, and the curated folder; writes `out_path` mapping ids."""
+    the report and figures, and the curated folder; writes `out_path` mapping ids. One sync of a study at a
+    time (the sync lock); `rebuild` first moves a SQLite store aside (see `_set_aside`).
+
+    The store is read with one tag-filtered, paged search of the study's training runs, not a search per run,
+    so a sync of a large grid costs pages of `PAGE_SIZE` runs (MLflow's search_runs slows at tens of
+    thousands of runs: bench/bench_track.py)."""
     import pandas as pd
 
     plan = read_json(plan_path)
     table = pd.read_parquet(layout.runs_table)
-    client = _client(tracking)
-    experiment_id = _experiment_id(client, tracking)
-    parent = _study_run(client, experiment_id, tracking)
-    mapping = {}
-    for run_id in table["run_id"]:
-        mapping[run_id] = log_training_run(tracking, plan["runs"][run_id], layout.run_dir(run_id), parent)
-    _mark_plan_membership(client, experiment_id, set(mapping))
+    with _locked(layout.sync_lock):
+        if rebuild:
+            _set_aside(tracking)
+        client, experiment_id = _open(tracking)
+        parent = _study_run(client, experiment_id, tracking)
+        known: dict[str, list] = {}
+        for logged_run in _find_runs(client, experiment_id, {KIND_TAG: "train"}):
+            known.setdefault(logged_run.data.tags.get(RUN_TAG), []).append(logged_run)
+        mapping = {}
+        for run_id in table["run_id"]:
+            mapping[run_id] = _log_training_run(client, experiment_id, tracking, plan["runs"][run_id],
+                                                layout.run_dir(run_id), parent, known.get(run_id, []))
+        summary = _sync_study_outputs(client, experiment_id, tracking, layout, parent, plan, config, table,
+                                      known, mapping)
+    write_json(out_path, summary)
+    log.info("MLflow holds the study run %s with %d training runs, the fit run %s and the curation run %s",
+             parent, len(mapping), summary["fit"], summary["curation"])
+    return summary
+
+
+def _set_aside(tracking: Tracking) -> None:
+    """Move a SQLite store to `<file>.corrupt-<UTC time>` (kept for a post-mortem), so the sync recreates it.
+    MLflow keeps one engine per store URI for the life of a process, so this is for a process that has not
+    opened the store yet (`isoflop track-sync --rebuild`)."""
+    db = _sqlite_path(tracking.uri)
+    if db is None:
+        from isoflop.errors import UserError
+
+        raise UserError(f"--rebuild replaces a SQLite store; {tracking.uri} is not one (a plain "
+                        "`isoflop track-sync` repairs a server's store)")
+    if db.exists():
+        aside = db.with_name(f"{db.name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+        db.rename(aside)
+        log.warning("moved the MLflow store %s aside to %s; rebuilding it from the run files", db, aside)
+
+
+def _sync_study_outputs(client, experiment_id: str, tracking: Tracking, layout: StudyLayout, parent: str,
+                        plan: dict, config: dict, table, known: dict[str, list], mapping: dict) -> dict:
+    """The sync's part after the training runs: plan membership, the fit and curation runs, the parent run."""
+    _mark_plan_membership(client, known, set(mapping))
     fit_id = _log_fit_run(client, experiment_id, tracking, layout, parent, config)
     curation_id = _log_curation_run(client, experiment_id, tracking, parent,
                                     layout.curated(plan["ids"]["curated"]), layout.figures)
     _finish_study_run(client, experiment_id, parent, plan, config, table)
-    summary = {"tracking_uri": tracking.uri, "experiment_id": experiment_id, "study": parent, "runs": mapping,
-               "fit": fit_id, "curation": curation_id}
-    write_json(out_path, summary)
-    log.info("MLflow holds the study run %s with %d training runs, the fit run %s and the curation run %s",
-             parent, len(mapping), fit_id, curation_id)
-    return summary
+    return {"tracking_uri": tracking.uri, "experiment_id": experiment_id, "study": parent, "runs": mapping,
+            "fit": fit_id, "curation": curation_id}
+
+
+def sync_study_or_defer(tracking: Tracking, layout: StudyLayout, plan_path, out_path, config: dict) -> dict:
+    """`sync_study` for the workflow's last job, which never fails because of the store: where the sync fails
+    it writes `out_path` marked pending (so the next workflow run syncs again: track.smk) and prints one line
+    to the console (the job's log gets the traceback where the store was not to blame)."""
+    try:
+        return sync_study(tracking, layout, plan_path, out_path, config)
+    except Exception as err:  # noqa: BLE001 - every result is already written; tracking is a view of them
+        reason = _one_line(err)
+        log.warning("MLflow not updated: %s", reason, exc_info=not isinstance(err, TrackingUnavailable))
+        summary = {"tracking_uri": tracking.uri, "pending": reason}
+        write_json(out_path, summary)
+        print(f"MLflow not updated ({reason}); every result is in {layout.root}: `isoflop track-sync` or the "
+              "next workflow run fills the store", file=sys.__stderr__, flush=True)
+        return summary
+
+
+def sync_pending(tracked_path) -> bool:
+    """Whether the last sync of the study left its output marked pending (its store was unreachable)."""
+    path = Path(tracked_path)
+    return path.exists() and "pending" in read_json(path)
+
+
+SYNC_EXAMPLES = """examples:
+  isoflop track-sync --config config.yaml              log what the store lacks (idempotent: nothing twice)
+  isoflop track-sync --config config.yaml --rebuild    move a corrupt mlflow.db aside and rebuild it
+  MLFLOW_TRACKING_URI=http://127.0.0.1:5001 isoflop track-sync --config config.yaml   to a server
+"""
+SERVER_EXAMPLES = """examples:
+  isoflop tracking-server start --dir /shared/mlflow   prints the URI to set as tracking.uri
+  isoflop tracking-server stop --dir /shared/mlflow    stops it and deletes its database
+"""
 
 
 def register(subparsers) -> None:
@@ -527,9 +672,29 @@ def register(subparsers) -> None:
     sync = subparsers.add_parser(
         "track-sync", help="rebuild or repair a study's MLflow store from results/",
         description="Log every finished run and the fit of a study to MLflow from its files (idempotent).",
+        epilog=SYNC_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sync.add_argument("--config", default="config.yaml", help="study config (default: config.yaml)")
+    sync.add_argument("--rebuild", action="store_true",
+                      help="move a corrupt SQLite store aside and rebuild it from the run files")
     sync.set_defaults(func=_sync_command)
+    server = subparsers.add_parser(
+        "tracking-server", help="start or stop an MLflow server with a PostgreSQL database (bound to 127.0.0.1)",
+        description="Start (or stop) a throwaway PostgreSQL cluster and `mlflow server` on it, detached; "
+                    "artifacts, log and state live in --dir.",
+        epilog=SERVER_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    server.add_argument("action", choices=["start", "stop"])
+    server.add_argument("--dir", required=True, help="folder for the server's artifacts, log and state")
+    server.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
+    server.add_argument("--workers", type=int, default=2, help="server worker processes (default: 2)")
+    server.set_defaults(func=_server_command)
+
+
+def _server_command(args) -> int:
+    from isoflop.tracking_server import command
+
+    return command(args)
 
 
 # MLflow 3's server also starts a job runner with a dozen consumer processes for GenAI jobs (scorers,
@@ -573,7 +738,16 @@ def _sync_command(args) -> int:
     tracking, layout = Tracking.of(config), StudyLayout.of(config)
     if not layout.plan.exists():
         raise UserError(f"no plan at {layout.plan}: run the study first (make study)")
-    create_store(tracking, layout.store_marker)
-    summary = sync_study(tracking, layout, layout.plan, layout.tracked, config)
+    try:
+        summary = sync_study(tracking, layout, layout.plan, layout.tracked, config, rebuild=args.rebuild)
+    except TrackingUnavailable as err:
+        raise UserError(str(err)) from None
+    except Exception as err:
+        from mlflow.exceptions import MlflowException
+
+        if not isinstance(err, (MlflowException, OSError)):
+            raise
+        raise UserError(f"MLflow store {tracking.uri} failed during the sync ({_one_line(err)}); every run is in "
+                        f"{layout.root}: run `isoflop track-sync` again") from None
     print(f"{len(summary['runs'])} training runs and the fit are in {summary['tracking_uri']}")
     return 0

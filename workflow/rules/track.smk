@@ -1,22 +1,18 @@
-# MLflow is a view of the files under results/: its store created by one job, every run logged by the sync
-# at the end (and, with `tracking.live`, by each training job as it finishes; a failed live log is never
-# fatal, and the sync repairs it). Tracking settings are deliberately not params: pointing a
-# study at another store changes no result, so it reruns nothing (`isoflop track-sync` fills a new store).
-# Scripts read them as `Tracking.of(snakemake.config)`, the one place jobs look at the config itself.
-rule mlflow_store:
-    output:
-        LAYOUT.store_marker,
-    log:
-        LAYOUT.log("mlflow_store"),
-    conda:
-        "../../envs/track.yaml"
-    script:
-        "../../scripts/mlflow_store.py"
+# MLflow is a view of the files under results/: every run logged by the sync at the end (and, with
+# `tracking.live`, by each training job as it finishes; a failed live log is never fatal, and the sync repairs
+# it). No job that training depends on talks to the store, so an unreachable server never holds training up;
+# a sync that could not reach the store marks its output pending and the next run of the workflow syncs again.
+# Tracking settings are deliberately not params: pointing a study at another store changes no result, so it
+# reruns nothing (`isoflop track-sync` fills a new store). Scripts read them as `Tracking.of(snakemake.config)`,
+# the one place jobs look at the config itself.
+from isoflop.track import sync_pending
+
+if TRACKING and sync_pending(LAYOUT.tracked):
+    LAYOUT.tracked.unlink()  # holds only the reason the last sync failed: without it track_study runs again
 
 
 rule track_study:
     input:
-        store=ancient(LAYOUT.store_marker),
         plan=LAYOUT.plan,
         results=RESULTS,
         curves=CURVES,
@@ -29,6 +25,8 @@ rule track_study:
         LAYOUT.tracked,
     log:
         LAYOUT.log("track_study"),
+    benchmark:
+        LAYOUT.benchmark("track_study")
     conda:
         "../../envs/track.yaml"
     script:
