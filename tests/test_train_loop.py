@@ -174,14 +174,18 @@ def test_micro_batches_match_the_full_batch(tokens_dir, tmp_path):
     assert split["val_loss"] == pytest.approx(whole["val_loss"], rel=1e-4)
 
 
-def test_resume_after_sigkill_is_bit_identical(tokens_dir, tmp_path):
-    spec = make_spec(steps=400, checkpoint_every=20)
+# checkpoints by step count (in the spec) or by wall clock (train.checkpoint_minutes, here every 60 ms)
+@pytest.mark.parametrize("checkpoint_every, checkpoint_minutes", [(20, 0.0), (0, 0.001)])
+def test_resume_after_sigkill_is_bit_identical(tokens_dir, tmp_path, checkpoint_every, checkpoint_minutes):
+    spec = make_spec(steps=400, checkpoint_every=checkpoint_every)
     spec["model"].update(d_model=64, n_heads=4)
     reference = train_run(spec, tokens_dir, tmp_path / "straight", progress=False)
 
     killed_dir = tmp_path / "killed"
-    script = "import json, sys; from isoflop.train.loop import train_run; train_run(json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], progress=False)"
-    child = subprocess.Popen([sys.executable, "-c", script, json.dumps(spec), str(tokens_dir), str(killed_dir)])
+    script = ("import json, sys; from isoflop.train.loop import train_run; train_run(json.loads(sys.argv[1]), "
+              "sys.argv[2], sys.argv[3], progress=False, checkpoint_minutes=float(sys.argv[4]))")
+    child = subprocess.Popen([sys.executable, "-c", script, json.dumps(spec), str(tokens_dir), str(killed_dir),
+                              str(checkpoint_minutes)])
     deadline = time.monotonic() + 120
     while not (killed_dir / "ckpt.pt").exists() and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
