@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # A one-node SLURM cluster on this machine, for the `cluster` tests and for trying the slurm profile:
 #   scripts/cluster/start_slurm.sh            # installs what is missing (Debian, as root), starts, waits for idle
-#   export SLURM_CONF=/tmp/isoflop-slurm/slurm.conf   # the line it prints last: point sinfo/sbatch at it
 #   scripts/cluster/stop_slurm.sh
 # Everything (config, munge key and socket, spool, logs, pids) lives under ISOFLOP_SLURM_DIR, so a stop and a
-# start give a clean cluster and nothing in /etc is touched. No systemd: the daemons run in the foreground
+# start give a clean cluster; the one thing outside it is the symlink /etc/slurm/slurm.conf (see below). No systemd: the daemons run in the foreground
 # (-D / --foreground) under setsid with stdio detached, or a CI step that started them never sees EOF.
 # The node has `nproc` CPUs, 85% of the memory, and ISOFLOP_SLURM_GPUS fake GPUs: GRES bound to character
 # devices with /dev/null's numbers, so GPU requests are scheduled and tested without a GPU (a job on a real
@@ -23,14 +22,32 @@ for tool in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge; 
     command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 done
 if ((${#missing[@]})); then
+    # exit 2: cannot install here (the cluster tests skip, saying so); any other failure is a failure
     [[ $(id -u) == 0 ]] || { echo "start_slurm: missing ${missing[*]}; run as root to apt-get install them" >&2; exit 2; }
+    command -v apt-get >/dev/null || { echo "start_slurm: missing ${missing[*]} and no apt-get to install them" >&2; exit 2; }
     apt_install() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "$@"; }
-    apt_install "${missing[@]}" >/dev/null || { apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null && apt_install "${missing[@]}" >/dev/null; }
+    apt_install "${missing[@]}" >"${TMPDIR:-/tmp}/isoflop-slurm-apt.log" 2>&1 \
+        || { apt-get -o DPkg::Lock::Timeout=600 update -q && apt_install "${missing[@]}"; } >>"${TMPDIR:-/tmp}/isoflop-slurm-apt.log" 2>&1 \
+        || { echo "start_slurm: apt-get could not install ${missing[*]} (see ${TMPDIR:-/tmp}/isoflop-slurm-apt.log)" >&2; exit 2; }
+fi
+
+# The slurm commands inside a job find the cluster at Debian's default path: the executor plugin's jobstep
+# drops SLURM_* variables (SLURM_CONF included) before its inner srun. So /etc/slurm/slurm.conf is a symlink
+# to this cluster's config; a real config there is never touched, nor another running isoflop cluster's.
+ETC_CONF=/etc/slurm/slurm.conf
+if [[ -e $ETC_CONF && ! -L $ETC_CONF ]]; then
+    echo "start_slurm: $ETC_CONF is a real SLURM config; not replacing it" >&2; exit 1
+fi
+if [[ -L $ETC_CONF && $(readlink "$ETC_CONF") != "$SLURM_CONF" ]]; then
+    other=$(dirname "$(readlink "$ETC_CONF")")
+    if kill -0 "$(cat "$other/slurmctld.pid" 2>/dev/null)" 2>/dev/null; then
+        echo "start_slurm: another cluster runs from $other; stop it first (ISOFLOP_SLURM_DIR=$other $(dirname "$0")/stop_slurm.sh)" >&2
+        exit 1
+    fi
 fi
 
 if [[ -f $DIR/slurmctld.pid ]] && sinfo -h >/dev/null 2>&1; then
     echo "start_slurm: already running in $DIR"
-    echo "export SLURM_CONF=$SLURM_CONF"
     exit 0
 fi
 rm -rf "$DIR"
@@ -101,6 +118,9 @@ NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEMORY_MB $GRES_NODE St
 PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
 
+mkdir -p /etc/slurm
+ln -sfn "$SLURM_CONF" "$ETC_CONF"
+
 setsid nohup slurmctld -D -i -f "$SLURM_CONF" </dev/null >"$DIR/log/slurmctld.out" 2>&1 &
 echo $! >"$DIR/slurmctld.pid"
 setsid nohup slurmd -D -f "$SLURM_CONF" </dev/null >"$DIR/log/slurmd.out" 2>&1 &
@@ -116,5 +136,4 @@ if [[ $state != idle ]]; then
     tail -n 20 "$DIR"/log/slurmctld.log "$DIR"/log/slurmd.log "$DIR"/log/*.out >&2 || true
     exit 1
 fi
-echo "start_slurm: node $HOST idle ($CPUS CPUs, $MEMORY_MB MB, $GPUS fake GPUs) in partition $PARTITION"
-echo "export SLURM_CONF=$SLURM_CONF"
+echo "start_slurm: node $HOST idle ($CPUS CPUs, $MEMORY_MB MB, $GPUS fake GPUs) in partition $PARTITION, config $ETC_CONF -> $SLURM_CONF"

@@ -11,5 +11,6 @@ for daemon in slurmd slurmctld munged; do
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null
 done
+[[ $(readlink /etc/slurm/slurm.conf 2>/dev/null) == "$SLURM_CONF" ]] && rm -f /etc/slurm/slurm.conf
 rm -rf "$DIR"
 echo "stop_slurm: stopped and removed $DIR"

@@ -34,6 +34,7 @@ rule train_trunk:
     threads: config["train"]["threads"]
     resources:
         mem_mb=2000,
+        **TRAIN_GPU,
     log:
         LAYOUT.log("trunks/{trunk_id}"),
     benchmark:
@@ -58,6 +59,7 @@ rule train:
     threads: config["train"]["threads"]
     resources:
         mem_mb=2000,
+        **TRAIN_GPU,
     log:
         LAYOUT.log("train/{run_id}"),
     benchmark:
