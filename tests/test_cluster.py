@@ -56,26 +56,26 @@ def slurm(tmp_path_factory):
     subprocess.run([str(SCRIPTS / "stop_slurm.sh")], capture_output=True, env=env, timeout=120)
 
 
-def _snakemake(workdir: Path, config: dict, *extra: str, env=None) -> subprocess.CompletedProcess:
+def _snakemake(workdir: Path, config: dict, *extra: str, targets=TABLES, env=None) -> subprocess.CompletedProcess:
     workdir.mkdir(parents=True, exist_ok=True)
     configfile = workdir / "study.yaml"
     configfile.write_text(yaml.safe_dump(config))
     study = f"results/{config['study']}"
     command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(configfile),
-               *extra, f"{study}/runs.parquet", f"{study}/laws.json"]
+               *extra, *(f"{study}/{target}" for target in targets)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900,
                           env=env or {**os.environ, "ISOFLOP_PROGRESS": "0"})
     assert done.returncode == 0, done.stderr[-5000:]
     return done
 
 
-def _on_the_cluster(workdir: Path, config: dict, data_from: Path, env: dict, *extra: str):
+def _on_the_cluster(workdir: Path, config: dict, data_from: Path, env: dict, *extra: str, targets=TABLES):
     """The study through the slurm profile, its data stages copied from a local run (they are not what this
     tests, and on 2 cores they are most of the time)."""
     shutil.copytree(data_from / "results", workdir / "results",
                     ignore=shutil.ignore_patterns("runs", "trunks", "train", "runs.parquet", "laws.json"))
     return _snakemake(workdir, config, "--workflow-profile", str(REPO / "workflow" / "profiles" / "slurm"),
-                      "--slurm-init-seconds-before-status-checks", "5", *extra, env=env)
+                      "--slurm-init-seconds-before-status-checks", "5", *extra, targets=targets, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +127,52 @@ def test_the_smoke_study_on_slurm_equals_the_local_run(slurm, local_smoke, tmp_p
         ran_in = _slurm_logs_naming(workdir, name)
         assert ran_in, f"{name}: no SLURM job log names it"
         assert all(jobs.get(job_id) == ["COMPLETED"] for job_id in ran_in), (name, {j: jobs.get(j) for j in ran_in})
+
+
+def _long_run(local_smoke: Path, seconds: float) -> dict:
+    """LONG_RUN sized to train for about `seconds` at the speed this machine trains now (the smoke study's
+    d_model-48 trunk, just measured): it must outlast SLURM's one-minute limit whether CI is idle or loaded."""
+    [trunk] = [r for r in map(json.loads, map(Path.read_text, (local_smoke / "results" / "smoke" / "trunks").glob(
+        "*/result.json"))) if r["spec"]["model"]["d_model"] == 48]
+    seconds_per_step = trunk["train_seconds"] / trunk["steps"]
+    runs = pd.read_parquet(local_smoke / "results" / "smoke" / "runs.parquet")
+    flops_per_step = (runs["C"] / runs["steps"])[runs["d_model"] == 48].iloc[0]  # in the plan's convention
+    budget = float(f"{flops_per_step * seconds / seconds_per_step:.3g}")
+    return {**LONG_RUN, "plan": {**LONG_RUN["plan"], "budgets": [budget]}}
+
+
+def _result(workdir: Path) -> dict:
+    [path] = (workdir / "results" / "smoke" / "runs").glob("*/result.json")
+    return json.loads(path.read_text())
+
+
+def test_a_job_past_its_time_limit_resumes_from_its_checkpoint_bit_identically(slurm, local_smoke, tmp_path):
+    env, state = slurm
+    study = _long_run(local_smoke, seconds=100)
+    reference_dir = tmp_path / "local"
+    shutil.copytree(local_smoke / "results", reference_dir / "results",
+                    ignore=shutil.ignore_patterns("runs", "trunks", "train", "runs.parquet", "laws.json"))
+    _snakemake(reference_dir, study, "--cores", "1", targets=["runs.parquet"])
+    reference = _result(reference_dir)
+    assert reference["resumed"] == 0 and reference["train_seconds"] > 75, reference["train_seconds"]
+
+    # SLURM's shortest limit, 1 minute: the job is killed (state TIMEOUT) and the profile's retries resubmit it
+    workdir = tmp_path / "cluster"
+    _on_the_cluster(workdir, study, local_smoke, env, "--cores", "1", "--set-resources", "train:runtime=1",
+                    "--retries", "6", targets=["runs.parquet"])
+    result = _result(workdir)
+    assert result["resumed"] >= 1
+    for key in ("val_loss", "val_loss_by_domain", "train_loss", "steps"):
+        assert result[key] == reference[key], key
+    [run_id] = [path.parent.name for path in (workdir / "results" / "smoke" / "runs").glob("*/result.json")]
+    curve, reference_curve = (pd.read_parquet(d / "results" / "smoke" / "runs" / run_id / "curve.parquet")
+                              for d in (workdir, reference_dir))
+    assert curve["train_loss"].equals(reference_curve["train_loss"])
+
+    # the last attempt's log: it started from a checkpoint, not from step 0
+    log = (workdir / "results" / "smoke" / "logs" / "train" / f"{run_id}.log").read_text()
+    [resumed_at] = map(int, re.findall(r"resumed from step (\d+) of", log))
+    assert 0 < resumed_at < result["steps"]
+    # and SLURM saw it: one or more jobs killed at the limit, then one that completed
+    states = [_jobs(state)[job_id] for job_id in sorted(_slurm_logs_naming(workdir, run_id), key=int)]
+    assert states[-1] == ["COMPLETED"] and all(s == ["TIMEOUT"] for s in states[:-1]) and len(states) >= 2, states
