@@ -75,13 +75,14 @@ def _on_the_cluster(workdir: Path, config: dict, data_from: Path, env: dict, *ex
     shutil.copytree(data_from / "results", workdir / "results",
                     ignore=shutil.ignore_patterns("runs", "trunks", "train", "runs.parquet", "laws.json"))
     return _snakemake(workdir, config, "--workflow-profile", str(REPO / "workflow" / "profiles" / "slurm"),
-                      "--slurm-init-seconds-before-status-checks", "5", *extra, targets=targets, env=env)
+                      "--slurm-init-seconds-before-status-checks", "5", "--slurm-keep-successful-logs", *extra,
+                      targets=targets, env=env)
 
 
 @pytest.fixture(scope="module")
 def local_smoke(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("local")
-    _snakemake(workdir, CLUSTER_SMOKE, "--cores", "2")
+    _snakemake(workdir, CLUSTER_SMOKE, "--cores", str(len(os.sched_getaffinity(0))))
     return workdir
 
 
@@ -111,7 +112,8 @@ def _tables(workdir: Path, study: str):
 def test_the_smoke_study_on_slurm_equals_the_local_run(slurm, local_smoke, tmp_path):
     env, state = slurm
     workdir = tmp_path / "cluster"
-    _on_the_cluster(workdir, CLUSTER_SMOKE, local_smoke, env)
+    # --cores: the most CPUs one allocation asks for, here the one node's
+    _on_the_cluster(workdir, CLUSTER_SMOKE, local_smoke, env, "--cores", str(len(os.sched_getaffinity(0))))
 
     runs, laws = _tables(workdir, "smoke")
     local_runs, local_laws = _tables(local_smoke, "smoke")
