@@ -18,8 +18,6 @@ import yaml
 
 from conftest import REPO
 
-pytestmark = pytest.mark.cluster
-
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 SCRIPTS = REPO / "scripts" / "cluster"
 SMOKE = yaml.safe_load((REPO / "tests" / "smoke.yaml").read_text())
@@ -109,6 +107,7 @@ def _tables(workdir: Path, study: str):
     return runs, json.loads((out / "laws.json").read_text())
 
 
+@pytest.mark.cluster
 def test_the_smoke_study_on_slurm_equals_the_local_run(slurm, local_smoke, tmp_path):
     env, state = slurm
     workdir = tmp_path / "cluster"
@@ -148,6 +147,7 @@ def _result(workdir: Path) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.mark.cluster
 def test_a_job_past_its_time_limit_resumes_from_its_checkpoint_bit_identically(slurm, local_smoke, tmp_path):
     env, state = slurm
     study = _long_run(local_smoke, seconds=100)
@@ -178,3 +178,14 @@ def test_a_job_past_its_time_limit_resumes_from_its_checkpoint_bit_identically(s
     # and SLURM saw it: one or more jobs killed at the limit, then one that completed
     states = [_jobs(state)[job_id] for job_id in sorted(_slurm_logs_naming(workdir, run_id), key=int)]
     assert states[-1] == ["COMPLETED"] and all(s == ["TIMEOUT"] for s in states[:-1]) and len(states) >= 2, states
+
+
+@pytest.mark.parametrize("device, gres", [("cuda", "gres=gpu:1"), ("cpu", None)])
+def test_a_cuda_study_asks_slurm_for_one_gpu_per_training_job(tmp_path, device, gres):
+    """A dry run through the profile (no cluster needed): with train.device cuda every training job carries
+    gres=gpu:1, a string resource, so a group of them asks for one GPU; on the CPU none does."""
+    config = {**CLUSTER_SMOKE, "train": {**CLUSTER_SMOKE["train"], "device": device}}
+    done = _snakemake(tmp_path, config, "--workflow-profile", str(REPO / "workflow" / "profiles" / "slurm"), "-n")
+    jobs = re.findall(r"rule (train|train_trunk):.*?resources: ([^\n]*)", done.stdout, flags=re.S)
+    assert sorted(rule for rule, _ in jobs) == ["train"] * 9 + ["train_trunk"] * 3
+    assert all((gres in resources.split(", ")) if gres else "gres=" not in resources for _, resources in jobs)
