@@ -1,4 +1,5 @@
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ISOFLOP_SHARED", REPO.parent / "shared"))
 
 os.environ.setdefault("ISOFLOP_PROGRESS", "0")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def shared_file(relative: str) -> Path:

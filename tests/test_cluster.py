@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, free_port
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 SCRIPTS = REPO / "scripts" / "cluster"
@@ -33,18 +32,12 @@ TIMINGS = ["train_seconds", "wall_seconds", "tokens_per_second", "resumed"]
 TABLES = ("runs.parquet", "laws.json")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
     """A fresh one-node cluster of its own (own folder and ports); the environment that reaches it."""
     state = tmp_path_factory.mktemp("slurm")
-    env = {**os.environ, "ISOFLOP_SLURM_DIR": str(state), "ISOFLOP_SLURMCTLD_PORT": str(_free_port()),
-           "ISOFLOP_SLURMD_PORT": str(_free_port()), "ISOFLOP_PROGRESS": "0"}
+    env = {**os.environ, "ISOFLOP_SLURM_DIR": str(state), "ISOFLOP_SLURMCTLD_PORT": str(free_port()),
+           "ISOFLOP_SLURMD_PORT": str(free_port()), "ISOFLOP_PROGRESS": "0"}
     started = subprocess.run([str(SCRIPTS / "start_slurm.sh")], capture_output=True, text=True, env=env, timeout=900)
     if started.returncode == 2:  # slurm or munge missing and not installable here
         pytest.skip(started.stderr.strip().splitlines()[-1])
@@ -71,7 +64,7 @@ def _on_the_cluster(workdir: Path, config: dict, data_from: Path, env: dict, *ex
     """The study through the slurm profile, its data stages copied from a local run (they are not what this
     tests, and on 2 cores they are most of the time)."""
     shutil.copytree(data_from / "results", workdir / "results",
-                    ignore=shutil.ignore_patterns("runs", "trunks", "train", "runs.parquet", "laws.json"))
+                    ignore=shutil.ignore_patterns("runs", "trunks", "train", "plan.json", "runs.parquet", "laws.json"))
     return _snakemake(workdir, config, "--workflow-profile", str(REPO / "workflow" / "profiles" / "slurm"),
                       "--slurm-init-seconds-before-status-checks", "5", "--slurm-keep-successful-logs", *extra,
                       targets=targets, env=env)
@@ -153,7 +146,7 @@ def test_a_job_past_its_time_limit_resumes_from_its_checkpoint_bit_identically(s
     study = _long_run(local_smoke, seconds=100)
     reference_dir = tmp_path / "local"
     shutil.copytree(local_smoke / "results", reference_dir / "results",
-                    ignore=shutil.ignore_patterns("runs", "trunks", "train", "runs.parquet", "laws.json"))
+                    ignore=shutil.ignore_patterns("runs", "trunks", "train", "plan.json", "runs.parquet", "laws.json"))
     _snakemake(reference_dir, study, "--cores", "1", targets=["runs.parquet"])
     reference = _result(reference_dir)
     assert reference["resumed"] == 0 and reference["train_seconds"] > 75, reference["train_seconds"]
