@@ -9,9 +9,9 @@ A run writes into its folder:
                     evaluation) ended, in seconds since the run's ``started_at`` (negative for a branched
                     run's trunk steps, which were trained before the run started)
     result.json     written last and atomically: if it exists, the run is finished ("ok" or "diverged")
-    ckpt.pt         the latest training state, every ``checkpoint_every`` steps and every
-                    ``checkpoint_minutes`` of training; a rerun (after a kill, a SLURM time limit or a
-                    pre-emption) resumes from it
+    ckpt.pt         the latest training state, every ``checkpoint_every`` steps, every
+                    ``checkpoint_minutes`` of training and on SIGTERM (then the run exits); a rerun (after a
+                    kill, a SLURM time limit or a pre-emption) resumes from it
     branch-<s>.pt   (trunks only) the training state after s steps
 
 On the CPU, the same spec, seed and thread count give bit-identical results, whether the run went
@@ -21,10 +21,13 @@ from (data seed, s); init, data order and dropout use separate seeds derived fro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -68,6 +71,21 @@ def process_age_seconds() -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def sigterm_flag():
+    """An Event set when SIGTERM arrives: SLURM's warning at a time limit or a pre-emption, KillWait seconds
+    (30 by default) before SIGKILL, time enough to save the state. Off the main thread, a flag never set."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: flag.set())
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def make_optimizer(model: torch.nn.Module, run: RunSpec) -> torch.optim.AdamW:
@@ -276,7 +294,12 @@ class Trainer:
         }
 
     def run(self, save_states_at: dict[int, Path] | None = None) -> dict:
-        """Train from ``self.step`` to the end; write curve.parquet, then result.json; return the result."""
+        """Train from ``self.step`` to the end; write curve.parquet, then result.json; return the result.
+        On SIGTERM, save ckpt.pt after the step in progress and exit (a rerun resumes from it)."""
+        with sigterm_flag() as terminated:
+            return self._run(save_states_at, terminated)
+
+    def _run(self, save_states_at: dict[int, Path] | None, terminated: threading.Event) -> dict:
         t = self.run_spec.train
         save_states_at = save_states_at or {}
         if 0 in save_states_at:
@@ -295,6 +318,7 @@ class Trainer:
             checkpoint = done < self.steps and (
                 (t.checkpoint_every and done % t.checkpoint_every == 0)
                 or (self.checkpoint_seconds and time.perf_counter() - last_checkpoint >= self.checkpoint_seconds)
+                or terminated.is_set()
             )
             pause = (
                 done == self.steps
@@ -320,6 +344,9 @@ class Trainer:
                 save_state(self.out_dir / "ckpt.pt", self.state())
                 report.line(f"step {done}/{self.steps}: checkpoint")
                 last_checkpoint = time.perf_counter()
+                if terminated.is_set():
+                    raise SystemExit(f"{self.out_dir.name}: SIGTERM at step {done}/{self.steps}: state saved to "
+                                     "ckpt.pt, a rerun resumes from it")
             clock = time.perf_counter()
         self.train_seconds += time.perf_counter() - clock
         report.close()
