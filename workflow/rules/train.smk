@@ -1,6 +1,13 @@
 # Training: one job per planned run (and per WSD trunk). A job's params hold only what determines its result
 # (its spec), so plan bookkeeping never retrains; its run record comes from plan.json, which is `ancient`
 # for the same reason.
+# On a cluster these two run where Snakemake runs: each reads and writes a few small files, less work than a
+# SLURM job's submission and status polls.
+localrules:
+    plan,
+    runs_table,
+
+
 rule plan:
     output:
         LAYOUT.plan,
