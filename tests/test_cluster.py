@@ -111,6 +111,12 @@ def _slurm_jobs_that_ran(workdir: Path, wildcard: str) -> list[str]:
     return sorted((log.stem for log in logs if f"wildcards: {wildcard}\n" in log.read_text()), key=int)
 
 
+def _requested_gres(job_id: str, env: dict) -> str:
+    """The generic resources a SLURM job asked for, from squeue (MinJobAge keeps finished jobs there)."""
+    return subprocess.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%b"], capture_output=True, text=True,
+                          env=env, check=True).stdout.strip()
+
+
 def _tables(workdir: Path, study: str):
     out = workdir / "results" / study
     runs = pd.read_parquet(out / "runs.parquet").drop(columns=TIMINGS, errors="ignore")
@@ -121,8 +127,10 @@ def _tables(workdir: Path, study: str):
 def test_the_smoke_study_on_slurm_equals_the_local_run(slurm, local_smoke, tmp_path):
     env, state = slurm
     workdir = tmp_path / "cluster"
-    # --cores: the most CPUs one allocation asks for, here the one node's
-    _finish(_on_the_cluster(workdir, CLUSTER_SMOKE, local_smoke, env, "--cores", str(len(os.sched_getaffinity(0)))))
+    # --cores: the most CPUs one allocation asks for, here the one node's. The GPU request that
+    # train.device: cuda makes (see the dry-run test below), here of a fake GPU while the runs train on the CPU
+    _finish(_on_the_cluster(workdir, CLUSTER_SMOKE, local_smoke, env, "--cores", str(len(os.sched_getaffinity(0))),
+                            "--set-resources", "train:gres='gpu:1'", "train_trunk:gres='gpu:1'"))
 
     runs, laws = _tables(workdir, "smoke")
     local_runs, local_laws = _tables(local_smoke, "smoke")
@@ -134,9 +142,13 @@ def test_the_smoke_study_on_slurm_equals_the_local_run(slurm, local_smoke, tmp_p
     jobs = _jobs(state)
     trunks = sorted(runs["trunk_id"].dropna().unique())
     assert len(trunks) == 3
-    for wildcard in [*(f"trunk_id={t}" for t in trunks), *(f"run_id={r}" for r in runs["run_id"])]:
+    wildcards = [*(f"trunk_id={t}" for t in trunks), *(f"run_id={r}" for r in runs["run_id"])]
+    for wildcard in wildcards:
         ran_in = _slurm_jobs_that_ran(workdir, wildcard)
         assert [jobs.get(job_id) for job_id in ran_in] == [["COMPLETED"]], (wildcard, ran_in)
+    # runs_per_gpu: the profile's group put all 12 training jobs into one allocation that asked for one GPU
+    allocations = {job_id for wildcard in wildcards for job_id in _slurm_jobs_that_ran(workdir, wildcard)}
+    assert [_requested_gres(job_id, env) for job_id in allocations] == ["gres:gpu:1"]
 
 
 def _long_run(local_smoke: Path, seconds: float) -> dict:
