@@ -17,13 +17,13 @@ SLURMD_PORT=${ISOFLOP_SLURMD_PORT:-6818}
 PARTITION=${ISOFLOP_SLURM_PARTITION:-isoflop}
 export SLURM_CONF=$DIR/slurm.conf
 
+# exit 2: cannot run here (the cluster tests skip, saying so); any other failure is a failure
+[[ $(id -u) == 0 ]] || { echo "start_slurm: needs root (it installs packages, creates device files, runs slurmd as root and links /etc/slurm/slurm.conf)" >&2; exit 2; }
 missing=()
 for tool in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge; do
     command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 done
 if ((${#missing[@]})); then
-    # exit 2: cannot install here (the cluster tests skip, saying so); any other failure is a failure
-    [[ $(id -u) == 0 ]] || { echo "start_slurm: missing ${missing[*]}; run as root to apt-get install them" >&2; exit 2; }
     command -v apt-get >/dev/null || { echo "start_slurm: missing ${missing[*]} and no apt-get to install them" >&2; exit 2; }
     apt_install() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "$@"; }
     apt_install "${missing[@]}" >"${TMPDIR:-/tmp}/isoflop-slurm-apt.log" 2>&1 \
