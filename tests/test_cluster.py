@@ -53,8 +53,9 @@ def _start(workdir: Path, config: dict, *extra: str, targets=TABLES, env=None) -
     configfile = workdir / "study.yaml"
     configfile.write_text(yaml.safe_dump(config))
     study = f"results/{config['study']}"
-    command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(configfile),
-               *extra, *(f"{study}/{target}" for target in targets)]
+    # targets first: options such as --configfile and --set-resources take every word after them
+    command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *(f"{study}/{t}" for t in targets),
+               "--configfile", str(configfile), *extra]
     with open(workdir / "snakemake.log", "w") as log:
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                 env=env or {**os.environ, "ISOFLOP_PROGRESS": "0"})
