@@ -15,7 +15,7 @@ else
 PYTEST_MARKERS ?= not slow and not cluster and not gpu
 endif
 
-.PHONY: setup study test test-all lint mlflow-ui bench clean-study
+.PHONY: setup study test test-all lint mlflow-ui bench clean-study gpu-check
 
 setup: $(STAMP)
 
@@ -35,6 +35,10 @@ test: setup
 
 test-all: setup
 	$(BIN)/python -m pytest -n auto --dist loadfile -m "not gpu"
+
+# the smoke study on the GPU (bfloat16, compiled) against the CPU, within a stated tolerance; skips without CUDA
+gpu-check: setup
+	$(BIN)/python scripts/checks/gpu_check.py
 
 lint: setup
 	$(BIN)/snakemake --lint --configfile $(CONFIG)

@@ -19,4 +19,6 @@ with logged(snakemake.log[0]):
         tracking=tracking,
         threads=snakemake.threads,
         progress=progress_enabled(),
+        # read here, not a param: when a state is saved never changes the result, so it must not retrain
+        checkpoint_minutes=snakemake.config["train"]["checkpoint_minutes"],
     )

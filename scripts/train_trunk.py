@@ -14,4 +14,6 @@ with logged(snakemake.log[0]):
         device=params.device,
         threads=snakemake.threads,
         progress=progress_enabled(),
+        # read here, not a param: when a state is saved never changes the result, so it must not retrain
+        checkpoint_minutes=snakemake.config["train"]["checkpoint_minutes"],
     )

@@ -1,4 +1,5 @@
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,13 @@ SHARED = Path(os.environ.get("ISOFLOP_SHARED", REPO.parent / "shared"))
 os.environ.setdefault("ISOFLOP_PROGRESS", "0")
 # A developer's MLFLOW_TRACKING_URI would send the tests' studies to their server (Tracking.of honours it)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def shared_file(relative: str) -> Path:

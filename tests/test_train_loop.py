@@ -174,21 +174,31 @@ def test_micro_batches_match_the_full_batch(tokens_dir, tmp_path):
     assert split["val_loss"] == pytest.approx(whole["val_loss"], rel=1e-4)
 
 
-def test_resume_after_sigkill_is_bit_identical(tokens_dir, tmp_path):
-    spec = make_spec(steps=400, checkpoint_every=20)
+@pytest.mark.parametrize("checkpoint_every, checkpoint_minutes, kill", [
+    (20, 0.0, signal.SIGKILL),  # checkpoints by step count (in the spec)
+    (0, 0.001, signal.SIGKILL),  # by wall clock (train.checkpoint_minutes), here every 60 ms
+    (0, 0.0, signal.SIGTERM),  # none: SIGTERM (SLURM's, at a time limit or pre-emption) saves one as it stops
+])
+def test_a_killed_run_resumes_bit_identically(tokens_dir, tmp_path, checkpoint_every, checkpoint_minutes, kill):
+    spec = make_spec(steps=400, checkpoint_every=checkpoint_every)
     spec["model"].update(d_model=64, n_heads=4)
     reference = train_run(spec, tokens_dir, tmp_path / "straight", progress=False)
 
     killed_dir = tmp_path / "killed"
-    script = "import json, sys; from isoflop.train.loop import train_run; train_run(json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], progress=False)"
-    child = subprocess.Popen([sys.executable, "-c", script, json.dumps(spec), str(tokens_dir), str(killed_dir)])
+    script = ("import json, sys; from isoflop.train.loop import train_run; train_run(json.loads(sys.argv[1]), "
+              "sys.argv[2], sys.argv[3], progress=False, checkpoint_minutes=float(sys.argv[4]))")
+    child = subprocess.Popen([sys.executable, "-c", script, json.dumps(spec), str(tokens_dir), str(killed_dir),
+                              str(checkpoint_minutes)], stderr=subprocess.PIPE, text=True)
+    next(line for line in child.stderr if "start: 400 steps" in line)  # printed as the first step begins
     deadline = time.monotonic() + 120
-    while not (killed_dir / "ckpt.pt").exists() and child.poll() is None and time.monotonic() < deadline:
+    while not (killed_dir / "ckpt.pt").exists() and kill == signal.SIGKILL and time.monotonic() < deadline:
         time.sleep(0.005)
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
+    os.kill(child.pid, kill)
+    _, stderr = child.communicate(timeout=120)
     assert not (killed_dir / "result.json").exists(), "the child finished before it could be killed"
     assert (killed_dir / "ckpt.pt").exists()
+    if kill == signal.SIGTERM:
+        assert child.returncode == 1 and "SIGTERM at step" in stderr, stderr
 
     resumed = train_run(spec, tokens_dir, killed_dir, progress=False)
     assert resumed["resumed"] == 1

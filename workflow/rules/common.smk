@@ -31,6 +31,9 @@ CORPUS = LAYOUT.corpus(IDS["corpus"])
 CURATED = LAYOUT.curated(IDS["curated"])
 TOKENS = LAYOUT.tokens(IDS["tokens"])
 TRACKING = config["tracking"]["enabled"]
+# A training job's GPU, as a SLURM generic resource (workflow/profiles/slurm): a string resource, so a group of
+# runs packed into one allocation asks for one GPU in all, not one each. Local runs ignore it.
+TRAIN_GPU = {"gres": "gpu:1"} if config["train"]["device"] == "cuda" else {}
 RESULTS = [LAYOUT.run_result(run_id) for run_id in sorted(RUNS)]
 CURVES = [LAYOUT.run_curve(run_id) for run_id in sorted(RUNS)]
 TRUNK_RESULTS = [LAYOUT.trunk_result(trunk_id) for trunk_id in sorted(TRUNKS)]

@@ -1,6 +1,13 @@
 # Training: one job per planned run (and per WSD trunk). A job's params hold only what determines its result
 # (its spec), so plan bookkeeping never retrains; its run record comes from plan.json, which is `ancient`
 # for the same reason.
+# On a cluster these two run where Snakemake runs: each reads and writes a few small files, less work than a
+# SLURM job's submission and status polls.
+localrules:
+    plan,
+    runs_table,
+
+
 rule plan:
     output:
         LAYOUT.plan,
@@ -34,6 +41,7 @@ rule train_trunk:
     threads: config["train"]["threads"]
     resources:
         mem_mb=2000,
+        **TRAIN_GPU,
     log:
         LAYOUT.log("trunks/{trunk_id}"),
     benchmark:
@@ -58,6 +66,7 @@ rule train:
     threads: config["train"]["threads"]
     resources:
         mem_mb=2000,
+        **TRAIN_GPU,
     log:
         LAYOUT.log("train/{run_id}"),
     benchmark:

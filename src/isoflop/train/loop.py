@@ -9,7 +9,9 @@ A run writes into its folder:
                     evaluation) ended, in seconds since the run's ``started_at`` (negative for a branched
                     run's trunk steps, which were trained before the run started)
     result.json     written last and atomically: if it exists, the run is finished ("ok" or "diverged")
-    ckpt.pt         the latest training state, every ``checkpoint_every`` steps; a rerun resumes from it
+    ckpt.pt         the latest training state, every ``checkpoint_every`` steps, every
+                    ``checkpoint_minutes`` of training and on SIGTERM (then the run exits); a rerun (after a
+                    kill, a SLURM time limit or a pre-emption) resumes from it
     branch-<s>.pt   (trunks only) the training state after s steps
 
 On the CPU, the same spec, seed and thread count give bit-identical results, whether the run went
@@ -19,10 +21,13 @@ from (data seed, s); init, data order and dropout use separate seeds derived fro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -68,6 +73,21 @@ def process_age_seconds() -> float | None:
     return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
+@contextlib.contextmanager
+def sigterm_flag():
+    """An Event set when SIGTERM arrives: SLURM's warning at a time limit or a pre-emption, KillWait seconds
+    (30 by default) before SIGKILL, time enough to save the state. Off the main thread, a flag never set."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: flag.set())
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def make_optimizer(model: torch.nn.Module, run: RunSpec) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (nanoGPT), as one fused kernel."""
     t = run.train
@@ -83,8 +103,10 @@ class Trainer:
     """The state of one run in progress; ``run`` trains to the end (or to divergence)."""
 
     def __init__(self, spec: dict, tokens_dir, out_dir, *, threads: int, device: str, progress: bool,
-                 own_process: bool = True):
+                 own_process: bool = True, checkpoint_minutes: float = 0.0):
         self.started = time.perf_counter()
+        # a wall-clock cadence, not part of the spec: when a state is saved never changes the numbers
+        self.checkpoint_seconds = 60.0 * checkpoint_minutes
         self.own_process = own_process  # wall_seconds then counts the process's start and imports too
         # epoch seconds at the start of what wall_seconds measures, so that ended_at - started_at = wall_seconds
         self.started_at = time.time() - ((process_age_seconds() or 0.0) if own_process else 0.0)
@@ -272,14 +294,19 @@ class Trainer:
         }
 
     def run(self, save_states_at: dict[int, Path] | None = None) -> dict:
-        """Train from ``self.step`` to the end; write curve.parquet, then result.json; return the result."""
+        """Train from ``self.step`` to the end; write curve.parquet, then result.json; return the result.
+        On SIGTERM, save ckpt.pt after the step in progress and exit (a rerun resumes from it)."""
+        with sigterm_flag() as terminated:
+            return self._run(save_states_at, terminated)
+
+    def _run(self, save_states_at: dict[int, Path] | None, terminated: threading.Event) -> dict:
         t = self.run_spec.train
         save_states_at = save_states_at or {}
         if 0 in save_states_at:
             save_state(save_states_at[0], self.state())
         report = Progress(self, bar=self.progress and sys.stderr.isatty())
         pending: list[torch.Tensor] = []
-        clock = time.perf_counter()
+        clock = last_checkpoint = time.perf_counter()
         while self.step < self.steps and self.diverged_step is None:
             pending.append(self.train_step(self.step))
             # on the CPU a step is done when train_step returns; on a GPU this is when it was queued, at most
@@ -288,11 +315,16 @@ class Trainer:
             self.step += 1
             self.trained_steps += 1
             done = self.step
+            checkpoint = done < self.steps and (
+                (t.checkpoint_every and done % t.checkpoint_every == 0)
+                or (self.checkpoint_seconds and time.perf_counter() - last_checkpoint >= self.checkpoint_seconds)
+                or terminated.is_set()
+            )
             pause = (
                 done == self.steps
                 or done in save_states_at
                 or (t.eval_every and done % t.eval_every == 0)
-                or (t.checkpoint_every and done % t.checkpoint_every == 0)
+                or checkpoint
             )
             if not pause and len(pending) < t.log_every:
                 continue
@@ -308,9 +340,13 @@ class Trainer:
             if done in save_states_at:
                 save_state(save_states_at[done], self.state())
                 report.line(f"step {done}/{self.steps}: saved {save_states_at[done].name}")
-            if t.checkpoint_every and done % t.checkpoint_every == 0 and done < self.steps:
+            if checkpoint:
                 save_state(self.out_dir / "ckpt.pt", self.state())
                 report.line(f"step {done}/{self.steps}: checkpoint")
+                last_checkpoint = time.perf_counter()
+                if terminated.is_set():
+                    raise SystemExit(f"{self.out_dir.name}: SIGTERM at step {done}/{self.steps}: state saved to "
+                                     "ckpt.pt, a rerun resumes from it")
             clock = time.perf_counter()
         self.train_seconds += time.perf_counter() - clock
         report.close()
@@ -389,7 +425,10 @@ class Progress:
         self.bar = tqdm(total=trainer.steps, initial=trainer.step, file=sys.stderr, unit="step",
                         dynamic_ncols=True) if bar else None
         per_step = trainer.run_spec.tokens_per_step
-        where = f"at step {trainer.step} of {trainer.steps}" if trainer.step else f"{trainer.steps} steps"
+        if trainer.resumed:
+            where = f"resumed from step {trainer.step} of {trainer.steps}"
+        else:
+            where = f"at step {trainer.step} of {trainer.steps}" if trainer.step else f"{trainer.steps} steps"
         self.line(f"start: {where}, {trainer.steps * per_step:,} tokens ({per_step:,} per step), on {trainer.device}")
 
     def line(self, text: str) -> None:
@@ -427,6 +466,7 @@ def train_run(
     progress: bool = True,
     init_from=None,
     own_process: bool = True,
+    checkpoint_minutes: float = 0.0,
 ) -> dict:
     """Train one run of ``spec`` on ``tokens_dir``, writing curve.parquet and (last) result.json to
     ``out_dir``; returns the result. Resumes from ``out_dir/ckpt.pt`` if there is one; otherwise, with
@@ -434,9 +474,10 @@ def train_run(
     spec's up to step s. A diverged run is reported in the result (status "diverged"), never raised.
     ``own_process=False`` (a run after others in one process): its wall_seconds is its own time alone.
     ``progress``: a tqdm bar when stderr is a terminal; otherwise, or when False, a line per evaluation
-    (see `Progress`)."""
+    (see `Progress`). ``checkpoint_minutes`` > 0 also saves ``out_dir/ckpt.pt`` after each that many minutes
+    of training (the steps ``checkpoint_every`` sets are saved regardless)."""
     trainer = Trainer(spec, tokens_dir, out_dir, threads=threads, device=device, progress=progress,
-                      own_process=own_process)
+                      own_process=own_process, checkpoint_minutes=checkpoint_minutes)
     checkpoint = trainer.out_dir / "ckpt.pt"
     if checkpoint.exists():
         trainer.restore(checkpoint, branch=False)
@@ -454,13 +495,15 @@ def train_trunk(
     threads: int = 1,
     device: str = "auto",
     progress: bool = True,
+    checkpoint_minutes: float = 0.0,
 ) -> dict:
     """Train the constant-lr trunk of a shape and save its full state after each step in ``branch_steps``
     as ``out_dir/branch-<step>.pt``; wsd runs then start from those with ``train_run(..., init_from=...)``.
     The trunk runs ceil(tokens / tokens per step) steps; every branch step must lie in [0, that]."""
     if trunk_spec.get("train", {}).get("schedule") != "constant":
         raise UserError("train_trunk: the trunk's train.schedule must be 'constant'")
-    trainer = Trainer(trunk_spec, tokens_dir, out_dir, threads=threads, device=device, progress=progress)
+    trainer = Trainer(trunk_spec, tokens_dir, out_dir, threads=threads, device=device, progress=progress,
+                      checkpoint_minutes=checkpoint_minutes)
     outside = sorted(s for s in branch_steps if not 0 <= s <= trainer.steps)
     if outside:
         raise UserError(f"train_trunk: branch steps {outside} lie outside the trunk's 0..{trainer.steps} steps")
@@ -479,6 +522,7 @@ def train_family(
     threads: int = 1,
     device: str = "auto",
     progress: bool = True,
+    checkpoint_minutes: float = 0.0,
 ) -> tuple[dict, dict[str, dict]]:
     """A trunk and the cooldowns branched from it, in one process: ``branches`` maps a run's name to (its wsd
     spec, its branch step). The trunk trains in ``work_dir/trunk`` and each branch in ``work_dir/<name>``;
@@ -493,7 +537,7 @@ def train_family(
         trunk = json.loads(finished.read_text())
     else:
         trunk = train_trunk(trunk_spec, tokens_dir, trunk_dir, steps, threads=threads, device=device,
-                            progress=progress)
+                            progress=progress, checkpoint_minutes=checkpoint_minutes)
     results = {}
     for name, (spec, step) in branches.items():
         done = work_dir / name / "result.json"
@@ -502,5 +546,5 @@ def train_family(
         else:
             results[name] = train_run(spec, tokens_dir, work_dir / name, threads=threads, device=device,
                                       progress=progress, init_from=trunk_dir / f"branch-{int(step)}.pt",
-                                      own_process=False)
+                                      own_process=False, checkpoint_minutes=checkpoint_minutes)
     return trunk, results
