@@ -8,11 +8,17 @@ CONFIG ?= config.yaml
 CORES ?= all
 MLFLOW_PORT ?= 5000
 STAMP := $(VENV)/.isoflop-installed
-# CI=true (as CI sets it) also runs the slow end-to-end and cluster tests; gpu tests skip themselves.
+# Markers (pyproject.toml): slow (long end-to-end checks), faults (fault injection), server (a PostgreSQL-backed
+# MLflow server the tests start), cluster (a one-node SLURM cluster the tests start), scale (curation at
+# scale), gpu (CUDA). `make test` runs none of them; CI=true (as CI sets it) runs slow and faults in parallel,
+# then server and cluster one test at a time (each starts services of its own); gpu tests skip themselves
+# without CUDA; scale is `make test-scale`.
 ifeq ($(CI),true)
-PYTEST_MARKERS ?= not gpu
+PYTEST_MARKERS ?= not gpu and not server and not cluster and not scale
+SERVICE_MARKERS ?= server or cluster
 else
-PYTEST_MARKERS ?= not slow and not cluster and not gpu
+PYTEST_MARKERS ?= not slow and not faults and not server and not cluster and not scale and not gpu
+SERVICE_MARKERS ?=
 endif
 
 .PHONY: setup study test test-all lint mlflow-ui bench clean-study gpu-check
@@ -32,9 +38,12 @@ study: setup
 
 test: setup
 	$(BIN)/python -m pytest -n auto --dist loadfile -m "$(PYTEST_MARKERS)"
+ifneq ($(SERVICE_MARKERS),)
+	$(BIN)/python -m pytest -p no:xdist -m "$(SERVICE_MARKERS)"
+endif
 
 test-all: setup
-	$(BIN)/python -m pytest -n auto --dist loadfile -m "not gpu"
+	$(MAKE) test CI=true
 
 # the smoke study on the GPU (bfloat16, compiled) against the CPU, within a stated tolerance; skips without CUDA
 gpu-check: setup
