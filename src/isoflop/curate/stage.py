@@ -25,7 +25,6 @@ cluster 0 and no map is drawn.
 from __future__ import annotations
 
 import logging
-import pickle
 import tempfile
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scipy.sparse import csr_matrix
 
+from isoflop.curate.embedding_store import load_embedding, save_embedding
 from isoflop.curate.exact import exact_duplicates, text_hashes
 from isoflop.curate.minhash import MinHashParams
 from isoflop.curate.near_dup import near_duplicate_clusters, signatures_for_shard
@@ -175,7 +175,7 @@ def dedup_decisions(hash_paths, signature_paths, cfg: dict, *, removed_out, deta
 def fit_embedding(document_paths, removed_paths, cfg: dict, seed: int, *, model_out) -> None:
     """Fit the embedder, the cluster centroids (one array per level, finest first), the 2-D map (PCA) and the
     top-term vocabulary on at most `embed.fit_docs` surviving documents with the lowest hash of (seed, id),
-    in id order, and pickle them to `model_out`."""
+    in id order, and save them to `model_out` as arrays and JSON (`embedding_store`: nothing is pickled)."""
     from isoflop.curate import cluster as clustering  # scikit-learn: only the embedding jobs import it
     from isoflop.curate.embed import fit_sample, make_embedder, tfidf_vectorizer
 
@@ -215,12 +215,8 @@ def fit_embedding(document_paths, removed_paths, cfg: dict, seed: int, *, model_
         "vectorizer": getattr(embedder, "vectorizer_", None) or tfidf_vectorizer(embed_cfg["max_features"]).fit(
             [text[: embed_cfg["max_chars"]] for text in texts]),
     }
-    Path(model_out).write_bytes(pickle.dumps(model))
+    save_embedding(model, model_out)
     log.info("embedding fitted on %d documents; %s clusters per level", len(texts), [len(c) for c in levels])
-
-
-def _read_model(model_path) -> dict:
-    return pickle.loads(Path(model_path).read_bytes())
 
 
 # --- per shard: vectors, clusters, map, term sums ----------------------------------------------------------
@@ -232,7 +228,7 @@ def embed_shard(document_path, removed_paths, model_path, cfg: dict, *, embedded
     the sum of its documents' TF-IDF rows and their count (top terms are a ratio of such sums)."""
     from isoflop.curate import cluster as clustering
 
-    model = _read_model(model_path)
+    model = load_embedding(model_path)
     docs = _surviving(document_path, _removed_ids(removed_paths), ["id", "domain", "text"])
     texts = docs["text"].tolist()
     levels = model["levels"]
@@ -293,7 +289,7 @@ def cluster_decisions(embedded_paths, term_paths, model_path, cfg: dict, seed: i
     labels = pd.concat([pd.read_parquet(path, columns=["id", "domain", *label_columns]) for path in embedded_paths],
                        ignore_index=True).sort_values("id", ignore_index=True)
     by_domain = labels.groupby(["cluster", "domain"]).size()
-    model = _read_model(model_path)
+    model = load_embedding(model_path)
     details = {"cluster": {
         "method": cluster_cfg["method"],
         "embedder": cfg["embed"]["kind"],
