@@ -21,10 +21,19 @@ import pyarrow.parquet as pq
 ROWS_PER_PARTITION = 500_000  # about 100 MB of ids and hashes in pandas
 
 
+def utf8_digests(buf: np.ndarray, offsets: np.ndarray) -> list[str]:
+    """Hex BLAKE2b-128 of each text given as UTF-8 bytes, text d at buf[offsets[d]:offsets[d + 1]]."""
+    view = memoryview(buf)
+    return [hashlib.blake2b(view[start:end], digest_size=16).hexdigest()
+            for start, end in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+
+
 def text_hashes(docs: pd.DataFrame, text_col: str = "text", id_col: str = "id") -> pd.DataFrame:
-    """Columns `id` and `text_hash` (hex BLAKE2b-128 of the UTF-8 text), one row per document."""
-    digests = [hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-               for text in docs[text_col]]
+    """Columns `id` and `text_hash` (`utf8_digests` of the UTF-8 text), one row per document."""
+    encoded = [text.encode("utf-8", "surrogatepass") for text in docs[text_col]]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
+    digests = utf8_digests(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
     return pd.DataFrame({"id": docs[id_col].to_numpy(), "text_hash": digests})
 
 
