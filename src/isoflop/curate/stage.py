@@ -55,9 +55,9 @@ DOCUMENT_COLUMNS = ["id", "domain", "source", "text", "n_bytes"]
 REMOVED_SCHEMA = pa.schema([("id", pa.string()), ("stage", pa.string()), ("duplicate_of", pa.string()),
                             ("similarity", pa.float64())])
 # The final gather's memory: text per row group of the curated splits (a small corpus is one row group, as
-# a single write of the whole table makes it) and rows per shard buffered by its merge.
+# a single write of the whole table makes it) and the rows its merge buffers, over all shards together.
 ROW_GROUP_BYTES = 64 << 20
-MERGE_BATCH_ROWS = 1024
+MERGE_BUFFER_ROWS = 16384
 LEDGER_SCHEMA = pa.schema([("id", pa.string()), ("domain", pa.string()), ("n_bytes", pa.int64()),
                            ("n_words", pa.int64()), ("failed_rules", pa.list_(pa.string()))])
 
@@ -437,7 +437,8 @@ def merge_curated(manifest_path, ledger_paths, document_paths, embedded_paths, r
     manifest), `curation` (stage details, the per-stage and per-domain table, alarms), `split`.
 
     Bounded memory: one shard at a time, each shard's kept rows sorted by id into a scratch file, then a
-    k-way merge of those files into the splits (one batch per shard, ROW_GROUP_BYTES of text per split).
+    k-way merge of those files into the splits (MERGE_BUFFER_ROWS over all shards, ROW_GROUP_BYTES of text
+    per split).
     What grows with the corpus is the set of removed ids and a few numbers per domain."""
     stages = enabled_stages(cfg)
     removed = pd.concat([pd.read_parquet(path) for path in removed_paths], ignore_index=True)
@@ -446,6 +447,7 @@ def merge_curated(manifest_path, ledger_paths, document_paths, embedded_paths, r
     out_dir.mkdir(parents=True, exist_ok=True)
     split = ValidationSplit(cfg["val_fraction"], seed)
     totals, first_failures, rule_counts = [], [], Counter()
+    batch_rows = max(16, MERGE_BUFFER_ROWS // max(1, len(ledger_paths)))
     with tempfile.TemporaryDirectory(dir=out_dir.parent) as scratch:
         runs, run_rows = [], []
         for index, (ledger_path, document_path) in enumerate(zip(ledger_paths, document_paths)):
@@ -471,7 +473,7 @@ def merge_curated(manifest_path, ledger_paths, document_paths, embedded_paths, r
             split.observe(docs["id"], docs["domain"])
             runs.append(Path(scratch) / f"kept-{index:05d}.parquet")
             run_rows.append(len(docs))
-            docs.to_parquet(runs[-1], index=False, row_group_size=MERGE_BATCH_ROWS)
+            docs.to_parquet(runs[-1], index=False, row_group_size=batch_rows)
         fates = pd.concat(totals).groupby(["domain", "fate"], as_index=False).sum().rename(
             columns={"n_bytes": "bytes", "n_words": "words"})
 
@@ -497,7 +499,7 @@ def merge_curated(manifest_path, ledger_paths, document_paths, embedded_paths, r
         filled = [run for run, rows in zip(runs, run_rows) if rows]
         schema = pq.read_schema(filled[0] if filled else runs[0])
         writers = {name: _SplitWriter(out_dir / f"{name}.parquet", schema) for name in ("train", "val")}
-        for part in _merged_by_id(filled, schema, MERGE_BATCH_ROWS):
+        for part in _merged_by_id(filled, schema, batch_rows):
             is_val = split.is_val(part["id"].to_pylist())
             writers["train"].add(part.filter(pa.array(~is_val)))
             writers["val"].add(part.filter(pa.array(is_val)))
