@@ -55,7 +55,7 @@ def generate(folder: Path, target_mb: float, seed: int) -> dict:
 
     folder.mkdir(parents=True, exist_ok=True)
     family_of, planted, n_docs, n_bytes = {}, 0, 0, 0
-    for index, (docs, labels) in enumerate(planted_corpus(10**9, seed)):
+    for index, (docs, labels) in enumerate(planted_corpus(10**9, seed, batch_originals=1000)):  # ~5 MB a file
         docs.to_parquet(folder / f"part-{index:05d}.parquet", index=False)
         source = dict(zip(labels["id"], labels["source"]))
         for doc_id, text in zip(docs["id"], docs["text"]):
