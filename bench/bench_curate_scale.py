@@ -68,9 +68,10 @@ def generate(folder: Path, target_mb: float, seed: int) -> dict:
     return {"documents": n_docs, "bytes": n_bytes, "planted_copies": planted, "family_of": family_of}
 
 
-def curate(corpus: Path, results: Path, shards: int, cores: int = 2, timeout_s: int = 7200) -> float:
-    """Run the workflow's `curate` target on `corpus` into `results`; return its wall time."""
-    config = {"study": "scale", "seed": 0,
+def curate(corpus: Path, results: Path, shards: int, curate_cfg: dict, cores: int = 2, timeout_s: int = 7200) -> float:
+    """Run the workflow's `curate` target on `corpus` into `results` (`curate_cfg`: the `curate:` keys that
+    differ from the defaults); return its wall time."""
+    config = {"study": "scale", "seed": 0, "curate": curate_cfg,
               "corpus": {"stdlib": {"enabled": False}, "shards": shards,
                          "sources": [{"path": str(corpus), "format": "parquet", "domain": "web"}]}}
     results.mkdir(parents=True, exist_ok=True)
@@ -137,11 +138,11 @@ def datatrove_docs_per_s(corpus: Path) -> float | None:
 
 
 def run(target_mb: float, workdir: Path, seed: int = 0, with_datatrove: bool = False,
-        shard_mb: float = SHARD_MB) -> dict:
+        shard_mb: float = SHARD_MB, curate_cfg: dict | None = None) -> dict:
     """Generate, curate, measure: the numbers the README and tests/test_scale.py report."""
     corpus = generate(workdir / "corpus", target_mb, seed)
     shards = max(1, math.ceil(corpus["bytes"] / (shard_mb * 1e6)))
-    wall_s = curate(workdir / "corpus", workdir / "run", shards)
+    wall_s = curate(workdir / "corpus", workdir / "run", shards, curate_cfg or {})
     jobs = job_table(workdir / "run")
     curation = jobs[jobs["job"].str.startswith("curate/")]
     result = {"documents": corpus["documents"], "text_mb": corpus["bytes"] / 1e6,

@@ -54,9 +54,8 @@ KEPT = "kept"  # the fate of a document no stage removed
 DOCUMENT_COLUMNS = ["id", "domain", "source", "text", "n_bytes"]
 REMOVED_SCHEMA = pa.schema([("id", pa.string()), ("stage", pa.string()), ("duplicate_of", pa.string()),
                             ("similarity", pa.float64())])
-# The final gather's memory: text per row group of the curated splits (a small corpus is one row group, as
-# a single write of the whole table makes it) and the rows its merge buffers, over all shards together.
-ROW_GROUP_BYTES = 64 << 20
+# The final gather's memory beside `curate.row_group_mib` of text per row group: the rows its merge
+# buffers, over all shards together.
 MERGE_BUFFER_ROWS = 16384
 LEDGER_SCHEMA = pa.schema([("id", pa.string()), ("domain", pa.string()), ("n_bytes", pa.int64()),
                            ("n_words", pa.int64()), ("failed_rules", pa.list_(pa.string()))])
@@ -396,11 +395,12 @@ def _merged_by_id(paths, schema: pa.Schema, batch_rows: int):
 
 
 class _SplitWriter:
-    """One curated split (train or val) written in id order, at most ROW_GROUP_BYTES of text per row group;
+    """One curated split (train or val) written in id order, about `row_group_bytes` of text per row group;
     counts its documents and bytes per domain."""
 
-    def __init__(self, path, schema: pa.Schema):
+    def __init__(self, path, schema: pa.Schema, row_group_bytes: float):
         self.writer = pq.ParquetWriter(path, schema)
+        self.row_group_bytes = row_group_bytes
         self.pending: list[pa.Table] = []
         self.pending_bytes = 0
         self.written = False
@@ -415,7 +415,7 @@ class _SplitWriter:
             entry["bytes"] += row["n_bytes_sum"]
         self.pending.append(table)
         self.pending_bytes += pc.sum(table["n_bytes"]).as_py()
-        if self.pending_bytes >= ROW_GROUP_BYTES:
+        if self.pending_bytes >= self.row_group_bytes:
             self._flush()
 
     def _flush(self) -> None:
@@ -437,8 +437,8 @@ def merge_curated(manifest_path, ledger_paths, document_paths, embedded_paths, r
     manifest), `curation` (stage details, the per-stage and per-domain table, alarms), `split`.
 
     Bounded memory: one shard at a time, each shard's kept rows sorted by id into a scratch file, then a
-    k-way merge of those files into the splits (MERGE_BUFFER_ROWS over all shards, ROW_GROUP_BYTES of text
-    per split).
+    k-way merge of those files into the splits (MERGE_BUFFER_ROWS over all shards, `curate.row_group_mib`
+    of text per split).
     What grows with the corpus is the set of removed ids and a few numbers per domain."""
     stages = enabled_stages(cfg)
     removed = pd.concat([pd.read_parquet(path) for path in removed_paths], ignore_index=True)
@@ -498,7 +498,8 @@ def merge_curated(manifest_path, ledger_paths, document_paths, embedded_paths, r
 
         filled = [run for run, rows in zip(runs, run_rows) if rows]
         schema = pq.read_schema(filled[0] if filled else runs[0])
-        writers = {name: _SplitWriter(out_dir / f"{name}.parquet", schema) for name in ("train", "val")}
+        writers = {name: _SplitWriter(out_dir / f"{name}.parquet", schema, cfg["row_group_mib"] * 2**20)
+                   for name in ("train", "val")}
         for part in _merged_by_id(filled, schema, batch_rows):
             is_val = split.is_val(part["id"].to_pylist())
             writers["train"].add(part.filter(pa.array(~is_val)))
