@@ -56,7 +56,7 @@ REMOVED_SCHEMA = pa.schema([("id", pa.string()), ("stage", pa.string()), ("dupli
                             ("similarity", pa.float64())])
 # The final gather's memory beside `curate.row_group_mib` of text per row group: the rows its merge
 # buffers, over all shards together.
-MERGE_BUFFER_ROWS = 16384
+MERGE_BUFFER_ROWS = 2048
 LEDGER_SCHEMA = pa.schema([("id", pa.string()), ("domain", pa.string()), ("n_bytes", pa.int64()),
                            ("n_words", pa.int64()), ("failed_rules", pa.list_(pa.string()))])
 
