@@ -10,11 +10,11 @@ MLFLOW_PORT ?= 5000
 STAMP := $(VENV)/.isoflop-installed
 # Markers (pyproject.toml): slow (long end-to-end checks), faults (fault injection), server (a PostgreSQL-backed
 # MLflow server the tests start), cluster (a one-node SLURM cluster the tests start), scale (curation at
-# scale), gpu (CUDA). `make test` runs none of them; CI=true (as CI sets it) runs slow and faults in parallel,
-# then server and cluster one test at a time (each starts services of its own); gpu tests skip themselves
-# without CUDA; scale is `make test-scale`.
+# scale), gpu (CUDA). `make test` runs none of them; CI=true (as CI sets it) runs slow, faults and scale in
+# parallel, then server and cluster one test at a time (each starts services of its own); gpu tests skip
+# themselves without CUDA.
 ifeq ($(CI),true)
-PYTEST_MARKERS ?= not gpu and not server and not cluster and not scale
+PYTEST_MARKERS ?= not gpu and not server and not cluster
 SERVICE_MARKERS ?= server or cluster
 else
 PYTEST_MARKERS ?= not slow and not faults and not server and not cluster and not scale and not gpu

@@ -100,7 +100,7 @@ rule curate_fit:
         documents=expand(SHARD_WORK / "documents.parquet", shard=SHARDS),
         removed=CURATING / "dedup_removed.parquet",
     output:
-        CURATING / "embedding.pkl",
+        CURATING / "embedding.npz",
     threads: 1
     params:
         curate=config["curate"],
@@ -119,7 +119,7 @@ rule curate_embed:
     input:
         documents=SHARD_WORK / "documents.parquet",
         removed=CURATING / "dedup_removed.parquet",
-        model=CURATING / "embedding.pkl",
+        model=CURATING / "embedding.npz",
     output:
         embedded=SHARD_WORK / "embedded.parquet",
         terms=SHARD_WORK / "terms.npz",
@@ -140,7 +140,7 @@ rule curate_clusters:
     input:
         embedded=expand(SHARD_WORK / "embedded.parquet", shard=SHARDS),
         terms=expand(SHARD_WORK / "terms.npz", shard=SHARDS),
-        model=CURATING / "embedding.pkl",
+        model=CURATING / "embedding.npz",
     output:
         removed=CURATING / "cluster_removed.parquet",
         details=CURATING / "clusters.json",

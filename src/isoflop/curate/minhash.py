@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numba
 import numpy as np
@@ -69,6 +70,7 @@ def s_curve(similarity, bands: int, rows: int):
     return 1.0 - (1.0 - np.asarray(similarity, dtype=np.float64) ** rows) ** bands
 
 
+@lru_cache(maxsize=64)  # a grid search over every (bands, rows): once per setting and process
 def optimal_bands_rows(threshold: float, num_perm: int, false_negative_weight: float = 0.5,
                        grid_points: int = 1001) -> tuple[int, int]:
     """The (bands, rows) with bands x rows <= num_perm minimising the weighted error areas of the S-curve.
@@ -196,17 +198,24 @@ def signatures(texts, params: MinHashParams, workers: int = 1) -> tuple[np.ndarr
     encoded = [(text if text.isascii() else text.lower()).encode("utf-8", "surrogatepass") for text in texts]
     starts = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum([len(e) for e in encoded], out=starts[1:])
-    buf = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-    out = np.empty((len(encoded), params.num_perm), dtype=np.uint32)
-    n_shingles = np.empty(len(encoded), dtype=np.int64)
+    return utf8_signatures(np.frombuffer(b"".join(encoded), dtype=np.uint8), starts, params, workers)
+
+
+def utf8_signatures(buf: np.ndarray, starts: np.ndarray, params: MinHashParams,
+                    workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """`signatures` of texts given as UTF-8 bytes, text d at buf[starts[d]:starts[d + 1]], every text that is
+    not ASCII already lower-cased (the loop lower-cases ASCII letters itself)."""
+    n_docs = len(starts) - 1
+    out = np.empty((n_docs, params.num_perm), dtype=np.uint32)
+    n_shingles = np.empty(n_docs, dtype=np.int64)
     probes = probe_sequences(params.num_perm)
-    bounds = np.linspace(0, len(encoded), max(1, workers) + 1).astype(int)
+    bounds = np.linspace(0, n_docs, max(1, workers) + 1).astype(int)
 
     def run(lo: int, hi: int) -> None:
         _signatures(buf, starts[lo:hi + 1], _WORD_BYTE, params.ngram, probes, out[lo:hi], n_shingles[lo:hi])
 
     if workers <= 1:
-        run(0, len(encoded))
+        run(0, n_docs)
     else:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(run, bounds[:-1], bounds[1:]))

@@ -40,9 +40,14 @@ def signatures_for_shard(docs: pd.DataFrame, params: MinHashParams, text_col: st
     The params are stored in the table's metadata so the gather step can refuse a mix of settings.
     """
     sigs, n_shingles = signatures(docs[text_col].tolist(), params)
+    return signature_table(docs[id_col].astype(str).tolist(), sigs, n_shingles, params)
+
+
+def signature_table(ids: list[str], sigs: np.ndarray, n_shingles: np.ndarray, params: MinHashParams) -> pa.Table:
+    """The table of `signatures_for_shard` from signatures already computed (`minhash.signatures`)."""
     keys = band_keys(sigs, params)
     columns = {
-        "id": pa.array(docs[id_col].astype(str).tolist(), pa.string()),
+        "id": pa.array(ids, pa.string()),
         "n_shingles": pa.array(n_shingles, pa.int64()),
         "signature": pa.FixedSizeListArray.from_arrays(pa.array(sigs.ravel(), pa.uint32()), params.num_perm),
         **{f"band_{band}": pa.array(keys[:, band], pa.uint64()) for band in range(params.bands)},

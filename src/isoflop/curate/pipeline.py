@@ -48,7 +48,7 @@ def curate_shards(shard_paths, manifest_path, cfg: dict, seed: int, work_dir, ou
     dedup_decisions(files["hashes"], files["signatures"], cfg, removed_out=removed[0], details_out=details[0])
     embedded = []
     if cfg["embed"]["enabled"]:
-        model = work / "embedding.pkl"
+        model = work / "embedding.npz"
         fit_embedding(files["documents"], removed, cfg, seed, model_out=model)
         for i in range(len(shard_paths)):
             embed_shard(files["documents"][i], removed, model, cfg, embedded_out=files["embedded"][i],

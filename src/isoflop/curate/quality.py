@@ -12,6 +12,8 @@ occurrence of an n-gram (n = 5 ... 10), the first occurrence not counted.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -81,6 +83,23 @@ def _repetition_stats(words: list[str]) -> dict[str, float]:
     return stats
 
 
+_ASCII_WORD_WITH_A_LETTER = re.compile(r"\S*[A-Za-z]\S*")
+
+
+def _digits(text: str) -> int:
+    """How many characters of `text` are digits (str.isdigit); in ASCII text, ten substring counts in C."""
+    if text.isascii():
+        return sum(text.count(digit) for digit in "0123456789")
+    return sum(map(str.isdigit, text))
+
+
+def _words_with_a_letter(text: str, words: list[str]) -> int:
+    """How many of the whitespace-separated `words` of `text` hold a letter (str.isalpha)."""
+    if text.isascii():  # one regex pass: a match is a whole word holding an ASCII letter
+        return len(_ASCII_WORD_WITH_A_LETTER.findall(text))
+    return sum(any(ch.isalpha() for ch in word) for word in words)
+
+
 def document_stats(text: str) -> dict[str, float]:
     """Every statistic a rule in `RULES` looks at, for one document."""
     words = text.split()
@@ -100,8 +119,8 @@ def document_stats(text: str) -> dict[str, float]:
         "words": n_words,
         "mean_word_length": (sum(map(len, words)) / n_words) if n_words else 0.0,
         "symbol_word_ratio": (text.count("#") + text.count("...") + text.count("\u2026")) / max(n_words, 1),
-        "digit_fraction": sum(ch.isdigit() for ch in text) / n_chars,
-        "alpha_word_fraction": (sum(any(ch.isalpha() for ch in w) for w in words) / n_words) if n_words else 0.0,
+        "digit_fraction": _digits(text) / n_chars,
+        "alpha_word_fraction": (_words_with_a_letter(text, words) / n_words) if n_words else 0.0,
         "max_line_length": max(map(len, lines)),
         "duplicate_line_fraction": duplicate_lines / max(len(content_lines), 1),
         "duplicate_line_char_fraction": duplicate_line_chars / max(content_chars, 1),

@@ -25,8 +25,8 @@ cluster 0 and no map is drawn.
 from __future__ import annotations
 
 import logging
-import pickle
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +36,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scipy.sparse import csr_matrix
 
-from isoflop.curate.exact import exact_duplicates, text_hashes
+from isoflop.curate.embedding_store import load_embedding, save_embedding
+from isoflop.curate.exact import exact_duplicates_on_disk, text_hashes
 from isoflop.curate.minhash import MinHashParams
 from isoflop.curate.near_dup import near_duplicate_clusters, signatures_for_shard
 from isoflop.curate.normalise import normalise_documents
 from isoflop.curate.quality import apply_quality_rules, domain_thresholds
 from isoflop.curate.semdedup import semantic_duplicates
-from isoflop.curate.split import id_uniform, split_validation
+from isoflop.curate.split import ValidationSplit, id_uniform
 from isoflop.errors import UserError
 from isoflop.workflow import read_json, write_json
 
@@ -53,6 +54,9 @@ KEPT = "kept"  # the fate of a document no stage removed
 DOCUMENT_COLUMNS = ["id", "domain", "source", "text", "n_bytes"]
 REMOVED_SCHEMA = pa.schema([("id", pa.string()), ("stage", pa.string()), ("duplicate_of", pa.string()),
                             ("similarity", pa.float64())])
+# The final gather's memory beside `curate.row_group_mib` of text per row group: the rows its merge
+# buffers, over all shards together.
+MERGE_BUFFER_ROWS = 2048
 LEDGER_SCHEMA = pa.schema([("id", pa.string()), ("domain", pa.string()), ("n_bytes", pa.int64()),
                            ("n_words", pa.int64()), ("failed_rules", pa.list_(pa.string()))])
 
@@ -141,7 +145,8 @@ def dedup_decisions(hash_paths, signature_paths, cfg: dict, *, removed_out, deta
     removed, details = [], {}
     exact_removed: set[str] = set()
     if cfg["exact_dedup"]["enabled"]:
-        table = exact_duplicates([pd.read_parquet(path) for path in hash_paths])
+        with tempfile.TemporaryDirectory(dir=Path(removed_out).parent) as scratch:
+            table = exact_duplicates_on_disk(hash_paths, scratch)
         exact = table[~table["keep"]].rename(columns={"dup_cluster": "duplicate_of"}).assign(
             stage="exact_dedup", similarity=1.0)
         removed.append(exact)
@@ -175,7 +180,7 @@ def dedup_decisions(hash_paths, signature_paths, cfg: dict, *, removed_out, deta
 def fit_embedding(document_paths, removed_paths, cfg: dict, seed: int, *, model_out) -> None:
     """Fit the embedder, the cluster centroids (one array per level, finest first), the 2-D map (PCA) and the
     top-term vocabulary on at most `embed.fit_docs` surviving documents with the lowest hash of (seed, id),
-    in id order, and pickle them to `model_out`."""
+    in id order, and save them to `model_out` as arrays and JSON (`embedding_store`: nothing is pickled)."""
     from isoflop.curate import cluster as clustering  # scikit-learn: only the embedding jobs import it
     from isoflop.curate.embed import fit_sample, make_embedder, tfidf_vectorizer
 
@@ -215,12 +220,8 @@ def fit_embedding(document_paths, removed_paths, cfg: dict, seed: int, *, model_
         "vectorizer": getattr(embedder, "vectorizer_", None) or tfidf_vectorizer(embed_cfg["max_features"]).fit(
             [text[: embed_cfg["max_chars"]] for text in texts]),
     }
-    Path(model_out).write_bytes(pickle.dumps(model))
+    save_embedding(model, model_out)
     log.info("embedding fitted on %d documents; %s clusters per level", len(texts), [len(c) for c in levels])
-
-
-def _read_model(model_path) -> dict:
-    return pickle.loads(Path(model_path).read_bytes())
 
 
 # --- per shard: vectors, clusters, map, term sums ----------------------------------------------------------
@@ -232,7 +233,7 @@ def embed_shard(document_path, removed_paths, model_path, cfg: dict, *, embedded
     the sum of its documents' TF-IDF rows and their count (top terms are a ratio of such sums)."""
     from isoflop.curate import cluster as clustering
 
-    model = _read_model(model_path)
+    model = load_embedding(model_path)
     docs = _surviving(document_path, _removed_ids(removed_paths), ["id", "domain", "text"])
     texts = docs["text"].tolist()
     levels = model["levels"]
@@ -293,7 +294,7 @@ def cluster_decisions(embedded_paths, term_paths, model_path, cfg: dict, seed: i
     labels = pd.concat([pd.read_parquet(path, columns=["id", "domain", *label_columns]) for path in embedded_paths],
                        ignore_index=True).sort_values("id", ignore_index=True)
     by_domain = labels.groupby(["cluster", "domain"]).size()
-    model = _read_model(model_path)
+    model = load_embedding(model_path)
     details = {"cluster": {
         "method": cluster_cfg["method"],
         "embedder": cfg["embed"]["kind"],
@@ -352,82 +353,165 @@ def _stage_table(fates: pd.DataFrame, stages: list[str]) -> list[dict]:
     return rows
 
 
-def _quality_details(failures: pd.DataFrame, domains: list[str], quality_cfg: dict, n_examples: int) -> dict:
+def _quality_details(rule_counts: Counter, first_failures: pd.DataFrame, domains: list[str], quality_cfg: dict,
+                     n_examples: int) -> dict:
     """Removal counts per domain and rule (the rules that apply to the domain), and the first failing ids."""
-    counts = failures.explode("failed_rules").groupby(["domain", "failed_rules"]).size()
-    by_rule = {domain: {rule: int(counts.get((domain, rule), 0))
+    by_rule = {domain: {rule: rule_counts.get((domain, rule), 0)
                         for rule, threshold in domain_thresholds(quality_cfg, domain).items() if threshold is not None}
                for domain in domains}
-    first = failures.sort_values("id").head(n_examples)
+    first = first_failures.sort_values("id").head(n_examples)
     examples = [{"id": r.id, "domain": r.domain, "rules": list(r.failed_rules)} for r in first.itertuples()]
     return {"removed_by_rule": by_rule, "examples": examples}
+
+
+def _merged_by_id(paths, schema: pa.Schema, batch_rows: int):
+    """The rows of the id-sorted Parquet files at `paths` as tables in id order (a k-way merge).
+
+    Each file is read `batch_rows` at a time; every step emits the buffered rows up to the smallest last id
+    among the buffers (no file can hold a smaller id later), so memory is one batch per file.
+    """
+    readers = [pq.ParquetFile(path).iter_batches(batch_size=batch_rows) for path in paths]
+    buffers = [schema.empty_table() for _ in paths]
+
+    def refilled(index: int) -> bool:
+        while buffers[index].num_rows == 0:
+            batch = next(readers[index], None)
+            if batch is None:
+                return False
+            buffers[index] = pa.Table.from_batches([batch]).cast(schema)
+        return True
+
+    live = [index for index in range(len(paths)) if refilled(index)]
+    while live:
+        bound = min(buffers[index]["id"][-1].as_py() for index in live)
+        parts = []
+        for index in live:
+            upto = pc.sum(pc.less_equal(buffers[index]["id"], bound)).as_py()
+            parts.append(buffers[index].slice(0, upto))
+            buffers[index] = buffers[index].slice(upto)
+        merged = pa.concat_tables(parts)
+        yield merged.take(pc.sort_indices(merged["id"]))
+        live = [index for index in live if refilled(index)]
+
+
+class _SplitWriter:
+    """One curated split (train or val) written in id order, about `row_group_bytes` of text per row group;
+    counts its documents and bytes per domain."""
+
+    def __init__(self, path, schema: pa.Schema, row_group_bytes: float):
+        self.writer = pq.ParquetWriter(path, schema)
+        self.row_group_bytes = row_group_bytes
+        self.pending: list[pa.Table] = []
+        self.pending_bytes = 0
+        self.written = False
+        self.by_domain: dict[str, dict[str, int]] = {}
+
+    def add(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        for row in table.group_by("domain").aggregate([("n_bytes", "count"), ("n_bytes", "sum")]).to_pylist():
+            entry = self.by_domain.setdefault(row["domain"], {"documents": 0, "bytes": 0})
+            entry["documents"] += row["n_bytes_count"]
+            entry["bytes"] += row["n_bytes_sum"]
+        self.pending.append(table)
+        self.pending_bytes += pc.sum(table["n_bytes"]).as_py()
+        if self.pending_bytes >= self.row_group_bytes:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.writer.write_table(pa.concat_tables(self.pending or [self.writer.schema.empty_table()]).combine_chunks())
+        self.pending, self.pending_bytes, self.written = [], 0, True
+
+    def close(self) -> dict[str, dict[str, int]]:
+        if self.pending or not self.written:
+            self._flush()
+        self.writer.close()
+        return dict(sorted(self.by_domain.items()))
 
 
 def merge_curated(manifest_path, ledger_paths, document_paths, embedded_paths, removed_paths, details_paths,
                   cfg: dict, seed: int, out_dir) -> dict:
     """Apply every removal to every shard, add the cluster columns (`cluster` 0 for all when embeddings are
-    off) and the map coordinates, split train/val by document id (`split_validation`, the study seed), and
+    off) and the map coordinates, split train/val by document id (`ValidationSplit`, the study seed), and
     write `out_dir/{train,val}.parquet` (rows in id order) and `out_dir/curation.json`: `ingest` (the
-    manifest), `curation` (stage details, the per-stage and per-domain table, alarms), `split`."""
+    manifest), `curation` (stage details, the per-stage and per-domain table, alarms), `split`.
+
+    Bounded memory: one shard at a time, each shard's kept rows sorted by id into a scratch file, then a
+    k-way merge of those files into the splits (MERGE_BUFFER_ROWS over all shards, `curate.row_group_mib`
+    of text per split).
+    What grows with the corpus is the set of removed ids and a few numbers per domain."""
     stages = enabled_stages(cfg)
     removed = pd.concat([pd.read_parquet(path) for path in removed_paths], ignore_index=True)
     fate_of = dict(zip(removed["id"], removed["stage"]))
-    totals, failures, kept = [], [], []
-    for index, (ledger_path, document_path) in enumerate(zip(ledger_paths, document_paths)):
-        ledger = pd.read_parquet(ledger_path)
-        fate = pd.Series([fate_of.get(doc_id, KEPT) for doc_id in ledger["id"]], index=ledger.index)
-        failed = ledger["failed_rules"].map(len) > 0
-        fate[failed] = "quality"
-        totals.append(ledger.assign(fate=fate, docs=1).groupby(["domain", "fate"], as_index=False)[
-            ["docs", "n_bytes", "n_words"]].sum())
-        failures.append(ledger.loc[failed, ["id", "domain", "failed_rules"]])
-        docs = pd.read_parquet(document_path)
-        docs = docs[~docs["id"].isin(fate_of.keys())]
-        if embedded_paths:
-            labels = [name for name in pq.read_schema(embedded_paths[index]).names if name not in ("domain", "vector")]
-            docs = docs.merge(pd.read_parquet(embedded_paths[index], columns=labels), on="id")
-        else:
-            docs = docs.assign(cluster=0)
-        kept.append(docs)
-    fates = pd.concat(totals).groupby(["domain", "fate"], as_index=False).sum().rename(
-        columns={"n_bytes": "bytes", "n_words": "words"})
-
-    table = _stage_table(fates, stages)
-    details = {}
-    for path in details_paths:
-        details.update(read_json(path))
-    if "quality" in stages:
-        details["quality"] = _quality_details(pd.concat(failures, ignore_index=True),
-                                              sorted(fates["domain"].unique()), cfg["quality"], cfg["examples"])
-    report = {"config": cfg, "shards": len(ledger_paths), "stages": {}, "alarms": [], "table": table}
-    for stage in ["input", *stages]:
-        report["stages"][stage] = {**details.get(stage, {}),
-                                   "per_domain": {row["domain"]: row for row in table if row["stage"] == stage}}
-    alarm_rate = cfg["near_dup"]["alarm_removal_rate"]
-    for domain, row in report["stages"].get("near_dup", {}).get("per_domain", {}).items():
-        if row["removal_rate"] > alarm_rate:
-            alarm = (f"near-dup dedup removed {row['removal_rate']:.1%} of domain {domain!r} "
-                     f"(> curate.near_dup.alarm_removal_rate = {alarm_rate})")
-            report["alarms"].append(alarm)
-            log.warning(alarm)
-
-    documents = pd.concat(kept, ignore_index=True).sort_values("id", ignore_index=True)
-    train, val = split_validation(documents, cfg["val_fraction"], seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    train.to_parquet(out_dir / "train.parquet", index=False)
-    val.to_parquet(out_dir / "val.parquet", index=False)
+    split = ValidationSplit(cfg["val_fraction"], seed)
+    totals, first_failures, rule_counts = [], [], Counter()
+    batch_rows = max(16, MERGE_BUFFER_ROWS // max(1, len(ledger_paths)))
+    with tempfile.TemporaryDirectory(dir=out_dir.parent) as scratch:
+        runs, run_rows = [], []
+        for index, (ledger_path, document_path) in enumerate(zip(ledger_paths, document_paths)):
+            ledger = pd.read_parquet(ledger_path)
+            fate = pd.Series([fate_of.get(doc_id, KEPT) for doc_id in ledger["id"]], index=ledger.index)
+            failed = ledger["failed_rules"].map(len) > 0
+            fate[failed] = "quality"
+            totals.append(ledger.assign(fate=fate, docs=1).groupby(["domain", "fate"], as_index=False)[
+                ["docs", "n_bytes", "n_words"]].sum())
+            failures = ledger.loc[failed, ["id", "domain", "failed_rules"]]
+            rule_counts.update({key: int(n) for key, n in
+                                failures.explode("failed_rules").groupby(["domain", "failed_rules"]).size().items()})
+            first_failures.append(failures.sort_values("id").head(cfg["examples"]))
+            docs = pd.read_parquet(document_path)
+            docs = docs[~docs["id"].isin(fate_of.keys())]
+            if embedded_paths:
+                labels = [name for name in pq.read_schema(embedded_paths[index]).names
+                          if name not in ("domain", "vector")]
+                docs = docs.merge(pd.read_parquet(embedded_paths[index], columns=labels), on="id")
+            else:
+                docs = docs.assign(cluster=0)
+            docs = docs.sort_values("id", ignore_index=True)
+            split.observe(docs["id"], docs["domain"])
+            runs.append(Path(scratch) / f"kept-{index:05d}.parquet")
+            run_rows.append(len(docs))
+            docs.to_parquet(runs[-1], index=False, row_group_size=batch_rows)
+        fates = pd.concat(totals).groupby(["domain", "fate"], as_index=False).sum().rename(
+            columns={"n_bytes": "bytes", "n_words": "words"})
+
+        table = _stage_table(fates, stages)
+        details = {}
+        for path in details_paths:
+            details.update(read_json(path))
+        if "quality" in stages:
+            details["quality"] = _quality_details(rule_counts, pd.concat(first_failures, ignore_index=True),
+                                                  sorted(fates["domain"].unique()), cfg["quality"], cfg["examples"])
+        report = {"config": cfg, "shards": len(ledger_paths), "stages": {}, "alarms": [], "table": table}
+        for stage in ["input", *stages]:
+            report["stages"][stage] = {**details.get(stage, {}),
+                                       "per_domain": {row["domain"]: row for row in table if row["stage"] == stage}}
+        alarm_rate = cfg["near_dup"]["alarm_removal_rate"]
+        for domain, row in report["stages"].get("near_dup", {}).get("per_domain", {}).items():
+            if row["removal_rate"] > alarm_rate:
+                alarm = (f"near-dup dedup removed {row['removal_rate']:.1%} of domain {domain!r} "
+                         f"(> curate.near_dup.alarm_removal_rate = {alarm_rate})")
+                report["alarms"].append(alarm)
+                log.warning(alarm)
+
+        filled = [run for run, rows in zip(runs, run_rows) if rows]
+        schema = pq.read_schema(filled[0] if filled else runs[0])
+        writers = {name: _SplitWriter(out_dir / f"{name}.parquet", schema, cfg["row_group_mib"] * 2**20)
+                   for name in ("train", "val")}
+        for part in _merged_by_id(filled, schema, batch_rows):
+            is_val = split.is_val(part["id"].to_pylist())
+            writers["train"].add(part.filter(pa.array(~is_val)))
+            writers["val"].add(part.filter(pa.array(is_val)))
+        split_counts = {name: writer.close() for name, writer in writers.items()}
     manifest = read_json(manifest_path)
     summary = {
         "ingest": {key: value for key, value in manifest.items() if key != "shards"},
         "curation": report,
-        "split": {
-            split: frame.groupby("domain")["n_bytes"].agg(["count", "sum"]).rename(
-                columns={"count": "documents", "sum": "bytes"}).to_dict("index")
-            for split, frame in (("train", train), ("val", val))
-        },
+        "split": split_counts,
     }
     write_json(out_dir / "curation.json", summary)
-    log.info("curated %d -> %d documents (%d train, %d val)", manifest["documents"], len(documents), len(train),
-             len(val))
+    n_train, n_val = (sum(d["documents"] for d in split_counts[name].values()) for name in ("train", "val"))
+    log.info("curated %d -> %d documents (%d train, %d val)", manifest["documents"], n_train + n_val, n_train, n_val)
     return summary
