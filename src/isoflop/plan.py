@@ -39,15 +39,25 @@ def stage_ids(config: dict, corpus_fingerprint: dict) -> dict[str, str]:
     corpus = content_id("corpus", config["corpus"], corpus_fingerprint)
     curated = content_id("curated", corpus, config["curate"], config["seed"])
     tokens = content_id("tokens", curated, config["tokenizer"])
-    return {"corpus": corpus, "curated": curated, "tokens": tokens}
+    ids = {"corpus": corpus, "curated": curated, "tokens": tokens}
+    if config["mix"]["groups"] == "clusters":  # the token folder whose groups are the curation clusters
+        ids["groups"] = content_id("cluster-tokens", tokens)
+    return ids
+
+
+def training_data_id(ids: dict[str, str]) -> str:
+    """The id of the token folder that runs train on: one group per domain, or per cluster."""
+    return ids.get("groups", ids["tokens"])
 
 
 def study_plan(config: dict) -> tuple[dict[str, str], dict]:
     """The data stages' ids and the training plan of a validated study config."""
     from isoflop.corpus import fingerprint
+    from isoflop.mix.mixture import check_config
 
+    check_config(config)
     ids = stage_ids(config, fingerprint(config["corpus"]))
-    return ids, make_plan(config, ids["tokens"])
+    return ids, make_plan(config, training_data_id(ids))
 
 
 def model_config(config: dict, d_model: int):
@@ -162,6 +172,39 @@ def compute_summary(runs: list[dict], trunks: dict[str, dict]) -> dict:
             "trunks": len(trunks), "runs": len(runs)}
 
 
+def run_spec(config: dict, shape: dict, *, tokens: int, lr_multiplier: float, seed: int, mixture,
+             eval_windows: bool = False) -> dict:
+    """The spec of one run of a shape (from `shape_accounting`): the model, the mixture (a name is resolved
+    against the token counts when the run starts), and the study's optimisation settings."""
+    train = config["train"]
+    return {
+        "model": shape["model"],
+        "mixture": mixture,
+        "train": {
+            "tokens": tokens,
+            "batch_size": train["batch_size"],
+            "lr": peak_lr(train, shape["model"]["d_model"]) * lr_multiplier,
+            "min_lr_frac": train["min_lr_frac"],
+            "warmup_steps": train["warmup_steps"],
+            "schedule": train["schedule"],
+            "decay_frac": train["decay_frac"],
+            "weight_decay": train["weight_decay"],
+            "beta1": train["beta1"],
+            "beta2": train["beta2"],
+            "grad_clip": train["grad_clip"],
+            "seed": seed,
+            "eval_every": train["eval_every"],
+            "eval_tokens": train["eval_tokens"],
+            "checkpoint_every": train["checkpoint_every"],
+            # optional keys enter the spec only when set, so existing run ids stay valid
+            **({"decay_shape": train["decay_shape"]} if train["schedule"] == "wsd" else {}),
+            **({"compile": True} if train["compile"] else {}),
+            **({"dtype": train["dtype"]} if train["dtype"] != "float32" else {}),
+            **({"eval_windows": True} if eval_windows else {}),
+        },
+    }
+
+
 def make_plan(config: dict, tokens_id: str) -> dict:
     """The study's training plan: `runs` (run_id -> run, in a stable order), `trunks` (trunk_id -> trunk, for
     wsd with branched cooldowns) and `compute` (the FLOPs summary). Raises UserError naming the key of an
@@ -192,31 +235,9 @@ def make_plan(config: dict, tokens_id: str) -> dict:
             n_reported, reported_per_token = convention_values(shape["params"], shape["flops_per_token"],
                                                                plan["flops_convention"])
             for replicate, multiplier in itertools.product(range(plan["seeds"]), train["lr_multipliers"]):
-                spec = {
-                    "model": shape["model"],
-                    "mixture": "natural",
-                    "train": {
-                        "tokens": steps * tokens_per_step,
-                        "batch_size": train["batch_size"],
-                        "lr": peak_lr(train, shape["d_model"]) * multiplier,
-                        "min_lr_frac": train["min_lr_frac"],
-                        "warmup_steps": train["warmup_steps"],
-                        "schedule": train["schedule"],
-                        "decay_frac": train["decay_frac"],
-                        "weight_decay": train["weight_decay"],
-                        "beta1": train["beta1"],
-                        "beta2": train["beta2"],
-                        "grad_clip": train["grad_clip"],
-                        "seed": seed_for(config["seed"], replicate),
-                        "eval_every": train["eval_every"],
-                        "eval_tokens": train["eval_tokens"],
-                        "checkpoint_every": train["checkpoint_every"],
-                        # optional keys enter the spec only when set, so existing run ids stay valid
-                        **({"decay_shape": train["decay_shape"]} if train["schedule"] == "wsd" else {}),
-                        **({"compile": True} if train["compile"] else {}),
-                        **({"dtype": train["dtype"]} if train["dtype"] != "float32" else {}),
-                    },
-                }
+                spec = run_spec(config, shape, tokens=steps * tokens_per_step, lr_multiplier=multiplier,
+                                seed=seed_for(config["seed"], replicate),
+                                mixture=config["mix"]["mixture"] or "natural")
                 runs.append(
                     {
                         "run_id": content_id("run", tokens_id, spec),

@@ -7,6 +7,7 @@ from isoflop.config import validate_config
 from isoflop.errors import UserError
 from isoflop.layout import StudyLayout
 from isoflop.plan import content_id, study_plan
+from isoflop.workflow import read_json
 
 try:
     config.update(validate_config(config))
@@ -20,6 +21,12 @@ PLAN_RECORD = {"plan_id": content_id("plan", PLAN), "ids": IDS, **PLAN}
 CORPUS = LAYOUT.corpus(IDS["corpus"])
 CURATED = LAYOUT.curated(IDS["curated"])
 TOKENS = LAYOUT.tokens(IDS["tokens"])
+# what runs train on: the token folder (a group per domain), or with mix.groups: clusters a group per cluster
+DATA = LAYOUT.cluster_tokens(IDS["groups"]) if "groups" in IDS else TOKENS
+# a grid with a mixture set waits for its check against the token counts (workflow/rules/mix.smk)
+MIX_CHECK = [LAYOUT.mix_check] if config["mix"]["mixture"] is not None else []
+# the mixture search's summary (workflow/rules/mix.smk), a target and an input of the report
+MIX_TARGETS = [LAYOUT.mix_summary] if config["mix"]["search"]["enabled"] else []
 TRACKING = config["tracking"]["enabled"]
 RESULTS = [LAYOUT.run_result(run_id) for run_id in sorted(RUNS)]
 CURVES = [LAYOUT.run_curve(run_id) for run_id in sorted(RUNS)]
@@ -33,7 +40,7 @@ def training_input(wildcards):
     """What a run's job reads: the token folder, or for a wsd run branched from a trunk the folder of runs its
     trunk's job trained (see rule train_trunk)."""
     trunk_id = RUNS[wildcards.run_id]["trunk_id"]
-    return LAYOUT.trunk_runs(trunk_id) if trunk_id else TOKENS
+    return LAYOUT.trunk_runs(trunk_id) if trunk_id else DATA
 
 
 def branches_of(trunk_id: str) -> dict:
@@ -47,6 +54,23 @@ def figure_category(wildcards):
     if wildcards.name.startswith("curation_"):
         return "Curation"
     return "Training" if wildcards.name == "loss_curves" else "Laws"
+
+
+# the mixture search (workflow/rules/mix.smk): its stages' runs are known once their checkpoint has run
+def previous_fit(wildcards):
+    index = int(wildcards.round)
+    return [LAYOUT.mix_fit(index - 1)] if index else []
+
+
+def stage_runs(stage: str) -> str:
+    """The runs file of a mixture stage, once its checkpoint job has written it."""
+    if stage == "final":
+        return checkpoints.mix_final.get().output[0]
+    return checkpoints.mix_round.get(round=stage.split("-")[1]).output[0]
+
+
+def stage_results(stage: str) -> list:
+    return [LAYOUT.mix_run_dir(stage, run_id) / "result.json" for run_id in sorted(read_json(stage_runs(stage)))]
 
 
 wildcard_constraints:

@@ -106,6 +106,7 @@ class Trainer:
         self.sampler = BatchSampler(tokens_dir, self.run_spec.mixture, cfg.seq_len, t.batch_size, derive_seed(t.seed, DATA_STREAM))
         self.eval_data = {d: eval_windows(tokens_dir, d, cfg.seq_len, t.eval_tokens).to(self.device) for d in meta["domains"]}
         self.bytes_per_token = {d: info["val_bytes"] / info["val_tokens"] for d, info in meta["domains"].items()}
+        self.train_tokens = {d: info["train_tokens"] for d, info in meta["domains"].items()}
 
         init = torch.Generator().manual_seed(derive_seed(t.seed, INIT_STREAM))
         self.model = Transformer(cfg, generator=init).to(self.device)
@@ -326,6 +327,14 @@ class Trainer:
         ok = self.diverged_step is None
         if not ok:
             summary = dict.fromkeys(("val_loss", "val_loss_by_domain", "val_bpb", "val_bpb_by_domain"))
+        else:
+            # comparable across mixtures: every group's loss weighted by its share of the training tokens
+            total = sum(self.train_tokens.values())
+            summary["val_loss_natural"] = sum(self.train_tokens[d] / total * loss
+                                              for d, loss in summary["val_loss_by_domain"].items())
+            if self.run_spec.train.eval_windows:
+                self.write_window_losses()
+        drawn = self.sampler.tokens_drawn(self.step)
         self.write_curve()
         cfg = self.run_spec.model
         per_token = flops_per_token(cfg)
@@ -357,11 +366,35 @@ class Trainer:
             "threads": self.threads,
             "device": str(self.device),
             "tokens_fingerprint": self.fingerprint,
+            "tokens_by_domain": drawn,
+            "epochs_by_domain": {d: drawn[d] / self.train_tokens[d] for d in drawn},
             "spec": self.spec,
         }
         write_json(self.out_dir / "result.json", result, allow_nan=False, sort_keys=True)
         (self.out_dir / "ckpt.pt").unlink(missing_ok=True)  # the run is complete; the state is dead weight
         return result
+
+    @torch.no_grad()
+    def write_window_losses(self) -> None:
+        """eval_windows.parquet: the final model's mean loss on each evaluation window of each domain, the
+        units that the decision accuracy's bootstrap resamples (a pass of its own, so that val_loss is
+        computed exactly as in a run without it)."""
+        self.model.eval()
+        rows = []
+        batch = self.run_spec.train.micro_batch_size or self.run_spec.train.batch_size
+        for domain, windows in self.eval_data.items():
+            losses = []
+            for chunk in windows.split(batch):
+                with self.autocast:
+                    logits = self.model(chunk[:, :-1])
+                per_token = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), chunk[:, 1:].flatten(),
+                                                              reduction="none")
+                losses.append(per_token.view(len(chunk), -1).mean(dim=1).double().cpu())
+            values = torch.cat(losses).numpy()
+            rows.append(pd.DataFrame({"domain": domain, "window": np.arange(len(values)), "loss": values}))
+        self.model.train()
+        table = pd.concat(rows, ignore_index=True)
+        atomic_write(self.out_dir / "eval_windows.parquet", lambda handle: table.to_parquet(handle, index=False))
 
     def write_curve(self) -> None:
         steps = np.arange(1, self.step + 1)

@@ -1,0 +1,1 @@
+"""Data mixtures: the Mixture type, the training-side checks, and the proxy search over mixtures."""
