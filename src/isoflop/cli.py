@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     "isoflop.curate.cli",
     "isoflop.compare",
     "isoflop.track",
+    "isoflop.mix.cli",
 ]
 
 EXAMPLES = """examples:
@@ -29,6 +30,8 @@ EXAMPLES = """examples:
   isoflop predict results/default/laws.json --C 1e14           compute-optimal N, D and loss at 1e14 FLOPs
   isoflop compare results/a results/b --out compare.png        two studies' frontiers and their loss gap
   isoflop dedup docs.parquet --out deduped.parquet             exact and near-duplicate dedup
+  isoflop mix fit --mixtures M.csv --metrics L.csv --target loss --model lgbm --out fit.json
+                                                               a mixture-to-loss predictor from proxy runs
   isoflop COMMAND --help                                       a command's flags and examples
 
 exit status: 0 success, 1 the command failed (bad input, named in one line), 2 usage error

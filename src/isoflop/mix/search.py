@@ -163,7 +163,7 @@ def fit_stage(round_index: int, runs_paths, result_paths, previous_fit, data_dir
                                       **predictors.score(targets[new], predicted)}
     natural = np.array([resolve("natural", meta, "natural")[g] for g in groups])
     fit["natural"] = dict(zip(groups, natural.tolist()))
-    bounds = {g: tuple(b) for g, b in search["bounds"].items()} or None
+    bounds = [tuple(search["bounds"].get(g, (0.0, 1.0))) for g in groups] if search["bounds"] else None
     proposal = propose.propose(
         predictors.from_json(fit["predictors"][search["model"]]), natural, n_candidates=search["candidates"],
         top_k=search["top_k"], seed=seed, max_epochs=None if mix["allow_repeats"] else mix["max_epochs"],
