@@ -9,4 +9,5 @@ with logged(snakemake.log[0]):
 
     data = snakemake.input.data
     train_run(resolve_spec(snakemake.params.spec, read_meta(data)), data, Path(snakemake.output.result).parent,
-              threads=snakemake.threads, device=snakemake.params.device, progress=progress_enabled())
+              threads=snakemake.threads, device=snakemake.params.device, progress=progress_enabled(),
+              window_losses=True)

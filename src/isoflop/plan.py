@@ -172,8 +172,7 @@ def compute_summary(runs: list[dict], trunks: dict[str, dict]) -> dict:
             "trunks": len(trunks), "runs": len(runs)}
 
 
-def run_spec(config: dict, shape: dict, *, tokens: int, lr_multiplier: float, seed: int, mixture,
-             eval_windows: bool = False) -> dict:
+def run_spec(config: dict, shape: dict, *, tokens: int, lr_multiplier: float, seed: int, mixture) -> dict:
     """The spec of one run of a shape (from `shape_accounting`): the model, the mixture (a name is resolved
     against the token counts when the run starts), and the study's optimisation settings."""
     train = config["train"]
@@ -200,8 +199,33 @@ def run_spec(config: dict, shape: dict, *, tokens: int, lr_multiplier: float, se
             **({"decay_shape": train["decay_shape"]} if train["schedule"] == "wsd" else {}),
             **({"compile": True} if train["compile"] else {}),
             **({"dtype": train["dtype"]} if train["dtype"] != "float32" else {}),
-            **({"eval_windows": True} if eval_windows else {}),
         },
+    }
+
+
+def run_record(config: dict, shape: dict, spec: dict, data_id: str, *, budget: float, replicate: int = 0,
+               lr_multiplier: float = 1.0) -> dict:
+    """A run as the plan (and the runs table, the fit and tracking) know it: its id, shape, N, D and C under
+    the study's `plan.flops_convention`, and its spec."""
+    n_reported, reported_per_token = convention_values(shape["params"], shape["flops_per_token"],
+                                                       config["plan"]["flops_convention"])
+    tokens_per_step = spec["train"]["batch_size"] * spec["model"]["seq_len"]
+    return {
+        "run_id": content_id("run", data_id, spec),
+        "budget": float(budget),
+        "d_model": shape["d_model"],
+        "n_layers": shape["model"]["n_layers"],
+        "n_heads": shape["model"]["n_heads"],
+        "N": n_reported,
+        "params": shape["params"],
+        "flops_per_token": shape["flops_per_token"],
+        "D": spec["train"]["tokens"],
+        "C": spec["train"]["tokens"] * reported_per_token,
+        "steps": spec["train"]["tokens"] // tokens_per_step,
+        "replicate": replicate,
+        "lr_multiplier": lr_multiplier,
+        "flops_convention": config["plan"]["flops_convention"],
+        "spec": spec,
     }
 
 
@@ -232,31 +256,12 @@ def make_plan(config: dict, tokens_id: str) -> dict:
                     f"{train['min_steps']}; allowed values: budgets >= {minimum:.3g} FLOPs for the smallest "
                     f"model, more for larger ones (or lower train.batch_size / train.min_steps)"
                 )
-            n_reported, reported_per_token = convention_values(shape["params"], shape["flops_per_token"],
-                                                               plan["flops_convention"])
             for replicate, multiplier in itertools.product(range(plan["seeds"]), train["lr_multipliers"]):
                 spec = run_spec(config, shape, tokens=steps * tokens_per_step, lr_multiplier=multiplier,
                                 seed=seed_for(config["seed"], replicate),
                                 mixture=config["mix"]["mixture"] or "natural")
-                runs.append(
-                    {
-                        "run_id": content_id("run", tokens_id, spec),
-                        "budget": float(budget),
-                        "d_model": shape["d_model"],
-                        "n_layers": shape["model"]["n_layers"],
-                        "n_heads": shape["model"]["n_heads"],
-                        "N": n_reported,
-                        "params": shape["params"],
-                        "flops_per_token": shape["flops_per_token"],
-                        "D": spec["train"]["tokens"],
-                        "C": spec["train"]["tokens"] * reported_per_token,
-                        "steps": steps,
-                        "replicate": replicate,
-                        "lr_multiplier": multiplier,
-                        "flops_convention": plan["flops_convention"],
-                        "spec": spec,
-                    }
-                )
+                runs.append(run_record(config, shape, spec, tokens_id, budget=budget, replicate=replicate,
+                                       lr_multiplier=multiplier))
     trunks = attach_trunks(runs, tokens_id) if train["branch_cooldowns"] else {}
     for run in runs:
         run.setdefault("trunk_id", None)

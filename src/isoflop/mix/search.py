@@ -24,7 +24,7 @@ import numpy as np
 
 from isoflop.errors import UserError
 from isoflop.mix.mixture import check_epochs, epochs, mixture_id, resolve
-from isoflop.plan import content_id, make_plan, run_spec, seed_for, shape_accounting
+from isoflop.plan import make_plan, run_record, run_spec, seed_for, shape_accounting
 from isoflop.tokens import read_meta
 from isoflop.workflow import read_json, write_json
 
@@ -57,12 +57,16 @@ def target_groups(target, groups) -> list[str]:
 
 
 def _mixture_run(cfg: dict, data_id: str, weights: dict, d_model: int, tokens: int, **record) -> tuple[str, dict]:
-    shape = shape_accounting(cfg, d_model)
-    steps = math.ceil(tokens / (cfg["train"]["batch_size"] * cfg["model"]["seq_len"]))
-    spec = run_spec(cfg, shape, tokens=steps * cfg["train"]["batch_size"] * cfg["model"]["seq_len"],
-                    lr_multiplier=1.0, seed=seed_for(cfg["seed"], 0), mixture=weights, eval_windows=True)
-    return content_id("run", data_id, spec), {"spec": spec, "mixture_id": mixture_id(weights), "weights": weights,
-                                              "d_model": d_model, **record}
+    """A run of `weights` at one scale: an ordinary run record (`isoflop.plan.run_record`) with the mixture's id
+    and `record`'s fields (role, round, scale)."""
+    shape = shape_accounting(cfg, d_model) | {"d_model": d_model}
+    per_step = cfg["train"]["batch_size"] * cfg["model"]["seq_len"]
+    spec = run_spec(cfg, shape, tokens=math.ceil(tokens / per_step) * per_step, lr_multiplier=1.0,
+                    seed=seed_for(cfg["seed"], 0), mixture=weights)
+    run = run_record(cfg, shape, spec, data_id, budget=0.0)
+    run["budget"] = run["C"]
+    return run["run_id"], {**run, "trunk_id": None, "branch_step": None, "mixture_id": mixture_id(weights),
+                           "weights": weights, **record}
 
 
 def _feasible(weights: dict, tokens: int, meta: dict, mix: dict) -> bool:

@@ -83,7 +83,7 @@ class Trainer:
     """The state of one run in progress; ``run`` trains to the end (or to divergence)."""
 
     def __init__(self, spec: dict, tokens_dir, out_dir, *, threads: int, device: str, progress: bool,
-                 own_process: bool = True):
+                 own_process: bool = True, window_losses: bool = False):
         self.started = time.perf_counter()
         self.own_process = own_process  # wall_seconds then counts the process's start and imports too
         # epoch seconds at the start of what wall_seconds measures, so that ended_at - started_at = wall_seconds
@@ -93,6 +93,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.threads, self.progress = threads, progress
+        self.window_losses = window_losses  # also write eval_windows.parquet (see write_window_losses)
         self.device = resolve_device(device)
         torch.set_num_threads(threads)
         if self.device.type == "cpu":
@@ -332,7 +333,7 @@ class Trainer:
             total = sum(self.train_tokens.values())
             summary["val_loss_natural"] = sum(self.train_tokens[d] / total * loss
                                               for d, loss in summary["val_loss_by_domain"].items())
-            if self.run_spec.train.eval_windows:
+            if self.window_losses:
                 self.write_window_losses()
         drawn = self.sampler.tokens_drawn(self.step)
         self.write_curve()
@@ -460,6 +461,7 @@ def train_run(
     progress: bool = True,
     init_from=None,
     own_process: bool = True,
+    window_losses: bool = False,
 ) -> dict:
     """Train one run of ``spec`` on ``tokens_dir``, writing curve.parquet and (last) result.json to
     ``out_dir``; returns the result. Resumes from ``out_dir/ckpt.pt`` if there is one; otherwise, with
@@ -467,9 +469,10 @@ def train_run(
     spec's up to step s. A diverged run is reported in the result (status "diverged"), never raised.
     ``own_process=False`` (a run after others in one process): its wall_seconds is its own time alone.
     ``progress``: a tqdm bar when stderr is a terminal; otherwise, or when False, a line per evaluation
-    (see `Progress`)."""
+    (see `Progress`). ``window_losses``: also write each evaluation window's final loss (eval_windows.parquet,
+    what the mixture search's decision accuracy resamples)."""
     trainer = Trainer(spec, tokens_dir, out_dir, threads=threads, device=device, progress=progress,
-                      own_process=own_process)
+                      own_process=own_process, window_losses=window_losses)
     checkpoint = trainer.out_dir / "ckpt.pt"
     if checkpoint.exists():
         trainer.restore(checkpoint, branch=False)

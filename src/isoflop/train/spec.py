@@ -43,7 +43,6 @@ class TrainConfig:
     divergence_factor: float = 2.0  # diverged when the train loss exceeds this times its running minimum
     checkpoint_every: int = 0  # steps; 0 = never
     compile: bool = False
-    eval_windows: bool = False  # also write each evaluation window's final loss (eval_windows.parquet)
     dtype: str = "float32"
 
     def __post_init__(self):
