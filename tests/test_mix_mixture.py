@@ -95,3 +95,14 @@ def test_the_sampler_counts_the_tokens_it_drew_per_group(tmp_path):
     assert sampler.tokens_drawn(30) == drawn
     assert sum(drawn.values()) == 30 * 16 * 8
     assert 0.15 < drawn["a"] / (30 * 16 * 8) < 0.35
+
+
+def test_a_scaling_grid_the_ladder_cannot_hold_stops_at_parse_time():
+    config = validate_config({"plan": {"ladder": [16, 32]},
+                              "mix": {"search": {"enabled": True}, "scaling": {"sizes_per_budget": 3}}})
+    with pytest.raises(UserError) as err:
+        check_config(config)
+    assert str(err.value) == ("mix.scaling: config key 'plan.sizes_per_budget' = 3 exceeds the 2 shapes of "
+                              "plan.ladder; allowed values: 1..2")
+    check_config(validate_config({"plan": {"ladder": [16, 32]}, "mix": {"search": {"enabled": True},
+                                                                       "scaling": {"ladder": [16, 32, 48]}}}))

@@ -20,8 +20,9 @@ ROUNDS = MIX["search"]["rounds"]
 MIX_CFG = {key: config[key] for key in ("fit", "mix", "model", "plan", "seed", "tokenizer", "train")}
 # a round and its fit depend on the search and the epoch limit (at the largest verified scale), not on what
 # the verification and scaling compare
-SEARCH_CFG = {**MIX_CFG, "fit": None, "mix": {"allow_repeats": MIX["allow_repeats"], "max_epochs": MIX["max_epochs"],
-                                              "search": MIX["search"], "verify": {"scales": MIX["verify"]["scales"]}}}
+SEARCH_CFG = {**MIX_CFG, "fit": None, "plan": {"flops_convention": config["plan"]["flops_convention"]},
+              "mix": {"allow_repeats": MIX["allow_repeats"], "max_epochs": MIX["max_epochs"], "search": MIX["search"],
+                      "verify": {"scales": MIX["verify"]["scales"]}}}
 
 
 wildcard_constraints:

@@ -124,6 +124,9 @@ def check_config(config: dict) -> None:
     for group in mix["search"]["bounds"]:
         if group not in groups:
             raise UserError(f"mix.search.bounds.{group}: unknown group {group!r}; the groups are {sorted(groups)}")
+    from isoflop.mix.search import check_search
+
+    check_search(config)
 
 
 def check_stage(data_dir, definition, tokens: int, out_path, *, max_epochs: float, allow: bool) -> dict:

@@ -207,21 +207,45 @@ def final_stage(last_fit, data_dir, cfg: dict, data_id: str, out_path) -> dict:
                 check_epochs(weights, scale["tokens"], meta, max_epochs=mix["max_epochs"], allow=mix["allow_repeats"],
                              key=f"mix.mixtures.{name}")
                 run_id, record = _mixture_run(cfg, data_id, weights, scale["d_model"], scale["tokens"],
-                                              role="verify", mixture=name, scale=scale_index)
-                runs[run_id] = record
+                                              role="verify", mixture=name, scale=scale_index, names=[name])
+                if run_id in runs:  # the same weights under two names (the chosen one may be natural): one run
+                    runs[run_id]["names"].append(name)
+                else:
+                    runs[run_id] = record
     if mix["scaling"]["enabled"]:
         for name in (CHOSEN, NATURAL):
-            grid = {**cfg, "plan": {**cfg["plan"], "budgets": mix["scaling"]["budgets"],
-                                    "sizes_per_budget": mix["scaling"]["sizes_per_budget"]},
-                    "mix": {**mix, "mixture": mixtures.get(name) or resolve(name, meta, name)},
-                    "train": {**cfg["train"], "branch_cooldowns": False}}
+            grid = scaling_config(cfg, mixtures.get(name) or resolve(name, meta, name))
             for run_id, record in make_plan(grid, data_id)["runs"].items():
                 check_epochs(record["spec"]["mixture"], record["D"], meta, max_epochs=mix["max_epochs"],
                              allow=mix["allow_repeats"], key=f"mix.scaling ({name})")
-                runs[run_id] = {**record, "role": "scaling", "mixture": name,
-                                "mixture_id": mixture_id(record["spec"]["mixture"])}
+                if run_id in runs:
+                    runs[run_id]["names"].append(name)
+                else:
+                    runs[run_id] = {**record, "role": "scaling", "mixture": name, "names": [name],
+                                    "mixture_id": mixture_id(record["spec"]["mixture"])}
     write_json(out_path, runs)
     return runs
+
+
+def scaling_config(cfg: dict, mixture) -> dict:
+    """The study config of a mixture's scaling grid: `mix.scaling`'s budgets, sizes and ladder, that mixture,
+    every run trained whole (no shared trunks: the grid is small)."""
+    scaling = cfg["mix"]["scaling"]
+    plan = {**cfg["plan"], "budgets": scaling["budgets"], "sizes_per_budget": scaling["sizes_per_budget"],
+            "ladder": scaling["ladder"] or cfg["plan"]["ladder"]}
+    return {**cfg, "plan": plan, "mix": {**cfg["mix"], "mixture": mixture},
+            "train": {**cfg["train"], "branch_cooldowns": False}}
+
+
+def check_search(config: dict) -> None:
+    """What the search's later stages would refuse, checked when the workflow is parsed: the scaling grid
+    (a budget too small for a shape, more sizes than the ladder has)."""
+    mix = config["mix"]
+    if mix["search"]["enabled"] and mix["scaling"]["enabled"]:
+        try:
+            make_plan(scaling_config(config, "natural"), "parse-time check")
+        except UserError as err:
+            raise UserError(f"mix.scaling: {err}") from None
 
 
 def _window_matrix(run_ids, runs_dir, groups) -> np.ndarray:
@@ -251,16 +275,17 @@ def summary_stage(fit_paths, final_runs_path, result_paths, cfg: dict, out_path)
     summary = {"target": target, "groups": fits[-1]["groups"], "natural": fits[-1]["natural"], "rounds": rounds, "verification": [],
                "decision_accuracy": [], "scaling": None}
     verify = {run_id: r for run_id, r in runs.items() if r["role"] == "verify"}
-    for run_id, record in sorted(verify.items(), key=lambda item: (item[1]["scale"], item[1]["mixture"])):
-        summary["verification"].append({"mixture": record["mixture"], "scale": record["scale"],
-                                        "d_model": record["d_model"], "tokens": record["spec"]["train"]["tokens"],
-                                        "target": target_loss(results[run_id], target), "run_id": run_id,
-                                        "mixture_id": record["mixture_id"]})
+    by_scale = {}
+    for run_id, record in verify.items():
+        for name in record["names"]:
+            by_scale.setdefault(record["scale"], {})[name] = run_id
+            summary["verification"].append({"mixture": name, "scale": record["scale"], "d_model": record["d_model"],
+                                            "tokens": record["spec"]["train"]["tokens"],
+                                            "target": target_loss(results[run_id], target), "run_id": run_id,
+                                            "mixture_id": record["mixture_id"]})
+    summary["verification"].sort(key=lambda row: (row["scale"], row["mixture"]))
     if verify:
-        names = sorted({r["mixture"] for r in verify.values()})
-        by_scale = {}
-        for run_id, record in verify.items():
-            by_scale.setdefault(record["scale"], {})[record["mixture"]] = run_id
+        names = sorted(by_scale[0])
         groups = target_groups(target, summary["groups"])
         small = _window_matrix([by_scale[0][n] for n in names], runs_dir, groups)
         for scale in sorted(by_scale)[1:]:
@@ -289,7 +314,7 @@ def _scaling(runs: dict, results: dict, cfg: dict) -> dict:
 
     laws = {}
     for name in (NATURAL, CHOSEN):
-        mine = {run_id: r for run_id, r in runs.items() if r["mixture"] == name}
+        mine = {run_id: r for run_id, r in runs.items() if name in r["names"]}
         table = runs_table(mine, {run_id: results[run_id] for run_id in mine}, cfg["plan"]["flops_convention"])
         fitted = fit_study(best_of_sweep(table), bootstrap=cfg["fit"]["bootstrap"], seed=cfg["seed"],
                            huber_delta=cfg["fit"]["huber_delta"])
