@@ -2,7 +2,9 @@
 
 Input layout (RegMix's and Olmix's CSVs read as they are): a mixtures CSV with a key column and one weight
 column per group, and a metrics CSV with the same key column and one column per target (validation losses).
-Rows join on the key; every mixture needs its metrics and every metrics row its mixture.
+Rows join on the key; every mixture needs its metrics and every metrics row its mixture. Columns of text
+(Olmix's run ids and names) and columns without a header (a saved pandas index, as in Olmix's files) are
+labels, not weights; `--ignore` names any other column to leave out.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,9 @@ def register(subparsers) -> None:
                      help="one row per proxy run: the key column and the target columns")
     fit.add_argument("--key", default="index", help="the column joining the two files (default index)")
     fit.add_argument("--target", required=True, metavar="COLUMN", help="the metrics column to predict")
+    fit.add_argument("--ignore", action="append", default=[], metavar="COLUMN",
+                     help="a mixtures column that is not a weight (repeatable; columns of text and columns "
+                          "without a header are left out already)")
     fit.add_argument("--model", required=True, metavar="MODEL",
                      help=f"one of {', '.join(MODELS)}: lgbm = LightGBM with RegMix's settings; mixing-law = "
                           "L = c + k exp(sum_j t_j r_j) (Ye et al. 2024), Huber fit; ridge = log L linear in r")
@@ -98,16 +102,14 @@ def run_fit(args: argparse.Namespace) -> int:
         raise UserError("--test-mixtures and --test-metrics go together")
     if args.model not in MODELS:
         raise UserError(f"--model {args.model!r}: expected one of {', '.join(MODELS)}")
-    groups, weights, targets = read_proxies(args.mixtures, args.metrics, args.key, args.target)
-    started = time.perf_counter()
+    groups, weights, targets = read_proxies(args.mixtures, args.metrics, args.key, args.target, args.ignore)
     predictor = fit_predictor(args.model, weights, targets, seed=args.seed)
-    fit_seconds = time.perf_counter() - started
     result = {"model": args.model, "target": args.target, "key": args.key, "groups": groups, "seed": args.seed,
               "n_train": len(targets), "train_mean": [float(v) for v in weights.mean(axis=0)],
               "cv": cross_validate(args.model, weights, targets, folds=args.folds, seed=args.seed)}
     if args.test_mixtures is not None:
         test_groups, test_weights, test_targets = read_proxies(args.test_mixtures, args.test_metrics, args.key,
-                                                               args.target)
+                                                               args.target, args.ignore)
         if set(test_groups) != set(groups):
             raise UserError(f"{args.test_mixtures}: groups {', '.join(sorted(set(test_groups) ^ set(groups)))} "
                             f"are in only one of it and {args.mixtures}")
@@ -117,7 +119,7 @@ def run_fit(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(_json_safe(result), indent=1) + "\n")
     print(f"{args.model} on {len(targets)} mixtures, {len(groups)} groups, target {args.target}: "
-          f"fitted in {fit_seconds:.2f} s; {_scores('cv', result['cv'])}"
+          f"{_scores('cv', result['cv'])}"
           + (f"; {_scores('test', result['test'])}" if "test" in result else ""))
     return 0
 
@@ -159,9 +161,14 @@ def run_propose(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_proxies(mixtures_path: Path, metrics_path: Path, key: str, target: str):
+def read_proxies(mixtures_path: Path, metrics_path: Path, key: str, target: str, ignore: list[str] = ()):
     """(groups, weights (n, g), targets (n,)) from a mixtures CSV and a metrics CSV joined on `key`."""
+    import pandas as pd
+
     mixtures, metrics = _read_csv(mixtures_path), _read_csv(metrics_path)
+    for column in ignore:
+        if column not in mixtures:
+            raise UserError(f"--ignore {column!r}: {mixtures_path} has no such column")
     for path, table in ((mixtures_path, mixtures), (metrics_path, metrics)):
         if key not in table:
             raise UserError(f"{path}: no key column {key!r}; it has {', '.join(map(str, table.columns))}")
@@ -171,7 +178,13 @@ def read_proxies(mixtures_path: Path, metrics_path: Path, key: str, target: str)
     if target not in metrics:
         raise UserError(f"{metrics_path}: no target column {target!r}; it has "
                         f"{', '.join(str(col) for col in metrics.columns if col != key)}")
-    groups = [str(col) for col in mixtures.columns if col != key]
+    def is_label(column) -> bool:  # pandas names a column without a header "Unnamed: <i>"
+        values = mixtures[column]
+        text_only = (not pd.api.types.is_numeric_dtype(values)
+                     and pd.to_numeric(values, errors="coerce").isna().all())
+        return str(column).startswith("Unnamed: ") or text_only or column in ignore
+
+    groups = [str(col) for col in mixtures.columns if col != key and not is_label(col)]
     if not groups:
         raise UserError(f"{mixtures_path}: no weight columns besides the key {key!r}")
     mixture_keys, metric_keys = mixtures[key].astype(str), metrics[key].astype(str)

@@ -25,7 +25,7 @@ MODELS = ("lgbm", "mixing-law", "ridge")
 
 # RegMix's notebook: objective regression, gbdt, learning_rate 1e-2, num_iterations 1000, early stopping 3.
 # Ours: deterministic=True, force_col_wise and one thread, so a fit is bit-identical on any machine;
-# min_data_in_leaf is LightGBM's 20 only down to 8 rows per leaf on small searches (below 160 mixtures),
+# min_data_in_leaf is LightGBM's 20 from 160 mixtures up and an eighth of the mixtures below (at least 1),
 # else a search round of a few dozen proxies would fit a constant.
 _LGBM_PARAMS = {"objective": "regression", "boosting_type": "gbdt", "learning_rate": 1e-2,
                 "deterministic": True, "force_col_wise": True, "num_threads": 1, "verbosity": -1}
@@ -150,7 +150,14 @@ def fit_predictor(model: str, weights, targets, *, seed: int = 0) -> Predictor:
         raise UserError("targets contain NaN or infinity")
     if model != "lgbm" and (targets <= 0).any():
         raise UserError(f"the {model} predictor models log loss: every target must be positive")
-    return {"lgbm": _fit_lgbm, "mixing-law": _fit_mixing_law, "ridge": _fit_ridge}[model](weights, targets, seed)
+    from threadpoolctl import threadpool_limits
+
+    # one BLAS thread: these are small matrices (a few hundred mixtures by tens of groups), where OpenBLAS's
+    # threads cost more than they save (the mixing law fitted 18x slower on a busy 2-core machine,
+    # bench/RESULTS.md) and contend with the workflow's parallel jobs
+    with threadpool_limits(1):
+        return {"lgbm": _fit_lgbm, "mixing-law": _fit_mixing_law, "ridge": _fit_ridge}[model](weights, targets,
+                                                                                                seed)
 
 
 def _fit_lgbm(weights: np.ndarray, targets: np.ndarray, seed: int) -> LightGBMPredictor:
@@ -180,10 +187,10 @@ def _mixing_law(theta: np.ndarray, weights: np.ndarray) -> np.ndarray:
 def _fit_mixing_law(weights: np.ndarray, targets: np.ndarray, seed: int) -> MixingLawPredictor:
     """Huber fit of the law on log residuals, best of several starts.
 
-    Parameters: c, k > 0 (the loss above its floor c) and the first g-1 exponents; the last is minus their
-    sum (the centring that makes the form identifiable). Starts: for each trial floor c0 below the lowest
-    loss, log(L - c0) is linear in the weights, so least squares gives k and t at once; seeded random
-    perturbations of the best of those add the rest.
+    Parameters: c, k (the loss above its floor c at the uniform mixture; positive at every start) and the
+    first g-1 exponents; the last is minus their sum (the centring that makes the form identifiable).
+    Starts: for each trial floor c0 below the lowest loss, log(L - c0) is linear in the weights, so least
+    squares gives k and t at once; seeded random perturbations of the best of those add the rest.
     """
     from scipy.optimize import least_squares
 
@@ -249,6 +256,10 @@ def cross_validate(model: str, weights, targets, *, folds: int = 5, seed: int = 
     targets = np.asarray(targets, dtype=float).ravel()
     if not 2 <= folds <= len(targets):
         raise UserError(f"{folds} folds need between 2 and {len(targets)} (the number of mixtures)")
+    smallest_fit = len(targets) - -(-len(targets) // folds)
+    if smallest_fit < 3:
+        raise UserError(f"{folds}-fold cross-validation of {len(targets)} mixtures fits on {smallest_fit}; "
+                        f"need at least 3")
     fold_of = np.empty(len(targets), dtype=int)
     fold_of[np.random.default_rng(seed).permutation(len(targets))] = np.arange(len(targets)) % folds
     predicted = np.empty(len(targets))

@@ -22,6 +22,8 @@ from isoflop.errors import UserError
 PRIOR_TEMPERATURE = 0.5
 STRENGTHS = np.logspace(np.log10(0.1), np.log10(5.0), 15)
 MIN_WEIGHT = 2e-4
+# a polished mixture this close to a limit has that constraint active
+ACTIVE = 1e-6
 
 
 def sample_mixtures(natural, n: int, *, seed: int, sparsity: float = 0.0, temperature: float = PRIOR_TEMPERATURE,
@@ -35,25 +37,24 @@ def sample_mixtures(natural, n: int, *, seed: int, sparsity: float = 0.0, temper
     natural = _as_distribution(natural, "natural")
     if not 0.0 <= sparsity < 1.0:
         raise UserError(f"sparsity {sparsity} must be in [0, 1)")
+    if min_weight * len(natural) >= 1.0:
+        raise UserError(f"min_weight {min_weight} must be below 1 / {len(natural)} groups")
     rng = np.random.default_rng(seed)
     prior = natural ** temperature
     prior /= prior.sum()
     present = prior > 0
     strengths = STRENGTHS[rng.integers(0, len(STRENGTHS), n)]
-    alpha = np.maximum(strengths[:, None] * prior[present], 1e-300)
-    # Dirichlet via normalised Gamma draws, vectorised over rows with different concentrations; tiny alphas
-    # underflow to 0, which is what a sparse Dirichlet draw means at float precision.
+    # Dirichlet via normalised Gamma draws, vectorised over rows with different concentrations; draws for
+    # tiny concentrations underflow to 0, which is what a sparse Dirichlet draw means at float precision
     gamma = np.zeros((n, len(prior)))
-    gamma[:, present] = rng.gamma(alpha)
+    gamma[:, present] = rng.gamma(strengths[:, None] * prior[present])
     if sparsity > 0:
         gamma *= rng.random(gamma.shape) >= sparsity
     empty = gamma.sum(axis=1) == 0
     # rows left empty keep one group, drawn with the prior
     gamma[np.flatnonzero(empty), rng.choice(len(prior), int(empty.sum()), p=prior)] = 1.0
     weights = gamma / gamma.sum(axis=1, keepdims=True)
-    weights[weights < min_weight] = 0.0
-    kept_none = weights.sum(axis=1) == 0  # every group was under min_weight: keep the largest draw
-    weights[kept_none, np.argmax(gamma[kept_none], axis=1)] = 1.0
+    weights[weights < min_weight] = 0.0  # a row's largest weight is at least 1/g > min_weight: none empties
     return weights / weights.sum(axis=1, keepdims=True)
 
 
@@ -71,11 +72,12 @@ def propose(predictor, natural, *, n_candidates: int = 100_000, top_k: int = 100
             groups: list[str] | None = None, polish: bool = False, sparsity: float = 0.0) -> dict:
     """The mixture that `predictor` predicts lowest under the constraints, RegMix-style.
 
-    Returns weights (the mean of the top_k feasible candidates by predicted loss), predicted (the predictor at
-    those weights), top_k_predicted (the mean prediction of those candidates), binding, binding_groups,
-    n_feasible and n_candidates; with `polish`, also `polished`: SLSQP from that mixture under the same
-    constraints (weights, predicted), which helps smooth predictors (mixing-law, ridge) and leaves a tree
-    model's piecewise-constant surface where it is.
+    Candidates: the natural mixture and n_candidates - 1 draws of `sample_mixtures`. Returns weights (the mean
+    of the top_k feasible candidates by predicted loss), predicted (the predictor at those weights),
+    top_k_predicted (the mean prediction of those candidates), binding, binding_groups, n_feasible and
+    n_candidates; with `polish`, also `polished`: SLSQP from that mixture under the same constraints
+    (weights, predicted, and as binding the constraints active at its solution), which helps smooth
+    predictors (mixing-law, ridge) and leaves a tree model's piecewise-constant surface where it is.
     """
     natural = _as_distribution(natural, "natural")
     n_groups = len(natural)
@@ -101,7 +103,7 @@ def propose(predictor, natural, *, n_candidates: int = 100_000, top_k: int = 100
         satisfied["bounds"], violated_groups["bounds"] = ~outside.any(axis=1), outside
     if kl_max is not None:
         satisfied["kl_max"] = kl_divergence(candidates, natural) <= kl_max + tolerance
-    feasible = np.logical_and.reduce([np.ones(len(candidates), bool), *satisfied.values()])
+    feasible = _all(satisfied.values(), len(candidates))
     n_feasible = int(feasible.sum())
     if n_feasible == 0:
         raise UserError(f"none of {len(candidates)} candidate mixtures satisfies {', '.join(satisfied)} "
@@ -111,8 +113,7 @@ def propose(predictor, natural, *, n_candidates: int = 100_000, top_k: int = 100
     weights = candidates[chosen].mean(axis=0)
     binding, binding_groups = [], {}
     for name, ok in satisfied.items():
-        others = np.logical_and.reduce([np.ones(len(candidates), bool),
-                                        *(mask for other, mask in satisfied.items() if other != name)])
+        others = _all([mask for other, mask in satisfied.items() if other != name], len(candidates))
         crossed = _top(predicted, others, top_k)
         crossed = crossed[~ok[crossed]]
         if len(crossed):
@@ -127,6 +128,11 @@ def propose(predictor, natural, *, n_candidates: int = 100_000, top_k: int = 100
     if polish:
         result["polished"] = _polish(predictor, weights, natural, upper, lower, kl_max)
     return result
+
+
+def _all(masks, n: int) -> np.ndarray:
+    """Rows that pass every mask (all n rows when there is none)."""
+    return np.logical_and.reduce([np.ones(n, bool), *masks])
 
 
 def _top(predicted: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
@@ -191,7 +197,12 @@ def _polish(predictor, start: np.ndarray, natural: np.ndarray, upper: dict, lowe
     within_bounds = ((weights >= lower - 1e-9) & (weights <= high + 1e-9)).all()
     if not within_bounds or value >= float(predictor.predict(start[None])[0]):
         weights, value = start, float(predictor.predict(start[None])[0])
-    return {"weights": [float(v) for v in weights], "predicted": value}
+    active = [name for name, limit in upper.items() if (weights >= limit - ACTIVE).any()]
+    if "bounds" in upper and "bounds" not in active and (weights[lower > 0] <= lower[lower > 0] + ACTIVE).any():
+        active.append("bounds")
+    if kl_max is not None and kl_divergence(weights, natural)[0] >= kl_max - ACTIVE:
+        active.append("kl_max")
+    return {"weights": [float(v) for v in weights], "predicted": value, "binding": active}
 
 
 def _as_distribution(weights, name: str) -> np.ndarray:
