@@ -260,7 +260,8 @@ def mixture_lines(summary: dict, curation: dict, figures: Path) -> list[str]:
             lines.append(f"- scale 0 -> scale {row['scale']}: decision accuracy {row['accuracy']:.2f} "
                          f"(95% bootstrap interval over eval windows [{row['lo']:.2f}, {row['hi']:.2f}], "
                          f"{row['pairs']} pairs); best mixture `{row['winner']}`; the chosen mixture "
-                         f"{'still wins' if row['chosen_wins'] else 'does not win'}.")
+                         f"{'still wins' if row['chosen_wins'] else 'does not win'} (in {row['chosen_wins_share']:.0%} of the "
+                         f"resamples).")
         lines.append("")
     scaling = summary["scaling"]
     if scaling:

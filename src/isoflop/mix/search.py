@@ -290,13 +290,11 @@ def summary_stage(fit_paths, final_runs_path, result_paths, cfg: dict, out_path)
         small = _window_matrix([by_scale[0][n] for n in names], runs_dir, groups)
         for scale in sorted(by_scale)[1:]:
             large = _window_matrix([by_scale[scale][n] for n in names], runs_dir, groups)
-            accuracy = decision_accuracy(small, large, n_boot=mix["verify"]["bootstrap"], seed=cfg["seed"])
-            losses = {n: target_loss(results[by_scale[scale][n]], target) for n in names}
+            accuracy = decision_accuracy(small, large, n_boot=mix["verify"]["bootstrap"], seed=cfg["seed"],
+                                         chosen=names.index(CHOSEN))
             summary["decision_accuracy"].append({
-                "scale": scale, "mixtures": names, **{k: accuracy[k] for k in ("accuracy", "lo", "hi", "pairs")},
-                "winner": min(losses, key=lambda n: math.inf if losses[n] is None else losses[n]),
-                "chosen_wins": losses[CHOSEN] is not None and losses[CHOSEN] == min(
-                    v for v in losses.values() if v is not None)})
+                "scale": scale, "mixtures": names, "winner": names[int(np.argmin(large.mean(axis=1)))],
+                **{key: accuracy[key] for key in ("accuracy", "lo", "hi", "pairs", "chosen_wins", "chosen_wins_share")}})
     scaling = {run_id: r for run_id, r in runs.items() if r["role"] == "scaling"}
     if scaling:
         summary["scaling"] = _scaling(scaling, results, cfg)
