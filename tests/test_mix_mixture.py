@@ -8,6 +8,7 @@ from isoflop.errors import UserError
 from isoflop.mix.mixture import check_config, check_epochs, config_groups, mixture_id, resolve
 from isoflop.plan import make_plan, stage_ids
 from isoflop.tokens import write_groups
+from test_train_loop import make_spec, tokens_dir  # noqa: F401 (tokens_dir is a fixture)
 
 META = {"domains": {"code": {"train_tokens": 6000}, "docs": {"train_tokens": 3000}, "tests": {"train_tokens": 1000}}}
 
@@ -106,3 +107,28 @@ def test_a_scaling_grid_the_ladder_cannot_hold_stops_at_parse_time():
                               "plan.ladder; allowed values: 1..2")
     check_config(validate_config({"plan": {"ladder": [16, 32]}, "mix": {"search": {"enabled": True},
                                                                        "scaling": {"ladder": [16, 32, 48]}}}))
+
+
+def test_a_run_records_tokens_and_epochs_per_group_and_its_window_losses(tmp_path, tokens_dir):
+    import pandas as pd
+
+    from isoflop.train.loop import train_run
+
+    spec = {**make_spec(steps=30), "mixture": {"code": 0.25, "prose": 0.75}}
+    with_windows = train_run(spec, tokens_dir, tmp_path / "a", progress=False, window_losses=True)
+    plain = train_run(spec, tokens_dir, tmp_path / "b", progress=False)
+    assert with_windows["val_loss_by_domain"] == plain["val_loss_by_domain"]  # the extra pass changes nothing
+    drawn = with_windows["tokens_by_domain"]
+    assert sum(drawn.values()) == 30 * 8 * 32 and 0.15 < drawn["code"] / (30 * 8 * 32) < 0.35
+    assert with_windows["epochs_by_domain"] == {group: drawn[group] / 20_000 for group in drawn}
+    assert with_windows["val_loss_natural"] == pytest.approx(sum(with_windows["val_loss_by_domain"].values()) / 2)
+    windows = pd.read_parquet(tmp_path / "a" / "eval_windows.parquet")
+    assert windows.groupby("domain").size().to_dict() == {"code": 1024 // 32, "prose": 1024 // 32}
+    means = windows.groupby("domain")["loss"].mean().to_dict()
+    assert means == pytest.approx(with_windows["val_loss_by_domain"], abs=1e-5)
+    assert not (tmp_path / "b" / "eval_windows.parquet").exists()
+
+    diverged = train_run(make_spec(steps=40, lr=1e30, grad_clip=0.0), tokens_dir, tmp_path / "c", progress=False,
+                         window_losses=True)
+    assert diverged["status"] == "diverged"
+    assert len(pd.read_parquet(tmp_path / "c" / "eval_windows.parquet")) == 0

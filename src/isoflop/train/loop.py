@@ -333,8 +333,8 @@ class Trainer:
             total = sum(self.train_tokens.values())
             summary["val_loss_natural"] = sum(self.train_tokens[d] / total * loss
                                               for d, loss in summary["val_loss_by_domain"].items())
-            if self.window_losses:
-                self.write_window_losses()
+        if self.window_losses:
+            self.write_window_losses(evaluate=ok)
         drawn = self.sampler.tokens_drawn(self.step)
         self.write_curve()
         cfg = self.run_spec.model
@@ -376,14 +376,15 @@ class Trainer:
         return result
 
     @torch.no_grad()
-    def write_window_losses(self) -> None:
+    def write_window_losses(self, *, evaluate: bool) -> None:
         """eval_windows.parquet: the final model's mean loss on each evaluation window of each domain, the
         units that the decision accuracy's bootstrap resamples (a pass of its own, so that val_loss is
-        computed exactly as in a run without it)."""
+        computed exactly as in a run without it); no rows for a diverged run."""
         self.model.eval()
-        rows = []
+        rows = [pd.DataFrame({"domain": pd.Series(dtype="string"), "window": pd.Series(dtype="int64"),
+                              "loss": pd.Series(dtype="float64")})]
         batch = self.run_spec.train.micro_batch_size or self.run_spec.train.batch_size
-        for domain, windows in self.eval_data.items():
+        for domain, windows in self.eval_data.items() if evaluate else ():
             losses = []
             for chunk in windows.split(batch):
                 with self.autocast:
