@@ -29,7 +29,7 @@ SEARCH = {
     "mix": {"max_epochs": 20,
             "search": {"enabled": True, "rounds": 2, "proxies": 6, "tokens": 12000, "candidates": 2000, "top_k": 20},
             "verify": {"scales": [{"d_model": 32, "tokens": 20000}], "top_proxies": 1, "bootstrap": 50},
-            "scaling": {"budgets": [4.0e9, 1.2e10], "sizes_per_budget": 2, "ladder": [16, 32]}},
+            "scaling": {"budgets": [3.0e9, 6.0e9, 1.2e10], "sizes_per_budget": 3, "ladder": [16, 32, 48]}},
 }
 
 

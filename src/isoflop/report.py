@@ -264,7 +264,9 @@ def mixture_lines(summary: dict, curation: dict, figures: Path) -> list[str]:
                          f"resamples).")
         lines.append("")
     scaling = summary["scaling"]
-    if scaling:
+    if scaling and "not_fitted" in scaling:
+        lines += ["### Scaling of the chosen mixture", "", f"No law fitted: {scaling['not_fitted']}", ""]
+    elif scaling:
         comparison = scaling["comparison"]
         curves = comparison["curves"]
         comparison["curves"] = {"compute": np.asarray(curves["compute"]),

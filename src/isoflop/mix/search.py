@@ -316,7 +316,11 @@ def _scaling(runs: dict, results: dict, cfg: dict) -> dict:
         table = runs_table(mine, {run_id: results[run_id] for run_id in mine}, cfg["plan"]["flops_convention"])
         fitted = fit_study(best_of_sweep(table), bootstrap=cfg["fit"]["bootstrap"], seed=cfg["seed"],
                            huber_delta=cfg["fit"]["huber_delta"])
-        law_name, _ = study_law(fitted, None, f"mix scaling ({name})")
+        try:
+            law_name, _ = study_law(fitted, None, f"mix scaling ({name})")
+        except UserError as err:  # too few points for any law: the summary says so rather than failing
+            log.warning("%s; warnings: %s", err, fitted.get("warnings"))
+            return {"not_fitted": f"{err}: {'; '.join(fitted.get('warnings', []))}"}
         laws[name] = {"law": law_name, "fit": fitted[law_name], "fits": [fitted[k] for k in ("chinchilla", "isoflop")
                                                                          if fitted.get(k)]}
     budget = 10 * max(cfg["mix"]["scaling"]["budgets"])
