@@ -479,7 +479,7 @@ def _log_mixture_search(client, experiment_id: str, tracking: Tracking, layout: 
         children = {}
         for run_id, record in read_json(runs_path).items():
             run_dir = layout.mix_run_dir(stage, run_id)
-            if (run_dir / "result.json").exists():
+            if record.get("stage", stage) == stage and (run_dir / "result.json").exists():  # a reused proxy: once
                 children[run_id] = log_training_run(tracking, {**record, "run_id": run_id}, run_dir, stage_run)
         logged[stage] = {"run": stage_run, "runs": children}
     return logged

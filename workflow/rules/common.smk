@@ -70,7 +70,10 @@ def stage_runs(stage: str) -> str:
 
 
 def stage_results(stage: str) -> list:
-    return [LAYOUT.mix_run_dir(stage, run_id) / "result.json" for run_id in sorted(read_json(stage_runs(stage)))]
+    """The result files of the runs a stage lists: its own, and (for the final stage) the proxies it reuses,
+    which live in their round's folder."""
+    return [LAYOUT.mix_run_dir(record.get("stage", stage), run_id) / "result.json"
+            for run_id, record in sorted(read_json(stage_runs(stage)).items())]
 
 
 wildcard_constraints:

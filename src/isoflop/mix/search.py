@@ -199,6 +199,7 @@ def final_stage(last_fit, data_dir, cfg: dict, data_id: str, out_path) -> dict:
     best = sorted(fit["proxies"], key=lambda p: p["target"])[: mix["verify"]["top_proxies"]]
     for rank, proxy in enumerate(best):
         mixtures[f"proxy-{rank + 1}"] = proxy["weights"]
+    trained = {p["run_id"]: p for p in fit["proxies"]}  # at the proxy scale, a proxy's run is reused
     scales = [{"d_model": mix["search"]["d_model"], "tokens": mix["search"]["tokens"]}, *mix["verify"]["scales"]]
     runs = {}
     if mix["verify"]["enabled"]:
@@ -212,6 +213,8 @@ def final_stage(last_fit, data_dir, cfg: dict, data_id: str, out_path) -> dict:
                     runs[run_id]["names"].append(name)
                 else:
                     runs[run_id] = record
+                    if run_id in trained:
+                        record["stage"] = f"round-{trained[run_id]['round']}"
     if mix["scaling"]["enabled"]:
         for name in (CHOSEN, NATURAL):
             grid = scaling_config(cfg, mixtures.get(name) or resolve(name, meta, name))
@@ -248,13 +251,13 @@ def check_search(config: dict) -> None:
             raise UserError(f"mix.scaling: {err}") from None
 
 
-def _window_matrix(run_ids, runs_dir, groups) -> np.ndarray:
+def _window_matrix(result_paths, groups) -> np.ndarray:
     """(mixtures, windows): each run's final loss on the evaluation windows of `groups`."""
     import pandas as pd
 
     rows = []
-    for run_id in run_ids:
-        table = pd.read_parquet(Path(runs_dir) / run_id / "eval_windows.parquet")
+    for path in result_paths:
+        table = pd.read_parquet(Path(path).with_name("eval_windows.parquet"))
         table = table[table["domain"].isin(groups)].sort_values(["domain", "window"])
         rows.append(table["loss"].to_numpy())
     return np.vstack(rows)
@@ -268,8 +271,8 @@ def summary_stage(fit_paths, final_runs_path, result_paths, cfg: dict, out_path)
     mix, target = cfg["mix"], cfg["mix"]["search"]["target"]
     fits = [read_json(path) for path in fit_paths]
     runs = read_json(final_runs_path)
-    results = {Path(path).parent.name: read_json(path) for path in result_paths}
-    runs_dir = Path(final_runs_path).parent / "runs"
+    paths = {Path(path).parent.name: path for path in result_paths}
+    results = {run_id: read_json(path) for run_id, path in paths.items()}
     rounds = [{"round": f["round"], "chosen": f["chosen"], "cross_validated": f["cross_validated"],
                "held_out": f["held_out"], "proxies": len(f["proxies"])} for f in fits]
     summary = {"target": target, "groups": fits[-1]["groups"], "natural": fits[-1]["natural"], "rounds": rounds, "verification": [],
@@ -287,9 +290,9 @@ def summary_stage(fit_paths, final_runs_path, result_paths, cfg: dict, out_path)
     if verify:
         names = sorted(by_scale[0])
         groups = target_groups(target, summary["groups"])
-        small = _window_matrix([by_scale[0][n] for n in names], runs_dir, groups)
+        small = _window_matrix([paths[by_scale[0][n]] for n in names], groups)
         for scale in sorted(by_scale)[1:]:
-            large = _window_matrix([by_scale[scale][n] for n in names], runs_dir, groups)
+            large = _window_matrix([paths[by_scale[scale][n]] for n in names], groups)
             accuracy = decision_accuracy(small, large, n_boot=mix["verify"]["bootstrap"], seed=cfg["seed"],
                                          chosen=names.index(CHOSEN))
             summary["decision_accuracy"].append({
