@@ -1,9 +1,10 @@
 """The mixture search as workflow stages: rounds of proxy runs, a fit per round, the verification at larger
 scales and the scaling comparison (see workflow/rules/mix.smk for how they chain).
 
-    round_stage    round 0: Dirichlet mixtures around the natural one (RegMix); round r: the mixtures the
-                   round r-1 predictor rates best among candidates around its choice and the natural one
-                   (CLIMB). Writes the round's runs (run id -> spec and mixture).
+    round_stage    round 0: Dirichlet mixtures around the natural one (RegMix), taken in farthest-first order so
+                   that few proxies still cover the simplex; round r: the mixtures the round r-1 predictor
+                   rates best among candidates around its choice and the natural one (CLIMB), none trained
+                   before. Writes the round's runs (run id -> spec and mixture).
     fit_stage      every proxy so far: the three predictors' cross-validated scores, their predictions of
                    this round's proxies from the last round's fits (held out), and the proposed mixture.
     final_stage    the chosen, named and best proxies' mixtures at the proxy scale and every larger scale,
@@ -80,6 +81,21 @@ def _as_weights(row, groups) -> dict[str, float]:
     return {group: float(w) for group, w in zip(groups, row)}
 
 
+def spread(samples: np.ndarray) -> np.ndarray:
+    """The samples reordered so that each next one is the farthest (L1) from those before it, starting from
+    the first: the first K of them cover the simplex where the sampler reaches, where K random draws may
+    all land near one corner (with few proxies and few groups, they often do)."""
+    order = [0]
+    nearest = np.abs(samples - samples[0]).sum(axis=1)
+    for _ in range(len(samples) - 1):
+        following = int(np.argmax(nearest))
+        if nearest[following] == 0:  # the rest repeat mixtures already taken
+            break
+        order.append(following)
+        nearest = np.minimum(nearest, np.abs(samples - samples[following]).sum(axis=1))
+    return samples[order]
+
+
 def round_stage(round_index: int, data_dir, previous_fit, cfg: dict, data_id: str, out_path) -> dict:
     """Write the runs of search round `round_index` (see the module docstring)."""
     from isoflop.mix import propose
@@ -89,8 +105,10 @@ def round_stage(round_index: int, data_dir, previous_fit, cfg: dict, data_id: st
     groups = sorted(meta["domains"])
     natural = np.array([resolve("natural", meta, "natural")[g] for g in groups])
     seed = cfg["seed"] * 1000 + round_index
+    done = set()
     if previous_fit is None:
-        candidates = propose.sample_mixtures(natural, 50 * search["proxies"], seed=seed, sparsity=search["sparsity"])
+        candidates = spread(propose.sample_mixtures(natural, 50 * search["proxies"], seed=seed,
+                                                    sparsity=search["sparsity"]))
     else:
         from isoflop.mix.predictors import from_json
 
@@ -101,6 +119,7 @@ def round_stage(round_index: int, data_dir, previous_fit, cfg: dict, data_id: st
             propose.sample_mixtures(natural, search["candidates"], seed=seed + 500, sparsity=search["sparsity"])])
         predicted = from_json(fit["predictors"][search["model"]]).predict(pool)
         candidates = pool[np.argsort(predicted, kind="stable")]
+        done = {proxy["run_id"] for proxy in fit["proxies"]}  # a mixture already trained is not a new proxy
     runs = {}
     for row in candidates:
         weights = _as_weights(row, groups)
@@ -108,7 +127,8 @@ def round_stage(round_index: int, data_dir, previous_fit, cfg: dict, data_id: st
             continue
         run_id, record = _mixture_run(cfg, data_id, weights, search["d_model"], search["tokens"],
                                       role="proxy", round=round_index)
-        runs.setdefault(run_id, record)
+        if run_id not in done:
+            runs.setdefault(run_id, record)
         if len(runs) == search["proxies"]:
             break
     if len(runs) < search["proxies"]:
