@@ -178,3 +178,18 @@ def test_on_markov_groups_of_known_entropy_the_search_ranks_mixtures_by_their_tr
     predicted = from_json(fit["predictors"]["lgbm"]).predict(test)
     assert spearmanr(-grid, predicted).statistic >= 0.9
     assert fit["chosen"]["weights"]["hard"] > 0.5
+
+
+def test_round_zero_takes_its_samples_farthest_first():
+    import numpy as np
+
+    from isoflop.mix.propose import sample_mixtures
+    from isoflop.mix.search import spread
+
+    samples = sample_mixtures(np.array([0.37, 0.63]), 300, seed=0, sparsity=0.0)
+    assert (samples[:6, 1] > 0.75).all()  # six plain draws: all heavy on the second group
+    ordered = spread(samples)
+    assert ordered[:6, 1].min() == 0.0 and ordered[:6, 1].max() == 1.0  # six spread draws span the simplex
+    gaps = np.diff(np.sort(ordered[:6, 1]))
+    assert gaps.max() < 0.45
+    assert len(np.unique(ordered, axis=0)) == len(ordered) == len(np.unique(samples, axis=0))
