@@ -193,3 +193,26 @@ def test_round_zero_takes_its_samples_farthest_first():
     gaps = np.diff(np.sort(ordered[:6, 1]))
     assert gaps.max() < 0.45
     assert len(np.unique(ordered, axis=0)) == len(ordered) == len(np.unique(samples, axis=0))
+
+
+@pytest.mark.slow
+def test_a_grid_trains_on_a_named_mixture_of_clusters(tmp_path):
+    config = tmp_path / "clusters.yaml"
+    config.write_text(yaml.safe_dump({
+        **{key: SEARCH[key] for key in ("corpus", "tokenizer", "model", "train", "tracking")},
+        "study": "clusters", "curate": {"cluster": {"n_clusters": 3}},
+        "plan": {"budgets": [1.5e10], "ladder": [16], "sizes_per_budget": 1},
+        "mix": {"groups": "clusters", "mixture": "uniform"}}))
+    done = subprocess.run(_command(tmp_path, config, "results/clusters/runs.parquet"), capture_output=True,
+                          text=True, env=_env())
+    assert done.returncode == 0, done.stderr[-4000:]
+    study = tmp_path / "results" / "clusters"
+    checked = json.loads((study / "mix" / "check.json").read_text())
+    assert checked["weights"] == {"c0": 1 / 3, "c1": 1 / 3, "c2": 1 / 3}
+    [path] = (study / "runs").glob("*/result.json")
+    result = json.loads(path.read_text())
+    assert result["spec"]["mixture"] == checked["weights"]
+    assert set(result["val_loss_by_domain"]) == set(result["tokens_by_domain"]) == {"c0", "c1", "c2"}
+    assert sum(result["tokens_by_domain"].values()) == result["tokens"]
+    metas = [json.loads(path.read_text()) for path in (study / "tokens").glob("*/meta.json")]
+    assert sorted(sorted(meta["domains"]) for meta in metas) == [["c0", "c1", "c2"], ["code", "docs", "tests"]]
