@@ -216,3 +216,44 @@ def test_a_grid_trains_on_a_named_mixture_of_clusters(tmp_path):
     assert sum(result["tokens_by_domain"].values()) == result["tokens"]
     metas = [json.loads(path.read_text()) for path in (study / "tokens").glob("*/meta.json")]
     assert sorted(sorted(meta["domains"]) for meta in metas) == [["c0", "c1", "c2"], ["code", "docs", "tests"]]
+
+
+def test_the_report_section_reads_summary_json_and_draws_its_figures(tmp_path):
+    """The mixture section from a summary.json written and read back: the scaling gap of two laws whose gap
+    is known (test_compare's laws, equal but for E), the verification table and the decision accuracy."""
+    from matplotlib.image import imread
+    from test_compare import law_with
+
+    from isoflop.compare import compare_frontiers
+    from isoflop.report import mixture_lines
+    from isoflop.workflow import read_json, write_json
+
+    from isoflop.mix.search import as_lists
+
+    comparison = as_lists(compare_frontiers(law_with(1.8, 1e13, seed=1), law_with(1.7, 1e13, seed=2), 1e13))
+    weights = {"c0": 0.25, "c1": 0.75}
+    scores = {"spearman": 0.9, "pearson": 0.9, "mae": 0.01}
+    summary = {
+        "target": "mean", "groups": ["c0", "c1"], "natural": {"c0": 0.5, "c1": 0.5},
+        "rounds": [{"round": r, "proxies": 4 * (r + 1), "chosen": {"weights": weights, "predicted": 3.0,
+                                                                 "binding": ["max_epochs"] if r else []},
+                    "cross_validated": {"lgbm": scores, "ridge": scores},
+                    "held_out": {"lgbm": {**scores, "predicted": [3.0, 3.1], "observed": [3.05, 3.1]}} if r else {}}
+                   for r in range(2)],
+        "verification": [{"mixture": m, "scale": s, "d_model": 16 * (s + 1), "tokens": 1000 * (s + 1),
+                          "target": 3.0 - 0.1 * s + 0.01 * i} for s in (0, 1) for i, m in enumerate(("chosen", "natural"))],
+        "decision_accuracy": [{"scale": 1, "accuracy": 1.0, "lo": 1.0, "hi": 1.0, "pairs": 1, "winner": "chosen",
+                               "chosen_wins": True, "chosen_wins_share": 0.97}],
+        "scaling": {"budget": 1e13, "gap": comparison["gap"], "excludes_zero": True, "comparison": comparison},
+    }
+    write_json(tmp_path / "summary.json", summary)
+    curation = {"curation": {"stages": {"cluster": {"top_terms": {"0": ["def", "self", "return"], "1": ["test"]}}}}}
+    text = "\n".join(mixture_lines(read_json(tmp_path / "summary.json"), curation, tmp_path / "figures"))
+    assert "groups: c0: def, self, return, c1: test." in text
+    assert "| 1 | c0 0.25, c1 0.75 | 3 | max_epochs |" in text
+    assert "| chosen | 3 | 2.9 |" in text and "| natural | 3.01 | 2.91 |" in text
+    assert "decision accuracy 1.00 (95% bootstrap interval over eval windows [1.00, 1.00], 1 pairs)" in text
+    assert "still wins (in 97% of the resamples)" in text
+    assert "chosen minus natural is -0.1000 nats/token" in text and "the interval excludes 0" in text
+    for name in ("mix_rounds", "mix_held_out", "mix_scaling"):
+        assert imread(tmp_path / "figures" / f"{name}.png").shape[0] > 200

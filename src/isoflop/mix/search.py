@@ -351,4 +351,13 @@ def _scaling(runs: dict, results: dict, cfg: dict) -> dict:
                                span=laws[NATURAL]["fits"] + laws[CHOSEN]["fits"])
     return {"budget": budget, "laws": {name: law["law"] for name, law in laws.items()},
             "loss_natural": result["loss_a"], "loss_chosen": result["loss_b"], "gap": result["gap"],
-            "excludes_zero": result["excludes_zero"], "comparison": result}
+            "excludes_zero": result["excludes_zero"], "comparison": as_lists(result)}
+
+
+def as_lists(value):
+    """`value` with its numpy arrays as lists, for JSON (the comparison's curves)."""
+    if isinstance(value, dict):
+        return {key: as_lists(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [as_lists(item) for item in value]
+    return value.tolist() if isinstance(value, np.ndarray) else value
