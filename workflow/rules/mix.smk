@@ -20,6 +20,8 @@ ROUNDS = MIX["search"]["rounds"]
 MIX_CFG = {key: config[key] for key in ("fit", "mix", "model", "plan", "seed", "tokenizer", "train")}
 # a round and its fit depend on the search and the epoch limit (at the largest verified scale), not on what
 # the verification and scaling compare
+# the final stage chooses runs; how the summary bootstraps and fits them is not its business
+FINAL_CFG = {**MIX_CFG, "fit": None, "mix": {**MIX, "verify": {**MIX["verify"], "bootstrap": None}}}
 SEARCH_CFG = {**MIX_CFG, "fit": None, "plan": {"flops_convention": config["plan"]["flops_convention"]},
               "mix": {"allow_repeats": MIX["allow_repeats"], "max_epochs": MIX["max_epochs"], "search": MIX["search"],
                       "verify": {"scales": MIX["verify"]["scales"]}}}
@@ -90,7 +92,8 @@ checkpoint mix_round:
 rule mix_train:
     input:
         data=DATA,
-        runs=lambda wildcards: stage_runs(wildcards.stage),
+        # ancient: a stage rewritten with the same runs retrains none (each run's spec is its param)
+        runs=lambda wildcards: ancient(stage_runs(wildcards.stage)),
     output:
         result=LAYOUT.mix_run_dir("{stage}", "{run_id}") / "result.json",
         curve=LAYOUT.mix_run_dir("{stage}", "{run_id}") / "curve.parquet",
@@ -139,7 +142,7 @@ checkpoint mix_final:
     output:
         LAYOUT.mix_runs("final"),
     params:
-        cfg=MIX_CFG,
+        cfg=FINAL_CFG,
         data_id=DATA_ID,
     log:
         LAYOUT.log("mix/final"),
