@@ -271,15 +271,21 @@ def check_search(config: dict) -> None:
             raise UserError(f"mix.scaling: {err}") from None
 
 
-def _window_matrix(result_paths, groups) -> np.ndarray:
-    """(mixtures, windows): each run's final loss on the evaluation windows of `groups`."""
+def _window_matrix(result_paths, target, groups) -> np.ndarray:
+    """(mixtures, windows): each run's final loss on the evaluation windows of the target's groups, each
+    window scaled by its group's target weight over its group's window count, so that a row's mean is the
+    run's target loss (groups have different numbers of windows) and resampling windows resamples it."""
     import pandas as pd
 
+    weights = {group: 1.0 for group in groups} if target == "mean" or isinstance(target, str) else dict(target)
+    total = sum(weights[g] for g in groups)
     rows = []
     for path in result_paths:
         table = pd.read_parquet(Path(path).with_name("eval_windows.parquet"))
         table = table[table["domain"].isin(groups)].sort_values(["domain", "window"])
-        rows.append(table["loss"].to_numpy())
+        counts = table["domain"].map(table["domain"].value_counts())
+        scale = table["domain"].map(weights) / total * len(table) / counts
+        rows.append((table["loss"] * scale).to_numpy())
     return np.vstack(rows)
 
 
@@ -310,9 +316,9 @@ def summary_stage(fit_paths, final_runs_path, result_paths, cfg: dict, out_path)
     if verify:
         names = sorted(by_scale[0])
         groups = target_groups(target, summary["groups"])
-        small = _window_matrix([paths[by_scale[0][n]] for n in names], groups)
+        small = _window_matrix([paths[by_scale[0][n]] for n in names], target, groups)
         for scale in sorted(by_scale)[1:]:
-            large = _window_matrix([paths[by_scale[scale][n]] for n in names], groups)
+            large = _window_matrix([paths[by_scale[scale][n]] for n in names], target, groups)
             accuracy = decision_accuracy(small, large, n_boot=mix["verify"]["bootstrap"], seed=cfg["seed"],
                                          chosen=names.index(CHOSEN))
             summary["decision_accuracy"].append({
@@ -339,8 +345,8 @@ def _scaling(runs: dict, results: dict, cfg: dict) -> dict:
         table = runs_table(mine, {run_id: results[run_id] for run_id in mine}, cfg["plan"]["flops_convention"])
         fitted = fit_study(best_of_sweep(table), bootstrap=cfg["fit"]["bootstrap"], seed=cfg["seed"],
                            huber_delta=cfg["fit"]["huber_delta"])
-        try:
-            law_name, _ = study_law(fitted, None, f"mix scaling ({name})")
+        try:  # the Chinchilla law when fitted: its bootstrap spreads the optimal loss, so the gap has an interval
+            law_name = "chinchilla" if fitted.get("chinchilla") else study_law(fitted, None, f"mix scaling ({name})")[0]
         except UserError as err:  # too few points for any law: the summary says so rather than failing
             log.warning("%s; warnings: %s", err, fitted.get("warnings"))
             return {"not_fitted": f"{err}: {'; '.join(fitted.get('warnings', []))}"}
