@@ -17,6 +17,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/track.smk"
+include: "workflow/rules/mix.smk"
 
 
 rule all:
@@ -27,4 +28,5 @@ rule all:
         # does not look behind an up-to-date runs table or report for a missing input).
         RESULTS,
         TRUNK_RESULTS,
+        MIX_TARGETS,
     default_target: True

@@ -13,6 +13,8 @@ files (plan, runs table, laws, report) are rewritten when what they declare chan
       plan.json                     every run and trunk of the study, read by the jobs that need a record
       trunks/<trunk_id>/            result.json, runs/<run_id>/ (its branches, trained by its job), work/
       runs/<run_id>/                result.json, curve.parquet (ckpt.pt while training)
+      mix/                          check.json; round-<r>/{runs.json, fit.json, runs/<run_id>/};
+                                    final/{runs.json, runs/<run_id>/}; summary.json (see isoflop.mix)
       runs.parquet, laws.json, report.md, figures/
       logs/, benchmarks/            one log and one Snakemake benchmark per job, by stage
       mlflow.db, mlflow/            the default SQLite store, its artifacts and the workflow's markers
@@ -51,6 +53,34 @@ class StudyLayout:
 
     def tokens(self, tokens_id: str) -> Path:
         return self.root / "tokens" / tokens_id
+
+    def cluster_tokens(self, groups_id: str) -> Path:
+        """The token folder of `mix.groups: clusters`: one group (c0, c1, ...) per curation cluster."""
+        return self.root / "tokens" / groups_id
+
+    # data mixtures (isoflop.mix): the grid's mixture check, the search's rounds, the verification runs
+    @property
+    def mix(self) -> Path:
+        return self.root / "mix"
+
+    @property
+    def mix_check(self) -> Path:
+        return self.mix / "check.json"
+
+    def mix_runs(self, stage: str) -> Path:
+        """The runs a mixture stage ("round-<r>" of the search, or "final": verification and scaling) trains,
+        run id -> record; written by that stage's checkpoint job."""
+        return self.mix / stage / "runs.json"
+
+    def mix_fit(self, round_index) -> Path:
+        return self.mix / f"round-{round_index}" / "fit.json"
+
+    def mix_run_dir(self, stage: str, run_id: str) -> Path:
+        return self.mix / stage / "runs" / run_id
+
+    @property
+    def mix_summary(self) -> Path:
+        return self.mix / "summary.json"
 
     # training
     @property

@@ -39,15 +39,25 @@ def stage_ids(config: dict, corpus_fingerprint: dict) -> dict[str, str]:
     corpus = content_id("corpus", config["corpus"], corpus_fingerprint)
     curated = content_id("curated", corpus, config["curate"], config["seed"])
     tokens = content_id("tokens", curated, config["tokenizer"])
-    return {"corpus": corpus, "curated": curated, "tokens": tokens}
+    ids = {"corpus": corpus, "curated": curated, "tokens": tokens}
+    if config["mix"]["groups"] == "clusters":  # the token folder whose groups are the curation clusters
+        ids["groups"] = content_id("cluster-tokens", tokens)
+    return ids
+
+
+def training_data_id(ids: dict[str, str]) -> str:
+    """The id of the token folder that runs train on: one group per domain, or per cluster."""
+    return ids.get("groups", ids["tokens"])
 
 
 def study_plan(config: dict) -> tuple[dict[str, str], dict]:
     """The data stages' ids and the training plan of a validated study config."""
     from isoflop.corpus import fingerprint
+    from isoflop.mix.mixture import check_config
 
+    check_config(config)
     ids = stage_ids(config, fingerprint(config["corpus"]))
-    return ids, make_plan(config, ids["tokens"])
+    return ids, make_plan(config, training_data_id(ids))
 
 
 def model_config(config: dict, d_model: int):
@@ -170,6 +180,63 @@ def _replicated(b_index: int, plan: dict) -> bool:
     return count == 0 or sorted(plan["budgets"]).index(plan["budgets"][b_index]) < count
 
 
+def run_spec(config: dict, shape: dict, *, tokens: int, lr_multiplier: float, seed: int, mixture) -> dict:
+    """The spec of one run of a shape (from `shape_accounting`): the model, the mixture (a name is resolved
+    against the token counts when the run starts), and the study's optimisation settings."""
+    train = config["train"]
+    return {
+        "model": shape["model"],
+        "mixture": mixture,
+        "train": {
+            "tokens": tokens,
+            "batch_size": train["batch_size"],
+            "lr": peak_lr(train, shape["model"]["d_model"]) * lr_multiplier,
+            "min_lr_frac": train["min_lr_frac"],
+            "warmup_steps": train["warmup_steps"],
+            "schedule": train["schedule"],
+            "decay_frac": train["decay_frac"],
+            "weight_decay": train["weight_decay"],
+            "beta1": train["beta1"],
+            "beta2": train["beta2"],
+            "grad_clip": train["grad_clip"],
+            "seed": seed,
+            "eval_every": train["eval_every"],
+            "eval_tokens": train["eval_tokens"],
+            "checkpoint_every": train["checkpoint_every"],
+            # optional keys enter the spec only when set, so existing run ids stay valid
+            **({"decay_shape": train["decay_shape"]} if train["schedule"] == "wsd" else {}),
+            **({"compile": True} if train["compile"] else {}),
+            **({"dtype": train["dtype"]} if train["dtype"] != "float32" else {}),
+        },
+    }
+
+
+def run_record(config: dict, shape: dict, spec: dict, data_id: str, *, budget: float, replicate: int = 0,
+               lr_multiplier: float = 1.0) -> dict:
+    """A run as the plan (and the runs table, the fit and tracking) know it: its id, shape, N, D and C under
+    the study's `plan.flops_convention`, and its spec."""
+    n_reported, reported_per_token = convention_values(shape["params"], shape["flops_per_token"],
+                                                       config["plan"]["flops_convention"])
+    tokens_per_step = spec["train"]["batch_size"] * spec["model"]["seq_len"]
+    return {
+        "run_id": content_id("run", data_id, spec),
+        "budget": float(budget),
+        "d_model": shape["d_model"],
+        "n_layers": shape["model"]["n_layers"],
+        "n_heads": shape["model"]["n_heads"],
+        "N": n_reported,
+        "params": shape["params"],
+        "flops_per_token": shape["flops_per_token"],
+        "D": spec["train"]["tokens"],
+        "C": spec["train"]["tokens"] * reported_per_token,
+        "steps": spec["train"]["tokens"] // tokens_per_step,
+        "replicate": replicate,
+        "lr_multiplier": lr_multiplier,
+        "flops_convention": config["plan"]["flops_convention"],
+        "spec": spec,
+    }
+
+
 def make_plan(config: dict, tokens_id: str) -> dict:
     """The study's training plan: `runs` (run_id -> run, in a stable order), `trunks` (trunk_id -> trunk, for
     wsd with branched cooldowns) and `compute` (the FLOPs summary). Raises UserError naming the key of an
@@ -207,54 +274,13 @@ def make_plan(config: dict, tokens_id: str) -> dict:
                     f"{train['min_steps']}; allowed values: budgets >= {minimum:.3g} FLOPs for the smallest "
                     f"model, more for larger ones (or lower train.batch_size / train.min_steps)"
                 )
-            n_reported, reported_per_token = convention_values(shape["params"], shape["flops_per_token"],
-                                                               plan["flops_convention"])
             replicates = range(plan["seeds"]) if _replicated(b_index, plan) else range(1)
             for replicate, multiplier in itertools.product(replicates, train["lr_multipliers"]):
-                spec = {
-                    "model": shape["model"],
-                    "mixture": "natural",
-                    "train": {
-                        "tokens": steps * tokens_per_step,
-                        "batch_size": train["batch_size"],
-                        "lr": peak_lr(train, shape["d_model"]) * multiplier,
-                        "min_lr_frac": train["min_lr_frac"],
-                        "warmup_steps": train["warmup_steps"],
-                        "schedule": train["schedule"],
-                        "decay_frac": train["decay_frac"],
-                        "weight_decay": train["weight_decay"],
-                        "beta1": train["beta1"],
-                        "beta2": train["beta2"],
-                        "grad_clip": train["grad_clip"],
-                        "seed": seed_for(config["seed"], replicate),
-                        "eval_every": train["eval_every"],
-                        "eval_tokens": train["eval_tokens"],
-                        "checkpoint_every": train["checkpoint_every"],
-                        # optional keys enter the spec only when set, so existing run ids stay valid
-                        **({"decay_shape": train["decay_shape"]} if train["schedule"] == "wsd" else {}),
-                        **({"compile": True} if train["compile"] else {}),
-                        **({"dtype": train["dtype"]} if train["dtype"] != "float32" else {}),
-                    },
-                }
-                runs.append(
-                    {
-                        "run_id": content_id("run", tokens_id, spec),
-                        "budget": float(budget),
-                        "d_model": shape["d_model"],
-                        "n_layers": shape["model"]["n_layers"],
-                        "n_heads": shape["model"]["n_heads"],
-                        "N": n_reported,
-                        "params": shape["params"],
-                        "flops_per_token": shape["flops_per_token"],
-                        "D": spec["train"]["tokens"],
-                        "C": spec["train"]["tokens"] * reported_per_token,
-                        "steps": steps,
-                        "replicate": replicate,
-                        "lr_multiplier": multiplier,
-                        "flops_convention": plan["flops_convention"],
-                        "spec": spec,
-                    }
-                )
+                spec = run_spec(config, shape, tokens=steps * tokens_per_step, lr_multiplier=multiplier,
+                                seed=seed_for(config["seed"], replicate),
+                                mixture=config["mix"]["mixture"] or "natural")
+                runs.append(run_record(config, shape, spec, tokens_id, budget=budget, replicate=replicate,
+                                       lr_multiplier=multiplier))
     trunks = attach_trunks(runs, tokens_id) if train["branch_cooldowns"] else {}
     for run in runs:
         run.setdefault("trunk_id", None)

@@ -352,13 +352,89 @@ def _figures(runs: pd.DataFrame, laws: dict, curves: dict[str, pd.DataFrame], fi
     return drawn
 
 
+def group_names(curation: dict) -> dict[str, str]:
+    """Each cluster group (c0, c1, ...) named by its top terms from the curation's cluster report."""
+    from isoflop.mix.mixture import cluster_group
+
+    terms = curation["curation"]["stages"].get("cluster", {}).get("top_terms", {})
+    return {cluster_group(int(c)): f"{cluster_group(int(c))}: {', '.join(words[:3])}" for c, words in terms.items()}
+
+
+def mixture_lines(summary: dict, curation: dict, figures: Path) -> list[str]:
+    """The mixture search: per round the predictors' scores and the chosen mixture, the verification at larger
+    scales with the decision accuracy, and the scaling comparison of the chosen and the natural mixture."""
+    from isoflop.compare import plot_comparison
+    from isoflop.plots.mix import plot_chosen_mixtures, plot_held_out
+
+    names = group_names(curation)
+    rounds = summary["rounds"]
+    lines = ["## Choosing the data mixture", "",
+             f"Target: `{summary['target']}` (validation loss, nats/token); groups: "
+             f"{', '.join(names.get(g, g) for g in summary['groups'])}.", "",
+             "| round | proxies | predictor | CV Spearman | CV MAE | held-out Spearman | held-out MAE |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rounds:
+        for model, scores in r["cross_validated"].items():
+            held = r["held_out"].get(model, {})
+            lines.append(f"| {r['round']} | {r['proxies']} | {model} | {_fmt(scores['spearman'], 3)} | "
+                         f"{_fmt(scores['mae'], 3)} | {_fmt(held.get('spearman'), 3)} | {_fmt(held.get('mae'), 3)} |")
+    lines += ["", "Held out: a round's proxies predicted by the predictors fitted on the rounds before it.", "",
+              "| after round | chosen mixture | predicted target | constraints that bind |", "|---|---|---|---|"]
+    for r in rounds:
+        weights = ", ".join(f"{g} {w:.2f}" for g, w in r["chosen"]["weights"].items() if w >= 0.005)
+        lines.append(f"| {r['round']} | {weights} | {_fmt(r['chosen']['predicted'])} | "
+                     f"{', '.join(r['chosen']['binding']) or 'none'} |")
+    figures.mkdir(parents=True, exist_ok=True)
+    plot_chosen_mixtures(rounds, summary["natural"], names, figures / "mix_rounds.png")
+    lines += ["", "![mixture chosen per round](figures/mix_rounds.png)", ""]
+    if any(r["held_out"] for r in rounds):
+        plot_held_out(rounds, figures / "mix_held_out.png")
+        lines += ["![predicted against observed on held-out proxies](figures/mix_held_out.png)", ""]
+    if summary["verification"]:
+        scales = sorted({row["scale"] for row in summary["verification"]})
+        mixtures = sorted({row["mixture"] for row in summary["verification"]})
+        loss = {(row["mixture"], row["scale"]): row for row in summary["verification"]}
+        header = [f"scale {s}: d_model {loss[(mixtures[0], s)]['d_model']}, {loss[(mixtures[0], s)]['tokens']:,} tokens"
+                  for s in scales]
+        lines += ["### Verification at larger scales (DataDecide)", "",
+                  "| mixture | " + " | ".join(header) + " |", "|---" * (len(scales) + 1) + "|"]
+        for name in mixtures:
+            lines.append(f"| {name} | " + " | ".join(_fmt(loss[(name, s)]["target"]) for s in scales) + " |")
+        lines.append("")
+        for row in summary["decision_accuracy"]:
+            lines.append(f"- scale 0 -> scale {row['scale']}: decision accuracy {row['accuracy']:.2f} "
+                         f"(95% bootstrap interval over eval windows [{row['lo']:.2f}, {row['hi']:.2f}], "
+                         f"{row['pairs']} pairs); best mixture `{row['winner']}`; the chosen mixture "
+                         f"{'still wins' if row['chosen_wins'] else 'does not win'} (in {row['chosen_wins_share']:.0%} of the "
+                         f"resamples).")
+        lines.append("")
+    scaling = summary["scaling"]
+    if scaling and "not_fitted" in scaling:
+        lines += ["### Scaling of the chosen mixture", "", f"No law fitted: {scaling['not_fitted']}", ""]
+    elif scaling:
+        comparison = scaling["comparison"]
+        curves = comparison["curves"]
+        comparison["curves"] = {"compute": np.asarray(curves["compute"]),
+                                **{key: (np.asarray(curves[key][0]), np.asarray(curves[key][1])) for key in "ab"}}
+        plot_comparison(comparison, ["natural mixture", "chosen mixture"], figures / "mix_scaling.png")
+        gap, (low, high) = scaling["gap"]
+        lines += ["### Scaling of the chosen mixture", "",
+                  f"At C = {scaling['budget']:.3g} FLOPs (10x the largest budget of each mixture's IsoFLOP grid), "
+                  f"the predicted compute-optimal loss gap chosen minus natural is {gap:+.4f} nats/token, 95% "
+                  f"interval [{low:+.4f}, {high:+.4f}]: the interval "
+                  f"{'excludes' if scaling['excludes_zero'] else 'includes'} 0.", "",
+                  "![compute-optimal frontiers of the two mixtures](figures/mix_scaling.png)", ""]
+    return lines
+
+
 def write_report(runs_path, laws_path, curated_dir, plan_path, curve_paths, trunk_results, benchmarks: dict[str, list],
                  report_path, figures_dir, *, study: str, ground_truth: dict | None = None,
-                 mixed_sources: bool = False, baseline=None) -> str:
+                 mixed_sources: bool = False, baseline=None, mix_summary=None) -> str:
     """Write report.md and the figures. `curve_paths`: the runs' curve.parquet files; `trunk_results`: the
     trunks' result.json files; `benchmarks`: stage -> its jobs' benchmark files; `ground_truth`: the synthetic
     source's config when the study is a ground-truth study (see `ground_truth_lines`); `baseline`: another
-    study's laws.json to compare with (see `baseline_lines`)."""
+    study's laws.json to compare with (see `baseline_lines`); `mix_summary`: the mixture search's summary.json
+    (see `mixture_lines`)."""
     runs = pd.read_parquet(runs_path)
     laws = read_json(laws_path)
     plan = read_json(plan_path)
@@ -388,6 +464,8 @@ def write_report(runs_path, laws_path, curated_dir, plan_path, curve_paths, trun
         lines.append(f"| {domain} | {entry['documents']} | {train + val} | {train} | {val} |")
     lines.append("")
     lines += curation_section(curation, Path(figures_dir), Path(curated_dir))
+    if mix_summary is not None:
+        lines += mixture_lines(read_json(mix_summary), curation, Path(figures_dir))
 
     chin = laws.get("chinchilla") or {}
     lines += ["## Fitted laws", "", "### Chinchilla approach 3: L(N, D) = E + A/N^alpha + B/D^beta", ""]

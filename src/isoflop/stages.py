@@ -50,17 +50,33 @@ def tokenize_stage(curated_dir, out_dir, tokenizer: dict) -> dict:
     return meta
 
 
-def natural_mixture(meta: dict) -> dict[str, float]:
-    """Domain weights proportional to their training tokens."""
-    total = sum(d["train_tokens"] for d in meta["domains"].values())
-    return {name: d["train_tokens"] / total for name, d in meta["domains"].items()}
+def cluster_tokens_stage(curated_dir, tokens_dir, out_dir) -> dict:
+    """The token folder of `mix.groups: clusters`: the curated splits encoded with the study's tokenizer, one
+    group per curation cluster (c0, c1, ...), in the format of a token folder (see `isoflop.tokens`)."""
+    import pandas as pd
+    from tokenizers import Tokenizer
+
+    from isoflop.mix.mixture import cluster_group
+    from isoflop.tokens import write_groups
+
+    curated_dir = Path(curated_dir)
+    splits = [pd.read_parquet(curated_dir / f"{split}.parquet", columns=["id", "cluster", "text"])
+              for split in ("train", "val")]
+    for split in splits:
+        split["group"] = split["cluster"].map(cluster_group)
+    tokenizer = Tokenizer.from_file(str(Path(tokens_dir) / "tokenizer.json"))
+    meta = write_groups(tokenizer, *splits, "group", out_dir)
+    log.info("cluster tokens: %s", json.dumps(meta["domains"]))
+    return meta
 
 
 def resolve_spec(spec: dict, meta: dict) -> dict:
-    """A planned spec with its data-dependent choices filled in (the natural mixture's weights)."""
+    """A planned spec with its data-dependent choices filled in: a named mixture's weights (natural, uniform),
+    explicit weights checked against the token folder's groups."""
+    from isoflop.mix.mixture import resolve
+
     spec = json.loads(json.dumps(spec))
-    if spec["mixture"] == "natural":
-        spec["mixture"] = natural_mixture(meta)
+    spec["mixture"] = resolve(spec["mixture"], meta, "mixture")
     return spec
 
 

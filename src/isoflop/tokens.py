@@ -77,12 +77,20 @@ def build_tokens(train_docs, val_docs, cfg: dict, out_dir: str | Path) -> dict:
         train_docs["text"].tolist(), train_docs["id"].tolist(), cfg["vocab_size"], cfg["train_bytes"]
     )
     tokenizer.save(str(out_dir / "tokenizer.json"))
+    return write_groups(tokenizer, train_docs, val_docs, "domain", out_dir)
+
+
+def write_groups(tokenizer, train_docs, val_docs, column: str, out_dir: str | Path) -> dict:
+    """Encode both splits per value of `column` (the domain, or a mixture group such as a cluster) into
+    `out_dir/<value>/{train,val}.bin` and write meta.json, whose `domains` are those values."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = hashlib.sha256()
     domains: dict[str, dict] = {}
-    for domain in sorted(set(train_docs["domain"]) | set(val_docs["domain"])):
+    for domain in sorted(set(train_docs[column]) | set(val_docs[column])):
         entry: dict[str, int] = {}
         for split, docs in (("train", train_docs), ("val", val_docs)):
-            part = docs[docs["domain"] == domain].sort_values("id")
+            part = docs[docs[column] == domain].sort_values("id")
             texts = part["text"].tolist()
             ids = encode_documents(tokenizer, texts)
             path = out_dir / domain / f"{split}.bin"

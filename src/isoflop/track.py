@@ -54,6 +54,7 @@ RESULT_TAG = "isoflop.result_sha256"
 KIND_TAG = "isoflop.kind"
 PLAN_TAG = "isoflop.plan_id"
 PARENT_TAG = "mlflow.parentRunId"
+MIXTURE_TAG = "isoflop.mixture_id"
 NOTE_TAG = "mlflow.note.content"  # what the UI shows as a run's or an experiment's description
 # MLflow 3 opens an experiment without this tag on its GenAI "Traces" page; this value opens the runs table
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
@@ -410,6 +411,7 @@ def _log_training_run(client, experiment_id: str, tracking: Tracking, run: dict,
         "torch.threads": result.get("threads", ""),
         "device": result.get("device", ""),
         **({PARENT_TAG: parent} if parent else {}),
+        **({MIXTURE_TAG: run["mixture_id"]} if run.get("mixture_id") else {}),
     }
     started, ended = _run_times(result, run_dir / "result.json")
     created = _retrying(lambda: client.create_run(experiment_id, start_time=int(1000 * started),
@@ -537,6 +539,32 @@ def _log_curation_run(client, experiment_id: str, tracking: Tracking, parent: st
                             artifacts=[curated / "curation.json", *sorted(figures.glob("curation_*.png"))])
 
 
+def _log_mixture_search(client, experiment_id: str, tracking: Tracking, layout: StudyLayout, parent: str,
+                        known: dict[str, list]) -> dict:
+    """The mixture search: one run per stage (each search round, with its fit's scores, and the final
+    verification), a child of the study run, with that stage's training runs as its children, each tagged
+    with its mixture id. Returns stage -> {"run": its MLflow id, "runs": run id -> MLflow id}."""
+    logged = {}
+    for runs_path in sorted(layout.mix.glob("*/runs.json")):
+        stage = runs_path.parent.name
+        fit_path = runs_path.with_name("fit.json")
+        values = {}
+        if fit_path.exists():
+            for model, scores in read_json(fit_path)["cross_validated"].items():
+                values.update({f"{model}.cv_{name}": value for name, value in scores.items()
+                               if isinstance(value, (int, float))})
+        stage_run = _log_summary_run(client, experiment_id, tracking, parent, f"mix-{stage}", params={"stage": stage},
+                                     values=values, artifacts=[runs_path, fit_path])
+        children = {}
+        for run_id, record in read_json(runs_path).items():
+            run_dir = layout.mix_run_dir(stage, run_id)
+            if record.get("stage", stage) == stage and (run_dir / "result.json").exists():  # a reused proxy: once
+                children[run_id] = _log_training_run(client, experiment_id, tracking, {**record, "run_id": run_id},
+                                                      run_dir, stage_run, known.get(run_id, []))
+        logged[stage] = {"run": stage_run, "runs": children}
+    return logged
+
+
 def _mark_plan_membership(client, known: dict[str, list], current: set[str]) -> None:
     """Tag each training run found before the sync (`known`: isoflop run id -> its MLflow runs) `isoflop.in_plan`
     true/false: runs of an earlier config stay browsable as history but filter out with
@@ -619,13 +647,15 @@ def _set_aside(tracking: Tracking) -> None:
 def _sync_study_outputs(client, experiment_id: str, tracking: Tracking, layout: StudyLayout, parent: str,
                         plan: dict, config: dict, table, known: dict[str, list], mapping: dict) -> dict:
     """The sync's part after the training runs: plan membership, the fit and curation runs, the parent run."""
-    _mark_plan_membership(client, known, set(mapping))
+    mixture_search = _log_mixture_search(client, experiment_id, tracking, layout, parent, known)
+    mixture_runs = {run_id for stage in mixture_search.values() for run_id in stage["runs"]}
+    _mark_plan_membership(client, known, set(mapping) | mixture_runs)
     fit_id = _log_fit_run(client, experiment_id, tracking, layout, parent, config)
     curation_id = _log_curation_run(client, experiment_id, tracking, parent,
                                     layout.curated(plan["ids"]["curated"]), layout.figures)
     _finish_study_run(client, experiment_id, parent, plan, config, table)
     return {"tracking_uri": tracking.uri, "experiment_id": experiment_id, "study": parent, "runs": mapping,
-            "fit": fit_id, "curation": curation_id}
+            "fit": fit_id, "curation": curation_id, **({"mixture_search": mixture_search} if mixture_search else {})}
 
 
 def sync_study_or_defer(tracking: Tracking, layout: StudyLayout, plan_path, out_path, config: dict) -> dict:

@@ -8,6 +8,7 @@ from isoflop.errors import UserError
 from isoflop.launch import claim_workdir
 from isoflop.layout import StudyLayout
 from isoflop.plan import content_id, study_plan
+from isoflop.workflow import read_json
 
 # A Snakemake lock left by a killed run is removed here when no live run holds the OS lock (isoflop.launch);
 # jobs on cluster nodes parse the Snakefile too, and leave the lock to the process that started them.
@@ -30,6 +31,12 @@ PLAN_RECORD = {"plan_id": content_id("plan", PLAN), "ids": IDS, **PLAN}
 CORPUS = LAYOUT.corpus(IDS["corpus"])
 CURATED = LAYOUT.curated(IDS["curated"])
 TOKENS = LAYOUT.tokens(IDS["tokens"])
+# what runs train on: the token folder (a group per domain), or with mix.groups: clusters a group per cluster
+DATA = LAYOUT.cluster_tokens(IDS["groups"]) if "groups" in IDS else TOKENS
+# a grid with a mixture set waits for its check against the token counts (workflow/rules/mix.smk)
+MIX_CHECK = [LAYOUT.mix_check] if config["mix"]["mixture"] is not None else []
+# the mixture search's summary (workflow/rules/mix.smk), a target and an input of the report
+MIX_TARGETS = [LAYOUT.mix_summary] if config["mix"]["search"]["enabled"] else []
 TRACKING = config["tracking"]["enabled"]
 # A training job's GPU, as a SLURM generic resource (workflow/profiles/slurm): a string resource, so a group of
 # runs packed into one allocation asks for one GPU in all, not one each. Local runs ignore it.
@@ -46,7 +53,7 @@ def training_input(wildcards):
     """What a run's job reads: the token folder, or for a wsd run branched from a trunk the folder of runs its
     trunk's job trained (see rule train_trunk)."""
     trunk_id = RUNS[wildcards.run_id]["trunk_id"]
-    return LAYOUT.trunk_runs(trunk_id) if trunk_id else TOKENS
+    return LAYOUT.trunk_runs(trunk_id) if trunk_id else DATA
 
 
 def branches_of(trunk_id: str) -> dict:
@@ -60,6 +67,26 @@ def figure_category(wildcards):
     if wildcards.name.startswith("curation_"):
         return "Curation"
     return "Training" if wildcards.name == "loss_curves" else "Laws"
+
+
+# the mixture search (workflow/rules/mix.smk): its stages' runs are known once their checkpoint has run
+def previous_fit(wildcards):
+    index = int(wildcards.round)
+    return [LAYOUT.mix_fit(index - 1)] if index else []
+
+
+def stage_runs(stage: str) -> str:
+    """The runs file of a mixture stage, once its checkpoint job has written it."""
+    if stage == "final":
+        return checkpoints.mix_final.get().output[0]
+    return checkpoints.mix_round.get(round=stage.split("-")[1]).output[0]
+
+
+def stage_results(stage: str) -> list:
+    """The result files of the runs a stage lists: its own, and (for the final stage) the proxies it reuses,
+    which live in their round's folder."""
+    return [LAYOUT.mix_run_dir(record.get("stage", stage), run_id) / "result.json"
+            for run_id, record in sorted(read_json(stage_runs(stage)).items())]
 
 
 wildcard_constraints:

@@ -53,6 +53,7 @@ rule report:
         trunks=TRUNK_RESULTS,
         benchmarks=[path for paths in BENCHMARKED.values() for path in paths],
         baseline=BASELINE,
+        mix=MIX_TARGETS,
     output:
         report=LAYOUT.report,
         figures=report(directory(LAYOUT.figures), patterns=["{name}.png"], caption="../report/figure.rst",

@@ -21,6 +21,7 @@ rule track_study:
         report=LAYOUT.report,
         figures=LAYOUT.figures,
         curated=CURATED,
+        mix=MIX_TARGETS,
     output:
         LAYOUT.tracked,
     log:

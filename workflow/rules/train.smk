@@ -28,7 +28,8 @@ rule plan:
 # deleting its trunk's folder retrains the family).
 rule train_trunk:
     input:
-        TOKENS,
+        DATA,
+        MIX_CHECK,
     output:
         result=LAYOUT.trunk_result("{trunk_id}"),
         runs=directory(LAYOUT.trunk_runs("{trunk_id}")),
@@ -56,6 +57,7 @@ rule train:
     input:
         data=training_input,
         plan=ancient(LAYOUT.plan),
+        check=MIX_CHECK,
     output:
         result=LAYOUT.run_result("{run_id}"),
         curve=LAYOUT.run_curve("{run_id}"),

@@ -49,10 +49,14 @@ class BatchSampler:
         self.batch_size = batch_size
         self.seed = seed
 
+    def _groups(self, step: int) -> tuple[np.random.Generator, np.ndarray]:
+        """The generator of batch ``step`` and the domain index of each of its sequences."""
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(self.seed, spawn_key=(step,))))
+        return rng, np.searchsorted(self.cumulative, rng.random(self.batch_size), side="right")
+
     def batch(self, step: int) -> torch.Tensor:
         """Token ids of shape (batch_size, seq_len + 1), int64: inputs are [:, :-1], targets [:, 1:]."""
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(self.seed, spawn_key=(step,))))
-        which = np.searchsorted(self.cumulative, rng.random(self.batch_size), side="right")
+        rng, which = self._groups(step)
         offsets = (rng.random(self.batch_size) * self.starts[which]).astype(np.int64)
         out = np.empty((self.batch_size, len(self.window)), dtype=np.int64)
         for index, array in enumerate(self.arrays):
@@ -60,6 +64,15 @@ class BatchSampler:
             if len(rows):
                 out[rows] = array[offsets[rows, None] + self.window]
         return torch.from_numpy(out)
+
+    def tokens_drawn(self, steps: int) -> dict[str, int]:
+        """Training tokens (targets) drawn from each domain by batches 0..steps-1: replayed from (seed, step),
+        so a resumed or branched run counts exactly what it trained on."""
+        counts = np.zeros(len(self.domains), dtype=np.int64)
+        for step in range(steps):
+            counts += np.bincount(self._groups(step)[1], minlength=len(self.domains))
+        per_sequence = len(self.window) - 1
+        return {name: int(count) * per_sequence for name, count in zip(self.domains, counts)}
 
 
 def eval_windows(tokens_dir: str | Path, domain: str, seq_len: int, max_tokens: int) -> torch.Tensor:

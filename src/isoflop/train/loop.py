@@ -103,7 +103,7 @@ class Trainer:
     """The state of one run in progress; ``run`` trains to the end (or to divergence)."""
 
     def __init__(self, spec: dict, tokens_dir, out_dir, *, threads: int, device: str, progress: bool,
-                 own_process: bool = True, checkpoint_minutes: float = 0.0):
+                 own_process: bool = True, checkpoint_minutes: float = 0.0, window_losses: bool = False):
         self.started = time.perf_counter()
         # a wall-clock cadence, not part of the spec: when a state is saved never changes the numbers
         self.checkpoint_seconds = 60.0 * checkpoint_minutes
@@ -115,6 +115,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.threads, self.progress = threads, progress
+        self.window_losses = window_losses  # also write eval_windows.parquet (see write_window_losses)
         self.device = resolve_device(device)
         torch.set_num_threads(threads)
         if self.device.type == "cpu":
@@ -128,6 +129,7 @@ class Trainer:
         self.sampler = BatchSampler(tokens_dir, self.run_spec.mixture, cfg.seq_len, t.batch_size, derive_seed(t.seed, DATA_STREAM))
         self.eval_data = {d: eval_windows(tokens_dir, d, cfg.seq_len, t.eval_tokens).to(self.device) for d in meta["domains"]}
         self.bytes_per_token = {d: info["val_bytes"] / info["val_tokens"] for d, info in meta["domains"].items()}
+        self.train_tokens = {d: info["train_tokens"] for d, info in meta["domains"].items()}
 
         init = torch.Generator().manual_seed(derive_seed(t.seed, INIT_STREAM))
         self.model = Transformer(cfg, generator=init).to(self.device)
@@ -362,6 +364,14 @@ class Trainer:
         ok = self.diverged_step is None
         if not ok:
             summary = dict.fromkeys(("val_loss", "val_loss_by_domain", "val_bpb", "val_bpb_by_domain"))
+        else:
+            # comparable across mixtures: every group's loss weighted by its share of the training tokens
+            total = sum(self.train_tokens.values())
+            summary["val_loss_natural"] = sum(self.train_tokens[d] / total * loss
+                                              for d, loss in summary["val_loss_by_domain"].items())
+        if self.window_losses:
+            self.write_window_losses(evaluate=ok)
+        drawn = self.sampler.tokens_drawn(self.step)
         self.write_curve()
         cfg = self.run_spec.model
         per_token = flops_per_token(cfg)
@@ -393,11 +403,36 @@ class Trainer:
             "threads": self.threads,
             "device": str(self.device),
             "tokens_fingerprint": self.fingerprint,
+            "tokens_by_domain": drawn,
+            "epochs_by_domain": {d: drawn[d] / self.train_tokens[d] for d in drawn},
             "spec": self.spec,
         }
         write_json(self.out_dir / "result.json", result, allow_nan=False, sort_keys=True)
         (self.out_dir / "ckpt.pt").unlink(missing_ok=True)  # the run is complete; the state is dead weight
         return result
+
+    @torch.no_grad()
+    def write_window_losses(self, *, evaluate: bool) -> None:
+        """eval_windows.parquet: the final model's mean loss on each evaluation window of each domain, the
+        units that the decision accuracy's bootstrap resamples (a pass of its own, so that val_loss is
+        computed exactly as in a run without it); no rows for a diverged run."""
+        self.model.eval()
+        rows = [pd.DataFrame({"domain": pd.Series(dtype="string"), "window": pd.Series(dtype="int64"),
+                              "loss": pd.Series(dtype="float64")})]
+        batch = self.run_spec.train.micro_batch_size or self.run_spec.train.batch_size
+        for domain, windows in self.eval_data.items() if evaluate else ():
+            losses = []
+            for chunk in windows.split(batch):
+                with self.autocast:
+                    logits = self.model(chunk[:, :-1])
+                per_token = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), chunk[:, 1:].flatten(),
+                                                              reduction="none")
+                losses.append(per_token.view(len(chunk), -1).mean(dim=1).double().cpu())
+            values = torch.cat(losses).numpy()
+            rows.append(pd.DataFrame({"domain": domain, "window": np.arange(len(values)), "loss": values}))
+        self.model.train()
+        table = pd.concat(rows, ignore_index=True)
+        atomic_write(self.out_dir / "eval_windows.parquet", lambda handle: table.to_parquet(handle, index=False))
 
     def write_curve(self) -> None:
         steps = np.arange(1, self.step + 1)
@@ -467,6 +502,7 @@ def train_run(
     init_from=None,
     own_process: bool = True,
     checkpoint_minutes: float = 0.0,
+    window_losses: bool = False,
 ) -> dict:
     """Train one run of ``spec`` on ``tokens_dir``, writing curve.parquet and (last) result.json to
     ``out_dir``; returns the result. Resumes from ``out_dir/ckpt.pt`` if there is one; otherwise, with
@@ -475,9 +511,11 @@ def train_run(
     ``own_process=False`` (a run after others in one process): its wall_seconds is its own time alone.
     ``progress``: a tqdm bar when stderr is a terminal; otherwise, or when False, a line per evaluation
     (see `Progress`). ``checkpoint_minutes`` > 0 also saves ``out_dir/ckpt.pt`` after each that many minutes
-    of training (the steps ``checkpoint_every`` sets are saved regardless)."""
+    of training (the steps ``checkpoint_every`` sets are saved regardless). ``window_losses``: also write each
+    evaluation window's final loss (eval_windows.parquet, what the mixture search's decision accuracy
+    resamples)."""
     trainer = Trainer(spec, tokens_dir, out_dir, threads=threads, device=device, progress=progress,
-                      own_process=own_process, checkpoint_minutes=checkpoint_minutes)
+                      own_process=own_process, checkpoint_minutes=checkpoint_minutes, window_losses=window_losses)
     checkpoint = trainer.out_dir / "ckpt.pt"
     if checkpoint.exists():
         trainer.restore(checkpoint, branch=False)

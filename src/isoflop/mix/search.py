@@ -1,0 +1,369 @@
+"""The mixture search as workflow stages: rounds of proxy runs, a fit per round, the verification at larger
+scales and the scaling comparison (see workflow/rules/mix.smk for how they chain).
+
+    round_stage    round 0: Dirichlet mixtures around the natural one (RegMix), taken in farthest-first order so
+                   that few proxies still cover the simplex; round r: the mixtures the round r-1 predictor
+                   rates best among candidates around its choice and the natural one (CLIMB), none trained
+                   before. Writes the round's runs (run id -> spec and mixture).
+    fit_stage      every proxy so far: the three predictors' cross-validated scores, their predictions of
+                   this round's proxies from the last round's fits (held out), and the proposed mixture.
+    final_stage    the chosen, named and best proxies' mixtures at the proxy scale and every larger scale,
+                   and a small IsoFLOP grid of the chosen and the natural mixture.
+    summary_stage  the verification table, the decision accuracy per scale, the scaling laws and the gap.
+
+`cfg` is the study config's slice that these stages read (`mix`, `model`, `tokenizer`, `train`, `plan`,
+`seed`): a proxy is an ordinary run spec built by `isoflop.plan.run_spec`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from isoflop.errors import UserError
+from isoflop.mix.mixture import check_epochs, epochs, mixture_id, resolve
+from isoflop.plan import make_plan, run_record, run_spec, seed_for, shape_accounting
+from isoflop.tokens import read_meta
+from isoflop.workflow import read_json, write_json
+
+log = logging.getLogger("isoflop")
+MODELS = ("lgbm", "mixing-law", "ridge")
+CHOSEN, NATURAL = "chosen", "natural"
+
+
+def target_loss(result: dict, target) -> float | None:
+    """The search's objective for one finished run: the mean validation loss over groups, one group's, or a
+    weighted sum; None for a run that did not finish ok."""
+    losses = result.get("val_loss_by_domain")
+    if result.get("status") != "ok" or not losses:
+        return None
+    if target == "mean":
+        return float(np.mean(list(losses.values())))
+    if isinstance(target, str):
+        return float(losses[target])
+    total = sum(target.values())
+    return float(sum(weight * losses[group] for group, weight in target.items()) / total)
+
+
+def target_groups(target, groups) -> list[str]:
+    """The groups whose evaluation windows the decision accuracy compares mixtures on."""
+    if target == "mean":
+        return sorted(groups)
+    if isinstance(target, str):
+        return [target]
+    return sorted(group for group, weight in target.items() if weight > 0)
+
+
+def _mixture_run(cfg: dict, data_id: str, weights: dict, d_model: int, tokens: int, **record) -> tuple[str, dict]:
+    """A run of `weights` at one scale: an ordinary run record (`isoflop.plan.run_record`) with the mixture's id
+    and `record`'s fields (role, round, scale)."""
+    shape = shape_accounting(cfg, d_model) | {"d_model": d_model}
+    per_step = cfg["train"]["batch_size"] * cfg["model"]["seq_len"]
+    spec = run_spec(cfg, shape, tokens=math.ceil(tokens / per_step) * per_step, lr_multiplier=1.0,
+                    seed=seed_for(cfg["seed"], 0), mixture=weights)
+    run = run_record(cfg, shape, spec, data_id, budget=0.0)
+    run["budget"] = run["C"]
+    return run["run_id"], {**run, "trunk_id": None, "branch_step": None, "mixture_id": mixture_id(weights),
+                           "weights": weights, **record}
+
+
+def _feasible(weights: dict, tokens: int, meta: dict, mix: dict) -> bool:
+    return mix["allow_repeats"] or max(epochs(weights, tokens, meta).values()) <= mix["max_epochs"]
+
+
+def _as_weights(row, groups) -> dict[str, float]:
+    """A sampled row as weights summing to 1 exactly enough for `check_weights` (rounded, then renormalised)."""
+    row = np.asarray(row, dtype=np.float64)
+    row = row / row.sum()
+    return {group: float(w) for group, w in zip(groups, row)}
+
+
+def spread(samples: np.ndarray) -> np.ndarray:
+    """The samples reordered so that each next one is the farthest (L1) from those before it, starting from
+    the first: the first K of them cover the simplex where the sampler reaches, where K random draws may
+    all land near one corner (with few proxies and few groups, they often do)."""
+    order = [0]
+    nearest = np.abs(samples - samples[0]).sum(axis=1)
+    for _ in range(len(samples) - 1):
+        following = int(np.argmax(nearest))
+        if nearest[following] == 0:  # the rest repeat mixtures already taken
+            break
+        order.append(following)
+        nearest = np.minimum(nearest, np.abs(samples - samples[following]).sum(axis=1))
+    return samples[order]
+
+
+def round_stage(round_index: int, data_dir, previous_fit, cfg: dict, data_id: str, out_path) -> dict:
+    """Write the runs of search round `round_index` (see the module docstring)."""
+    from isoflop.mix import propose
+
+    mix, search = cfg["mix"], cfg["mix"]["search"]
+    meta = read_meta(data_dir)
+    groups = sorted(meta["domains"])
+    natural = np.array([resolve("natural", meta, "natural")[g] for g in groups])
+    seed = cfg["seed"] * 1000 + round_index
+    done = set()
+    if previous_fit is None:
+        candidates = spread(propose.sample_mixtures(natural, 50 * search["proxies"], seed=seed,
+                                                    sparsity=search["sparsity"]))
+    else:
+        from isoflop.mix.predictors import from_json
+
+        fit = read_json(previous_fit)
+        centre = np.array([fit["chosen"]["weights"][g] for g in groups])
+        pool = np.concatenate([
+            propose.sample_mixtures(centre, search["candidates"], seed=seed, sparsity=search["sparsity"]),
+            propose.sample_mixtures(natural, search["candidates"], seed=seed + 500, sparsity=search["sparsity"])])
+        predicted = from_json(fit["predictors"][search["model"]]).predict(pool)
+        candidates = pool[np.argsort(predicted, kind="stable")]
+        done = {proxy["run_id"] for proxy in fit["proxies"]}  # a mixture already trained is not a new proxy
+    runs = {}
+    for row in candidates:
+        weights = _as_weights(row, groups)
+        if not _feasible(weights, search["tokens"], meta, mix):
+            continue
+        run_id, record = _mixture_run(cfg, data_id, weights, search["d_model"], search["tokens"],
+                                      role="proxy", round=round_index)
+        if run_id not in done:
+            runs.setdefault(run_id, record)
+        if len(runs) == search["proxies"]:
+            break
+    if len(runs) < search["proxies"]:
+        raise UserError(f"mix.search.proxies = {search['proxies']}: only {len(runs)} sampled mixtures respect "
+                        f"mix.max_epochs = {mix['max_epochs']} at mix.search.tokens = {search['tokens']}")
+    write_json(out_path, runs)
+    return runs
+
+
+def proxy_table(runs_paths, result_paths, target) -> tuple[list[str], np.ndarray, np.ndarray, list[dict]]:
+    """(groups, weights (n, g), targets (n,), records) of every finished proxy; a diverged proxy is left out
+    of the fit with a warning."""
+    records = {}
+    for path in runs_paths:
+        records.update(read_json(path))
+    rows, values, kept = [], [], []
+    groups = None
+    for path in result_paths:
+        run_id = Path(path).parent.name
+        record, result = records[run_id], read_json(path)
+        groups = groups or sorted(record["weights"])
+        value = target_loss(result, target)
+        if value is None:
+            log.warning("proxy %s (mixture %s) is %s: left out of the predictors' fit", run_id, record["mixture_id"],
+                        result.get("status"))
+            continue
+        rows.append([record["weights"][g] for g in groups])
+        values.append(value)
+        kept.append({**record, "run_id": run_id, "target": value})
+    return groups, np.array(rows), np.array(values), kept
+
+
+def fit_stage(round_index: int, runs_paths, result_paths, previous_fit, data_dir, cfg: dict, out_path) -> dict:
+    """Fit and score the predictors on every proxy so far, and propose the round's mixture."""
+    from isoflop.mix import predictors, propose
+
+    mix, search = cfg["mix"], cfg["mix"]["search"]
+    meta = read_meta(data_dir)
+    groups, weights, targets, proxies = proxy_table(runs_paths, result_paths, search["target"])
+    if len(targets) < 5:
+        raise UserError(f"round {round_index}: {len(targets)} finished proxies, too few to fit a predictor "
+                        f"(raise mix.search.proxies)")
+    seed = cfg["seed"]
+    fit = {"round": round_index, "groups": groups, "target": search["target"], "proxies": proxies,
+           "cross_validated": {}, "held_out": {}, "predictors": {}}
+    folds = min(5, len(targets))
+    for model in MODELS:
+        fit["cross_validated"][model] = predictors.cross_validate(model, weights, targets, folds=folds, seed=seed)
+        fit["predictors"][model] = predictors.fit_predictor(model, weights, targets, seed=seed).to_json()
+    if previous_fit is not None:  # this round's proxies, predicted by the fits of the rounds before
+        before = read_json(previous_fit)
+        new = np.array([p["round"] == round_index for p in proxies])
+        for model in MODELS:
+            predicted = predictors.from_json(before["predictors"][model]).predict(weights[new])
+            fit["held_out"][model] = {"predicted": predicted.tolist(), "observed": targets[new].tolist(),
+                                      **predictors.score(targets[new], predicted)}
+    natural = np.array([resolve("natural", meta, "natural")[g] for g in groups])
+    fit["natural"] = dict(zip(groups, natural.tolist()))
+    bounds = [tuple(search["bounds"].get(g, (0.0, 1.0))) for g in groups] if search["bounds"] else None
+    proposal = propose.propose(
+        predictors.from_json(fit["predictors"][search["model"]]), natural, n_candidates=search["candidates"],
+        top_k=search["top_k"], seed=seed, max_epochs=None if mix["allow_repeats"] else mix["max_epochs"],
+        tokens_per_group=np.array([meta["domains"][g]["train_tokens"] for g in groups]),
+        total_tokens=largest_tokens(cfg), bounds=bounds, kl_max=search["kl_max"], groups=groups)
+    chosen = _as_weights(proposal["weights"], groups)
+    fit["chosen"] = {"weights": chosen, "mixture_id": mixture_id(chosen), "predicted": float(proposal["predicted"]),
+                     "binding": proposal["binding"], "n_feasible": int(proposal["n_feasible"])}
+    log.info("round %d: chose %s (predicted %.4f); cross-validated %s", round_index, chosen, proposal["predicted"],
+             {m: round(s["spearman"], 3) for m, s in fit["cross_validated"].items()})
+    write_json(out_path, fit, allow_nan=True)
+    return fit
+
+
+def largest_tokens(cfg: dict) -> int:
+    """The most training tokens a verified mixture gets: the epoch limit binds there."""
+    return max([cfg["mix"]["search"]["tokens"], *(s["tokens"] for s in cfg["mix"]["verify"]["scales"])])
+
+
+def final_stage(last_fit, data_dir, cfg: dict, data_id: str, out_path) -> dict:
+    """The verification runs (every compared mixture at the proxy scale and at each larger scale) and the
+    scaling grids of the chosen and the natural mixture."""
+    mix = cfg["mix"]
+    meta = read_meta(data_dir)
+    fit = read_json(last_fit)
+    mixtures = {CHOSEN: fit["chosen"]["weights"]}
+    for name, definition in mix["mixtures"].items():
+        mixtures[name] = resolve(definition, meta, f"mix.mixtures.{name}")
+    best = sorted(fit["proxies"], key=lambda p: p["target"])[: mix["verify"]["top_proxies"]]
+    for rank, proxy in enumerate(best):
+        mixtures[f"proxy-{rank + 1}"] = proxy["weights"]
+    trained = {p["run_id"]: p for p in fit["proxies"]}  # at the proxy scale, a proxy's run is reused
+    scales = [{"d_model": mix["search"]["d_model"], "tokens": mix["search"]["tokens"]}, *mix["verify"]["scales"]]
+    runs = {}
+    if mix["verify"]["enabled"]:
+        for scale_index, scale in enumerate(scales):
+            for name, weights in mixtures.items():
+                check_epochs(weights, scale["tokens"], meta, max_epochs=mix["max_epochs"], allow=mix["allow_repeats"],
+                             key=f"mix.mixtures.{name}")
+                run_id, record = _mixture_run(cfg, data_id, weights, scale["d_model"], scale["tokens"],
+                                              role="verify", mixture=name, scale=scale_index, names=[name])
+                if run_id in runs:  # the same weights under two names (the chosen one may be natural): one run
+                    runs[run_id]["names"].append(name)
+                else:
+                    runs[run_id] = record
+                    if run_id in trained:
+                        record["stage"] = f"round-{trained[run_id]['round']}"
+    if mix["scaling"]["enabled"]:
+        for name in (CHOSEN, NATURAL):
+            grid = scaling_config(cfg, mixtures.get(name) or resolve(name, meta, name))
+            for run_id, record in make_plan(grid, data_id)["runs"].items():
+                check_epochs(record["spec"]["mixture"], record["D"], meta, max_epochs=mix["max_epochs"],
+                             allow=mix["allow_repeats"], key=f"mix.scaling ({name})")
+                if run_id in runs:
+                    runs[run_id]["names"].append(name)
+                else:
+                    runs[run_id] = {**record, "role": "scaling", "mixture": name, "names": [name],
+                                    "mixture_id": mixture_id(record["spec"]["mixture"])}
+    write_json(out_path, runs)
+    return runs
+
+
+def scaling_config(cfg: dict, mixture) -> dict:
+    """The study config of a mixture's scaling grid: `mix.scaling`'s budgets, sizes and ladder, that mixture,
+    every run trained whole (no shared trunks: the grid is small)."""
+    scaling = cfg["mix"]["scaling"]
+    plan = {**cfg["plan"], "budgets": scaling["budgets"], "sizes_per_budget": scaling["sizes_per_budget"],
+            "ladder": scaling["ladder"] or cfg["plan"]["ladder"]}
+    return {**cfg, "plan": plan, "mix": {**cfg["mix"], "mixture": mixture},
+            "train": {**cfg["train"], "branch_cooldowns": False}}
+
+
+def check_search(config: dict) -> None:
+    """What the search's later stages would refuse, checked when the workflow is parsed: the scaling grid
+    (a budget too small for a shape, more sizes than the ladder has)."""
+    mix = config["mix"]
+    if mix["search"]["enabled"] and mix["scaling"]["enabled"]:
+        try:
+            make_plan(scaling_config(config, "natural"), "parse-time check")
+        except UserError as err:
+            raise UserError(f"mix.scaling: {err}") from None
+
+
+def _window_matrix(result_paths, target, groups) -> np.ndarray:
+    """(mixtures, windows): each run's final loss on the evaluation windows of the target's groups, each
+    window scaled by its group's target weight over its group's window count, so that a row's mean is the
+    run's target loss (groups have different numbers of windows) and resampling windows resamples it."""
+    import pandas as pd
+
+    weights = {group: 1.0 for group in groups} if target == "mean" or isinstance(target, str) else dict(target)
+    total = sum(weights[g] for g in groups)
+    rows = []
+    for path in result_paths:
+        table = pd.read_parquet(Path(path).with_name("eval_windows.parquet"))
+        table = table[table["domain"].isin(groups)].sort_values(["domain", "window"])
+        counts = table["domain"].map(table["domain"].value_counts())
+        scale = table["domain"].map(weights) / total * len(table) / counts
+        rows.append((table["loss"] * scale).to_numpy())
+    return np.vstack(rows)
+
+
+def summary_stage(fit_paths, final_runs_path, result_paths, cfg: dict, out_path) -> dict:
+    """summary.json: rounds, the verification table, decision accuracy per larger scale, and the scaling
+    comparison (the report draws its figures from it)."""
+    from isoflop.mix.decide import decision_accuracy
+
+    mix, target = cfg["mix"], cfg["mix"]["search"]["target"]
+    fits = [read_json(path) for path in fit_paths]
+    runs = read_json(final_runs_path)
+    paths = {Path(path).parent.name: path for path in result_paths}
+    results = {run_id: read_json(path) for run_id, path in paths.items()}
+    rounds = [{"round": f["round"], "chosen": f["chosen"], "cross_validated": f["cross_validated"],
+               "held_out": f["held_out"], "proxies": len(f["proxies"])} for f in fits]
+    summary = {"target": target, "groups": fits[-1]["groups"], "natural": fits[-1]["natural"], "rounds": rounds, "verification": [],
+               "decision_accuracy": [], "scaling": None}
+    verify = {run_id: r for run_id, r in runs.items() if r["role"] == "verify"}
+    by_scale = {}
+    for run_id, record in verify.items():
+        for name in record["names"]:
+            by_scale.setdefault(record["scale"], {})[name] = run_id
+            summary["verification"].append({"mixture": name, "scale": record["scale"], "d_model": record["d_model"],
+                                            "tokens": record["spec"]["train"]["tokens"],
+                                            "target": target_loss(results[run_id], target), "run_id": run_id,
+                                            "mixture_id": record["mixture_id"]})
+    summary["verification"].sort(key=lambda row: (row["scale"], row["mixture"]))
+    if verify:
+        names = sorted(by_scale[0])
+        groups = target_groups(target, summary["groups"])
+        small = _window_matrix([paths[by_scale[0][n]] for n in names], target, groups)
+        for scale in sorted(by_scale)[1:]:
+            large = _window_matrix([paths[by_scale[scale][n]] for n in names], target, groups)
+            accuracy = decision_accuracy(small, large, n_boot=mix["verify"]["bootstrap"], seed=cfg["seed"],
+                                         chosen=names.index(CHOSEN))
+            summary["decision_accuracy"].append({
+                "scale": scale, "mixtures": names, "winner": names[int(np.argmin(large.mean(axis=1)))],
+                **{key: accuracy[key] for key in ("accuracy", "lo", "hi", "pairs", "chosen_wins", "chosen_wins_share")}})
+    scaling = {run_id: r for run_id, r in runs.items() if r["role"] == "scaling"}
+    if scaling:
+        summary["scaling"] = _scaling(scaling, results, cfg)
+    write_json(out_path, summary, allow_nan=True)
+    return summary
+
+
+def _scaling(runs: dict, results: dict, cfg: dict) -> dict:
+    """Each mixture's laws from its grid (the study's fit), and the gap chosen minus natural in compute-optimal
+    loss at 10x the largest budget, with its interval."""
+    from isoflop.compare import compare_frontiers
+    from isoflop.fit import fit_study
+    from isoflop.fit.predict import study_law
+    from isoflop.stages import best_of_sweep, runs_table
+
+    laws = {}
+    for name in (NATURAL, CHOSEN):
+        mine = {run_id: r for run_id, r in runs.items() if name in r["names"]}
+        table = runs_table(mine, {run_id: results[run_id] for run_id in mine}, cfg["plan"]["flops_convention"])
+        fitted = fit_study(best_of_sweep(table), bootstrap=cfg["fit"]["bootstrap"], seed=cfg["seed"],
+                           huber_delta=cfg["fit"]["huber_delta"])
+        try:  # the Chinchilla law when fitted: its bootstrap spreads the optimal loss, so the gap has an interval
+            law_name = "chinchilla" if fitted.get("chinchilla") else study_law(fitted, None, f"mix scaling ({name})")[0]
+        except UserError as err:  # too few points for any law: the summary says so rather than failing
+            log.warning("%s; warnings: %s", err, fitted.get("warnings"))
+            return {"not_fitted": f"{err}: {'; '.join(fitted.get('warnings', []))}"}
+        laws[name] = {"law": law_name, "fit": fitted[law_name], "fits": [fitted[k] for k in ("chinchilla", "isoflop")
+                                                                         if fitted.get(k)]}
+    budget = 10 * max(cfg["mix"]["scaling"]["budgets"])
+    result = compare_frontiers(laws[NATURAL]["fit"], laws[CHOSEN]["fit"], budget,
+                               span=laws[NATURAL]["fits"] + laws[CHOSEN]["fits"])
+    return {"budget": budget, "laws": {name: law["law"] for name, law in laws.items()},
+            "loss_natural": result["loss_a"], "loss_chosen": result["loss_b"], "gap": result["gap"],
+            "excludes_zero": result["excludes_zero"], "comparison": as_lists(result)}
+
+
+def as_lists(value):
+    """`value` with its numpy arrays as lists, for JSON (the comparison's curves)."""
+    if isinstance(value, dict):
+        return {key: as_lists(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [as_lists(item) for item in value]
+    return value.tolist() if isinstance(value, np.ndarray) else value
