@@ -45,7 +45,7 @@ def test_annealing_area_follows_the_momentum_recursion():
 
 def test_known_parameters_are_recovered_and_the_held_out_cooldown_predicted():
     runs, curves, trains = _family(seed=0)
-    result = fit_schedule_laws(runs, curves, trains, bootstrap=20, seed=0)
+    result = fit_schedule_laws(runs, curves, trains, bootstrap=50, seed=0)
     family = result["families"]["t0"]
     assert family["held_out"] == "run4000"
     assert family["fitted_runs"] == ["run1000", "run2000"]
