@@ -102,3 +102,17 @@ def test_fit_stage_writes_the_schedule_law_from_curve_files(tmp_path):
     assert family["held_out"] == "run4000" and abs(family["rel_error"]) < 0.005
     assert family["params"]["alpha"] == pytest.approx(TRUE["alpha"], abs=0.05)
     assert law["decay_factor"] == 0.999 and set(law["decay_factor_sensitivity"]) == {"0.99"}
+
+
+def test_report_says_plainly_whether_to_trust_the_law():
+    from isoflop.report import schedule_law_lines
+
+    runs, curves, trains = _family(seed=0)
+    law = fit_schedule_laws(runs, curves, trains, bootstrap=0)
+    text = "\n".join(schedule_law_lines({"schedule_law": law}))
+    assert "predicted 1 of 1 held-out cooldowns' final loss within 1%. **Trust it**" in text
+    law["families"]["t0"]["rel_error"], law["families"]["t0"]["within_tolerance"] = -0.05, False
+    law.update(n_within_tolerance=0, max_abs_rel_error=0.05, trusted=False)
+    text = "\n".join(schedule_law_lines({"schedule_law": law}))
+    assert "**Do not trust it** to choose a schedule here: only 0 of 1 held-out cooldowns within 1% (worst 5.00%)" in text
+    assert "| `t0` | 16 | `run4000` |" in text and "| -5.00% |" in text
