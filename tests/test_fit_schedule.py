@@ -30,7 +30,8 @@ def _family(seed: int, noise: float = 0.01):
         loss = np.where(step > 1, clean, 6.0) * np.exp(rng.normal(0, noise, steps))
         curves[run_id] = pd.DataFrame({"kind": "train", "step": step, "lr": rates, "train_loss": loss})
         trains[run_id] = TRAIN
-        rows.append({"run_id": run_id, "trunk_id": "t0", "status": "ok", "steps": steps, "d_model": 16, "N": 1000,
+        rows.append({"run_id": run_id, "trunk_id": "t0", "status": "ok", "val_loss": loss[-1], "steps": steps,
+                     "d_model": 16, "N": 1000,
                      "branch_step": decay_start(steps, TRAIN["decay_frac"])})
     return pd.DataFrame(rows), curves, trains
 
@@ -87,7 +88,7 @@ def test_fit_stage_writes_the_schedule_law_from_curve_files(tmp_path):
 
     runs, curves, trains = _family(seed=3)
     table = runs.assign(budget=[1e12, 2e12, 4e12], D=[1e6, 2e6, 4e6], C=[1e12, 2e12, 4e12], replicate=0,
-                        val_loss=[2.6, 2.5, 2.4], lr=TRAIN["lr"], flops_convention="nonembed_head")
+                        lr=TRAIN["lr"], flops_convention="nonembed_head")
     table.to_parquet(tmp_path / "runs.parquet")
     paths = []
     for run_id, curve in curves.items():

@@ -125,7 +125,7 @@ def fit_annealing_law(points: np.ndarray, *, bootstrap: int = BOOTSTRAP_CAP, see
         for j, name in enumerate(NAMES):
             low, high = np.percentile(samples[:, j], [2.5, 97.5])
             intervals[name] = [float(low), float(high)]
-            if high - low > abs(params[name]):
+            if high - low > abs(params[name]) and not any(w.startswith(f"{name} =") for w in warnings):
                 warnings.append(f"{name} = {params[name]:.4g} has a 95% interval [{low:.4g}, {high:.4g}] wider "
                                 "than itself: poorly determined")
     rmse = float(np.sqrt(2 * cost / len(points)))
@@ -188,7 +188,10 @@ def fit_schedule_laws(runs: pd.DataFrame, curves: dict[str, pd.DataFrame], train
                       bootstrap: int = BOOTSTRAP_CAP, seed: int = 0) -> dict:
     """The law for every WSD family with a cooldown to fit and one to hold out: trunk id -> result, and the
     summary the report states (how many held-out cooldowns were predicted within TRUST_TOLERANCE)."""
-    branched = runs[runs["trunk_id"].notna() & (runs["status"] == "ok")] if "trunk_id" in runs else runs.iloc[:0]
+    from isoflop.fit.study import finished
+
+    ok = finished(runs)
+    branched = ok[ok["trunk_id"].notna()] if "trunk_id" in ok else ok.iloc[:0]
     families, skipped = {}, []
     for trunk_id, family in branched.groupby("trunk_id", sort=True):
         if len(family) < 2:
