@@ -30,7 +30,7 @@ FINAL_WINDOW_FRAC = 0.02  # a run's final loss: the mean train loss over its las
 TRUST_TOLERANCE = 0.01  # a held-out final loss predicted within 1% (about a cooldown's gain at this scale)
 BOOTSTRAP_CAP = 50  # block-bootstrap refits per shape: each is a full refit of a few hundred points
 BLOCK = 20  # bootstrap block length in bins: neighbouring bin means share the curve's slow wander
-ALPHA_BOUNDS = (0.01, 3.0)
+BOUNDS = {"A": (1e-6, 1e6), "alpha": (0.01, 3.0), "C": (0.0, 10.0)}  # L0's: [0, the lowest loss fitted]
 ALPHA_STARTS = np.geomspace(0.05, 2.0, 8)
 NAMES = ("L0", "A", "alpha", "C")
 
@@ -50,6 +50,7 @@ def annealing_areas(rates: np.ndarray, warmup_steps: int, decay_factor: float = 
 
 
 def law_loss(params: dict, s1, s2):
+    """The law's loss at areas S1, S2 (in peak-lr steps)."""
     return params["L0"] + params["A"] * np.asarray(s1) ** -params["alpha"] - params["C"] * np.asarray(s2)
 
 
@@ -65,7 +66,8 @@ def _params(x) -> dict:
 
 
 def _solve(points: np.ndarray, upper_l0: float, starts):
-    """The least-squares fit of log L over the points, best of the starts; returns (x, cost)."""
+    """The least-squares fit of log L over the points, best of the starts, in x = (L0, ln A, alpha, C); returns
+    x, its cost and the residual function."""
     from scipy.optimize import least_squares
 
     s1, s2, loss = points.T
@@ -75,8 +77,8 @@ def _solve(points: np.ndarray, upper_l0: float, starts):
         predicted = x[0] + np.exp(x[1]) * s1 ** -x[2] - x[3] * s2
         return np.log(np.maximum(predicted, 1e-12)) - log_loss
 
-    lower = [0.0, np.log(1e-6), ALPHA_BOUNDS[0], 0.0]
-    upper = [upper_l0, np.log(1e6), ALPHA_BOUNDS[1], 10.0]
+    lower = [0.0, np.log(BOUNDS["A"][0]), BOUNDS["alpha"][0], BOUNDS["C"][0]]
+    upper = [upper_l0, np.log(BOUNDS["A"][1]), BOUNDS["alpha"][1], BOUNDS["C"][1]]
     best = None
     for start in starts:
         x0 = np.clip(start, np.add(lower, 1e-9), np.subtract(upper, 1e-9))
@@ -93,7 +95,7 @@ def _linear_starts(points: np.ndarray, upper_l0: float) -> list[np.ndarray]:
     for alpha in ALPHA_STARTS:
         design = np.column_stack([np.ones_like(s1), s1 ** -alpha, -s2])
         l0, a, c = np.linalg.lstsq(design, loss, rcond=None)[0]
-        starts.append(np.array([min(max(l0, 0.0), upper_l0), np.log(max(a, 1e-6)), alpha, max(c, 0.0)]))
+        starts.append(np.array([min(max(l0, 0.0), upper_l0), np.log(max(a, BOUNDS["A"][0])), alpha, max(c, 0.0)]))
     return starts
 
 
@@ -103,22 +105,21 @@ def fit_annealing_law(points: np.ndarray, *, bootstrap: int = BOOTSTRAP_CAP, see
     x, cost, residuals = _solve(points, upper_l0, _linear_starts(points, upper_l0))
     params = _params(x)
     warnings = []
-    bounds = {"L0": (0.0, upper_l0), "alpha": ALPHA_BOUNDS, "C": (0.0, 10.0)}
-    for name, (low, high) in bounds.items():
+    for name, (low, high) in {"L0": (0.0, upper_l0), **BOUNDS}.items():
         if min(params[name] - low, high - params[name]) <= 1e-4 * max(abs(params[name]), 1e-6):
             warnings.append(f"{name} = {params[name]:.4g} is at its bound [{low:.4g}, {high:.4g}]: not determined")
     intervals = {}
     if bootstrap:
         rng = np.random.default_rng(seed)
         resid = residuals(x)
-        fitted = points[:, 2] * np.exp(resid)
+        predicted = points[:, 2] * np.exp(resid)
         n_blocks = -(-len(points) // BLOCK)
         samples = []
         for _ in range(min(bootstrap, BOOTSTRAP_CAP)):
             starts_at = rng.integers(0, max(1, len(points) - BLOCK + 1), n_blocks)
             drawn = np.concatenate([resid[i:i + BLOCK] for i in starts_at])[: len(points)]
             resampled = points.copy()
-            resampled[:, 2] = fitted * np.exp(-drawn)
+            resampled[:, 2] = predicted * np.exp(-drawn)
             sample_x, _, _ = _solve(resampled, float(resampled[:, 2].min()), [x])
             samples.append(list(_params(sample_x).values()))
         samples = np.array(samples)
