@@ -170,9 +170,11 @@ def schedule_law_lines(laws: dict) -> list[str]:
         lines += ["", f"The law predicted {law['n_within_tolerance']} of {n} held-out cooldowns' final loss within "
                   f"{tolerance:.0%}. {verdict}"]
         for factor, error in law.get("decay_factor_sensitivity", {}).items():
-            if error is not None:
+            if error is not None and law["max_abs_rel_error"] is not None:
+                hinges = ("the error hinges on the annealing memory" if error < law["max_abs_rel_error"] / 2 else
+                          "changing it does not rescue the law")
                 lines.append(f"With lambda = {factor} instead (a diagnostic, not the fitted law) the worst held-out "
-                             f"error is {_pct(error)}: the held-out error hinges on the annealing memory.")
+                             f"error is {_pct(error)}: {hinges}.")
     return lines + [""]
 
 
