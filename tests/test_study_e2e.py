@@ -58,6 +58,17 @@ def test_outputs_contract(study):
     assert laws["flops_convention"] == "nonembed_head_attention"
     report = (out / "report.md").read_text()
     assert "## Fitted laws" in report and "next 10x budget" in report and "## Extrapolation check" in report
+    # the schedule law: one per WSD family, each predicting its longest cooldown, with a plain verdict
+    schedule = laws["schedule_law"]
+    branched = runs[runs["trunk_id"].notna()]
+    assert set(schedule["families"]) == set(branched["trunk_id"])
+    for trunk_id, family in schedule["families"].items():
+        members = branched[branched["trunk_id"] == trunk_id]
+        assert family["held_out"] == members.loc[members["steps"].idxmax(), "run_id"]
+        assert len(family["fitted_runs"]) == len(members) - 1
+        assert family["predicted_final"] == pytest.approx(family["observed_final"] * (1 + family["rel_error"]))
+    assert "## Schedule law: held-out WSD cooldowns" in report
+    assert ("**Trust it**" if schedule["trusted"] else "**Do not trust it**") in report
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert "loss_curves.png" in figures and "fitted_vs_observed.png" in figures
     for name in figures:

@@ -139,6 +139,45 @@ def approaches_lines(laws: dict) -> list[str]:
     return lines + [""]
 
 
+def schedule_law_lines(laws: dict) -> list[str]:
+    """The LR-annealing law per WSD family: its held-out cooldown's predicted against observed final loss, and
+    plainly whether to trust it (see `isoflop.fit.schedule`)."""
+    law = laws.get("schedule_law")
+    if not law or not (law["families"] or law["skipped"]):
+        return []
+    tolerance = law["tolerance"]
+    lines = ["## Schedule law: held-out WSD cooldowns", "",
+             f"{law['law']}, lambda = {law['decay_factor']}, fitted per model shape on its trunk's constant phase "
+             "and every cooldown but the longest, which it predicts (final train loss: the mean over the last 2% "
+             "of steps).", "",
+             "| trunk | d_model | held-out run | observed | predicted | rel. error | cooldown curve error | "
+             "alpha | warnings |", "|---|---|---|---|---|---|---|---|---|"]
+    for trunk_id, family in law["families"].items():
+        lines.append(f"| `{trunk_id}` | {family['d_model']} | `{family['held_out']}` | {family['observed_final']:.4f} "
+                     f"| {family['predicted_final']:.4f} | {family['rel_error']:+.2%} | "
+                     f"{family['cooldown_mean_abs_rel_error']:.2%} | {family['params']['alpha']:.3g} | "
+                     f"{len(family['warnings'])} |")
+    lines += [f"- skipped: {reason}" for reason in law["skipped"]]
+    if law["families"]:
+        n = len(law["families"])
+        verdict = ("**Trust it** for these shapes: every held-out cooldown within "
+                   f"{tolerance:.0%} and every parameter determined." if law["trusted"] else
+                   "**Do not trust it** to choose a schedule here: " + (
+                       f"only {law['n_within_tolerance']} of {n} held-out cooldowns within {tolerance:.0%} "
+                       f"(worst {_pct(law['max_abs_rel_error'])})" if law["n_within_tolerance"] < n else
+                       "every held-out cooldown within tolerance, but some parameters are undetermined "
+                       "(laws.json warnings)") + ".")
+        lines += ["", f"The law predicted {law['n_within_tolerance']} of {n} held-out cooldowns' final loss within "
+                  f"{tolerance:.0%}. {verdict}"]
+        for factor, error in law.get("decay_factor_sensitivity", {}).items():
+            if error is not None and law["max_abs_rel_error"] is not None:
+                hinges = ("the error hinges on the annealing memory" if error < law["max_abs_rel_error"] / 2 else
+                          "changing it does not rescue the law")
+                lines.append(f"With lambda = {factor} instead (a diagnostic, not the fitted law) the worst held-out "
+                             f"error is {_pct(error)}: {hinges}.")
+    return lines + [""]
+
+
 def seed_noise_lines(laws: dict) -> list[str]:
     """The run-to-run noise measured from replicated grid points, or a note that it was not measured."""
     noise = laws.get("seed_noise")
@@ -554,8 +593,8 @@ def write_report(runs_path, laws_path, curated_dir, plan_path, curve_paths, trun
                                      f"{_interval([entry['pred_lo95'], entry['pred_hi95']])} | "
                                      f"{'yes' if entry['inside_pred95'] else '**no**'} |")
         lines.append("")
-    lines += (backtest_lines(laws) + approaches_lines(laws) + seed_noise_lines(laws) + lack_of_fit_lines(laws)
-              + loss_to_loss_lines(laws))
+    lines += (backtest_lines(laws) + approaches_lines(laws) + schedule_law_lines(laws) + seed_noise_lines(laws)
+              + lack_of_fit_lines(laws) + loss_to_loss_lines(laws))
 
     if baseline is not None:
         lines += baseline_lines(Path(baseline), Path(laws_path), Path(figures_dir))

@@ -203,6 +203,21 @@ def runs_table_stage(plan_path, result_paths, out_path) -> pd.DataFrame:
     return table
 
 
+def schedule_law(runs: pd.DataFrame, plan_path, curve_paths, *, bootstrap: int, seed: int) -> dict:
+    """The schedule law of every WSD family, from the curves of its branched runs (runs/<run_id>/curve.parquet)
+    and their lr schedules as the plan specifies them."""
+    import pandas as pd
+
+    from isoflop.fit.schedule import fit_schedule_laws
+
+    planned = read_json(plan_path)["runs"]
+    branched = set(runs.loc[runs["trunk_id"].notna(), "run_id"]) if "trunk_id" in runs else set()
+    curves = {Path(path).parent.name: pd.read_parquet(path) for path in curve_paths
+              if Path(path).parent.name in branched}
+    trains = {run_id: planned[run_id]["spec"]["train"] for run_id in curves}
+    return fit_schedule_laws(runs[runs["run_id"].isin(curves)], curves, trains, bootstrap=bootstrap, seed=seed)
+
+
 def best_of_sweep(runs: pd.DataFrame) -> pd.DataFrame:
     """Per grid point (budget, size, replicate), the finished run with the lowest validation loss: with a
     learning-rate sweep the laws describe tuned models. Without a sweep this is the table itself."""
@@ -216,10 +231,11 @@ def best_of_sweep(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def fit_stage(runs_path, out_path, *, bootstrap: int, huber_delta: float, seed: int, lr_law: bool,
-              n_jobs: int = 1) -> dict:
+              n_jobs: int = 1, plan_path=None, curve_paths=()) -> dict:
     """Fit the study's laws (isoflop.fit.fit_study) and write `laws.json` with the settings it was fitted with
     and the table's N/C convention; with a learning-rate sweep (`lr_law`), on each grid point's best run, plus
-    the learning-rate law from all runs."""
+    the learning-rate law from all runs; with the plan and the runs' curves, the schedule law of each WSD
+    family (isoflop.fit.schedule)."""
     from isoflop.fit import fit_lr_law, fit_study
     from isoflop.fit.study import finished
 
@@ -237,6 +253,11 @@ def fit_stage(runs_path, out_path, *, bootstrap: int, huber_delta: float, seed: 
         except UserError as err:
             laws["lr_law"] = None
             laws["warnings"].append(f"lr law: not fitted: {err}")
+    if plan_path is not None:
+        laws["schedule_law"] = schedule_law(runs, plan_path, curve_paths, bootstrap=bootstrap, seed=seed)
+        laws["warnings"].extend(f"schedule law, trunk {trunk_id}: {w}"
+                                for trunk_id, family in laws["schedule_law"]["families"].items()
+                                for w in family["warnings"])
     for warning in laws.get("warnings", []):
         log.warning("%s", warning)
     write_json(out_path, laws)

@@ -23,7 +23,10 @@ BENCHMARKED = {  # stage -> its jobs' benchmark files, for the report's "where t
 
 rule fit:
     input:
-        LAYOUT.runs_table,
+        runs=LAYOUT.runs_table,
+        # the schedule law reads each WSD run's curve and its lr schedule from the run's spec in the plan
+        plan=LAYOUT.plan,
+        curves=CURVES,
     output:
         LAYOUT.laws,
     params:
