@@ -82,3 +82,22 @@ def test_fit_study_reports_backtests():
         result = laws["backtest"][name]
         assert [fold["train_budgets"] for fold in result["folds"]] == [[1e15, 3e15], [1e15, 3e15, 1e16]]
         assert {"mean_abs_rel_error", "bias", "coverage90", "coverage95"} <= set(result)
+
+
+def test_a_fold_whose_law_predicts_non_finite_losses_is_reported_not_scored():
+    """The default study's chinchilla fit on its two smallest budgets once predicted NaN: that fold is an error,
+    and the other folds still score (the report crashed on the NaN's `null`)."""
+    data = study(random_law(np.random.default_rng(0)), (1e17, 1e18, 1e19, 1e20), 7, 0)
+
+    def fit(train):
+        law = fit_chinchilla(train["N"], train["D"], train["loss"], bootstrap=20, seed=0)
+        if len(np.unique(train["budget"])) == 2:
+            law["params"] = {**law["params"], "E": float("nan")}
+        return law
+
+    result = backtest(data, fit, ("N", "D"))
+    first, *rest = result["folds"]
+    assert first["error"] == "the law fitted on these budgets predicts non-finite losses"
+    assert "mean_abs_rel_error" not in first and len(rest) == 1
+    assert result["n_predictions"] == rest[0]["n_predicted"] == 7
+    assert np.isfinite(result["mean_abs_rel_error"]) and np.isfinite(rest[0]["coverage95"])

@@ -51,12 +51,18 @@ def backtest(
             continue
         observed = data["loss"][~train_mask]
         columns = {key: data[key][~train_mask] for key in inputs}
-        for level in LEVELS:
-            result = predict_intervals(law, **columns, level=level, seed=seed)
+        results = {level: predict_intervals(law, **columns, level=level, seed=seed) for level in LEVELS}
+        if not all(np.isfinite(np.concatenate([r["predicted"], r["pred_lo"], r["pred_hi"]])).all()
+                   for r in results.values()):
+            # a law this poorly determined (e.g. 5 parameters from two budgets) is not a prediction at all
+            folds.append({**fold, "error": "the law fitted on these budgets predicts non-finite losses"})
+            continue
+        for level, result in results.items():
             hit = (result["pred_lo"] <= observed) & (observed <= result["pred_hi"])
             fold[f"coverage{round(100 * level)}"] = float(hit.mean())
             inside[level].append(hit)
-        rel = result["predicted"] / observed - 1.0  # the last level's: the 95% interval is drawn
+        result = results[LEVELS[-1]]  # the 95% interval is drawn
+        rel = result["predicted"] / observed - 1.0
         fold.update(mean_abs_rel_error=float(np.mean(np.abs(rel))), bias=float(np.mean(rel)),
                     predictions={"budget": data["budget"][~train_mask].tolist(), "observed": observed.tolist(),
                                  "predicted": result["predicted"].tolist(), "pred_lo95": result["pred_lo"].tolist(),
