@@ -99,6 +99,17 @@ def make_optimizer(model: torch.nn.Module, run: RunSpec) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), eps=1e-8, fused=True)
 
 
+# The divergence check compares means of this many steps' train losses: one batch's loss varies with what it
+# holds (under a mixture of groups of different entropy, by 2x from batch to batch), a blow-up does not stop.
+DIVERGENCE_WINDOW = 10
+
+
+def trailing_means(losses: np.ndarray, window: int) -> np.ndarray:
+    """Means of each `window` consecutive losses (none for fewer losses)."""
+    sums = np.cumsum(np.concatenate([[0.0], np.asarray(losses, dtype=np.float64)]))
+    return (sums[window:] - sums[:-window]) / window
+
+
 class Trainer:
     """The state of one run in progress; ``run`` trains to the end (or to divergence)."""
 
@@ -150,7 +161,7 @@ class Trainer:
         self.resumed = 0
         self.init_from = None
         self.diverged_step = None
-        self.running_min = math.inf  # of the train loss, for the divergence check
+        self.running_min = math.inf  # of the train loss's trailing means, for the divergence check
 
     # ---- state -------------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -200,7 +211,7 @@ class Trainer:
         self.train_losses[:step] = losses
         if "step_times" in state:  # states saved before timings have none
             self.step_times[:step] = state["step_times"].numpy()
-        self.running_min = float(np.min(losses, initial=math.inf))
+        self.running_min = float(np.min(trailing_means(losses, DIVERGENCE_WINDOW), initial=math.inf))
         self.eval_rows = [row for row in state["eval_rows"] if row["step"] <= step]
         if branch:
             self.start_step, self.init_from = step, str(path)
@@ -237,10 +248,16 @@ class Trainer:
         self.train_losses[first_step : first_step + len(values)] = values
         t = self.run_spec.train
         for step, loss in enumerate(values.tolist(), start=first_step):
-            if not math.isfinite(loss) or (step >= t.warmup_steps and loss > t.divergence_factor * self.running_min):
+            if not math.isfinite(loss):
                 self.diverged_step = step
                 return
-            self.running_min = min(self.running_min, loss)
+            if step + 1 < DIVERGENCE_WINDOW:
+                continue
+            window = float(np.mean(self.train_losses[step + 1 - DIVERGENCE_WINDOW : step + 1]))
+            if step >= t.warmup_steps and window > t.divergence_factor * self.running_min:
+                self.diverged_step = step
+                return
+            self.running_min = min(self.running_min, window)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

@@ -40,7 +40,7 @@ class TrainConfig:
     eval_every: int = 0  # steps; 0 = only at the end
     eval_tokens: int = 65536  # at most this many val tokens per domain
     log_every: int = 10  # steps between reading the loss back from the device (and divergence checks)
-    divergence_factor: float = 2.0  # diverged when the train loss exceeds this times its running minimum
+    divergence_factor: float = 2.0  # diverged when a 10-step mean train loss exceeds this times its running minimum
     checkpoint_every: int = 0  # steps; 0 = never
     compile: bool = False
     dtype: str = "float32"
