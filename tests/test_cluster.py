@@ -188,7 +188,9 @@ def test_a_job_past_its_time_limit_resumes_from_its_checkpoint_bit_identically(s
     states = [_jobs(state)[job_id] for job_id in _slurm_jobs_that_ran(workdir, f"run_id={run_id}")]
     assert states[0] == ["TIMEOUT"], f"{states}: the run ended within its limit ({reference['train_seconds']:.0f} s)"
     assert states[-1] == ["COMPLETED"] and all(s == ["TIMEOUT"] for s in states[:-1]), states
-    assert result["resumed"] == len(states) - 1
+    # every attempt after the first that got as far as loading the checkpoint resumed from it (on a loaded machine an
+    # attempt can spend its whole minute starting up, and then never loads it)
+    assert 1 <= result["resumed"] <= len(states) - 1
     for key in ("val_loss", "val_loss_by_domain", "train_loss", "steps"):
         assert result[key] == reference[key], key
     curve, reference_curve = (pd.read_parquet(d / "results" / "smoke" / "runs" / run_id / "curve.parquet")
