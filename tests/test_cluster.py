@@ -187,7 +187,8 @@ def test_a_job_past_its_time_limit_resumes_from_its_checkpoint_bit_identically(s
     # SLURM killed it at the limit once or more, then a retry completed
     states = [_jobs(state)[job_id] for job_id in _slurm_jobs_that_ran(workdir, f"run_id={run_id}")]
     assert states[0] == ["TIMEOUT"], f"{states}: the run ended within its limit ({reference['train_seconds']:.0f} s)"
-    assert states[-1] == ["COMPLETED"] and all(s == ["TIMEOUT"] for s in states[:-1]), states
+    # a later attempt may exit on SLURM's SIGTERM warning (state saved, exit 1: FAILED) before the kill (TIMEOUT)
+    assert states[-1] == ["COMPLETED"] and all(s in (["TIMEOUT"], ["FAILED"]) for s in states[:-1]), states
     # every attempt after the first that got as far as loading the checkpoint resumed from it (on a loaded machine an
     # attempt can spend its whole minute starting up, and then never loads it)
     assert 1 <= result["resumed"] <= len(states) - 1
