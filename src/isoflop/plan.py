@@ -176,8 +176,13 @@ def _replicated(b_index: int, plan: dict) -> bool:
     """Whether the budget at `b_index` trains `plan.seeds` replicates: every budget, or only the
     `plan.replicated_budgets` smallest (seed replicates at a few cheap grid points measure the run-to-run noise
     the fits need at a fraction of the cost of replicating the grid)."""
-    count = plan["replicated_budgets"]
-    return count == 0 or sorted(plan["budgets"]).index(plan["budgets"][b_index]) < count
+    return sorted(plan["budgets"]).index(plan["budgets"][b_index]) < _replicated_count(plan)
+
+
+def _replicated_count(plan: dict) -> int:
+    """How many budgets train `plan.seeds` replicates (`plan.replicated_budgets`, 0 meaning all)."""
+    budgets = len(plan["budgets"])
+    return budgets if plan["replicated_budgets"] == 0 else min(plan["replicated_budgets"], budgets)
 
 
 def run_spec(config: dict, shape: dict, *, tokens: int, lr_multiplier: float, seed: int, mixture) -> dict:
@@ -249,7 +254,7 @@ def make_plan(config: dict, tokens_id: str) -> dict:
             f"of plan.ladder; allowed values: 1..{len(ladder)}"
         )
     budgets = len(plan["budgets"])
-    replicated = budgets if plan["replicated_budgets"] == 0 else min(plan["replicated_budgets"], budgets)
+    replicated = _replicated_count(plan)
     seeded_budgets = replicated * plan["seeds"] + (budgets - replicated)
     planned = seeded_budgets * plan["sizes_per_budget"] * len(train["lr_multipliers"])
     if planned > plan["max_runs"]:  # counted, not built: a grid of 10^6 runs is refused at once
