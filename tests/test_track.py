@@ -268,6 +268,33 @@ def test_the_sync_builds_one_study_run_with_its_children_and_reruns_as_a_no_op(t
     assert again == summary and len(client.search_runs([experiment_id])) == 5
 
 
+def test_a_sync_killed_inside_a_training_run_is_finished_by_the_next_without_an_orphan(tmp_path, monkeypatch):
+    config, layout = _study(tmp_path)
+    _study_outputs(layout)
+    tracking = Tracking.of(config)
+
+    class Killed(BaseException):  # what SIGKILL leaves: the run created, nothing after it written
+        pass
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    import isoflop.track
+
+    with monkeypatch.context() as patched:
+        patched.setattr(isoflop.track, "_log_batches", killed)
+        with pytest.raises(Killed):
+            sync_study(tracking, layout, layout.plan, layout.tracked, config)
+    sync_study(tracking, layout, layout.plan, layout.tracked, config)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking.uri)
+    runs = client.search_runs([client.get_experiment_by_name("view").experiment_id])
+    assert sorted((r.data.tags.get("isoflop.kind", "?"), r.info.status) for r in runs) == [
+        ("curation", "FINISHED"), ("fit", "FINISHED"), ("study", "FINISHED"), ("train", "FINISHED"),
+        ("train", "FINISHED")]
+
+
 def test_a_copied_results_folder_still_opens_its_artifacts(tmp_path):
     config, layout = _study(tmp_path)
     mlflow_id = log_training_run(Tracking.of(config), _run(), layout.run_dir("abc123def456"))

@@ -414,8 +414,11 @@ def _log_training_run(client, experiment_id: str, tracking: Tracking, run: dict,
         **({MIXTURE_TAG: run["mixture_id"]} if run.get("mixture_id") else {}),
     }
     started, ended = _run_times(result, run_dir / "result.json")
+    # created with the tags the next sync searches by, so a sync killed before the run is complete leaves a
+    # run that sync finds (and, lacking its result tag, replaces), never an untagged orphan
     created = _retrying(lambda: client.create_run(experiment_id, start_time=int(1000 * started),
-                                                  run_name=_run_name(run), tags={RUN_TAG: run["run_id"]}))
+                                                  run_name=_run_name(run),
+                                                  tags={RUN_TAG: run["run_id"], KIND_TAG: "train"}))
     mlflow_id = created.info.run_id
     metrics = _metrics(run, result, curve, started, ended)
     _retrying(lambda: _log_batches(client, mlflow_id, params, metrics, tags))
@@ -565,12 +568,16 @@ def _log_mixture_search(client, experiment_id: str, tracking: Tracking, layout: 
     return logged
 
 
-def _mark_plan_membership(client, known: dict[str, list], current: set[str]) -> None:
+def _mark_plan_membership(client, known: dict[str, list], logged: dict[str, str]) -> None:
     """Tag each training run found before the sync (`known`: isoflop run id -> its MLflow runs) `isoflop.in_plan`
     true/false: runs of an earlier config stay browsable as history but filter out with
-    `tags.isoflop.in_plan = 'true'`. Runs the sync logged carry `true` from their creation."""
+    `tags.isoflop.in_plan = 'true'`. `logged`: isoflop run id -> the MLflow run this sync kept for it; the
+    other MLflow runs of those ids were replaced (deleted) by it. Runs the sync created carry `true` already."""
     for run in (run for runs in known.values() for run in runs):
-        wanted = "true" if run.data.tags.get(RUN_TAG) in current else "false"
+        isoflop_id = run.data.tags.get(RUN_TAG)
+        if isoflop_id in logged and logged[isoflop_id] != run.info.run_id:
+            continue
+        wanted = "true" if isoflop_id in logged else "false"
         if run.data.tags.get("isoflop.in_plan") != wanted:
             client.set_tag(run.info.run_id, "isoflop.in_plan", wanted)
 
@@ -648,8 +655,9 @@ def _sync_study_outputs(client, experiment_id: str, tracking: Tracking, layout: 
                         plan: dict, config: dict, table, known: dict[str, list], mapping: dict) -> dict:
     """The sync's part after the training runs: plan membership, the fit and curation runs, the parent run."""
     mixture_search = _log_mixture_search(client, experiment_id, tracking, layout, parent, known)
-    mixture_runs = {run_id for stage in mixture_search.values() for run_id in stage["runs"]}
-    _mark_plan_membership(client, known, set(mapping) | mixture_runs)
+    mixture_runs = {run_id: mlflow_id for stage in mixture_search.values()
+                    for run_id, mlflow_id in stage["runs"].items()}
+    _mark_plan_membership(client, known, {**mapping, **mixture_runs})
     fit_id = _log_fit_run(client, experiment_id, tracking, layout, parent, config)
     curation_id = _log_curation_run(client, experiment_id, tracking, parent,
                                     layout.curated(plan["ids"]["curated"]), layout.figures)
