@@ -35,8 +35,8 @@ def test_mixing_law_reports_the_canonical_form_of_a_shifted_law():
     weights = rng.dirichlet(np.ones(4), 80)
     loss = TRUE_C + TRUE_K * np.exp(-3.0) * np.exp(weights @ (TRUE_T + 3.0))
     law = fit_predictor("mixing-law", weights, loss)
-    assert law.k == pytest.approx(TRUE_K, rel=1e-4)
-    np.testing.assert_allclose(law.t, TRUE_T, atol=1e-4)
+    assert law.k == pytest.approx(TRUE_K, rel=1e-3)  # not exact: the exponents' weak prior shrinks t a little
+    np.testing.assert_allclose(law.t, TRUE_T, atol=1e-3)
 
 
 def test_ridge_is_exact_on_a_log_linear_loss():
@@ -89,6 +89,18 @@ def test_cross_validation_scores_out_of_fold_predictions():
         cross_validate("ridge", weights[:3], loss[:3], folds=5)
     with pytest.raises(UserError, match="3-fold cross-validation of 4 mixtures fits on 2; need at least 3"):
         cross_validate("ridge", weights[:4], loss[:4], folds=3)
+
+
+def test_few_proxies_over_many_groups_give_bounded_out_of_fold_predictions():
+    # 16 proxies over 6 groups, as a small search round. Without the exponents' prior draws 3 and 18 of
+    # this sequence had cross-validated MAEs of 3e19 and 1e31 (exp(t . r) overflowing on a held-out mixture)
+    rng = np.random.default_rng(0)
+    draws = []
+    for _ in range(19):
+        weights = rng.dirichlet(np.full(6, 0.5), 16)
+        draws.append((weights, 3.0 + 0.3 * np.exp(weights @ rng.normal(0.0, 1.0, 6)) + rng.normal(0.0, 0.05, 16)))
+    for index in (3, 18):
+        assert cross_validate("mixing-law", *draws[index])["mae"] < 0.2
 
 
 @pytest.mark.parametrize(("model", "weights", "loss", "message"), [
