@@ -56,11 +56,12 @@ DEFECTS = {
 SHARD_FILE = "shard-{shard}.parquet"  # {shard}: one of `shard_ids`
 SCRATCH_DIR = ".ingest-scratch"  # inside the output folder: cleared when an ingest starts, removed as it ends
 # Memory bounds of the streaming ingest, not settings: no output depends on them (a test checks).
-SPILL_BUFFER_BYTES = 32 * 2**20  # text held in memory before it is spilled
+SPILL_BUFFER_BYTES = 8 * 2**20  # text held in memory before it is spilled
 MERGE_FAN_IN = 64  # shards (or merged runs) the content hash reads at once
-MERGE_BATCH_ROWS = 256  # rows of each of them in memory
+MERGE_BATCH_ROWS = 16  # rows of each of them in memory
 SPILL_SCHEMA = pa.schema([("source_index", pa.int32()), *SCHEMA])  # the source's place in config order
-RUN_SCHEMA = pa.schema([("source", pa.string()), ("id", pa.binary()), ("text", pa.binary())])
+# A shard's rows for the content hash, in its order: the Parquet shard's pages are too large to read many at once
+RUN_SCHEMA = pa.schema([("source_index", pa.int32()), ("id", pa.binary()), ("text", pa.binary())])
 
 
 @dataclass
@@ -195,11 +196,13 @@ def ingest(corpus_cfg: dict, out_dir: str | Path, *, progress: bool = True,
         spill.flush()
         for shard, name in enumerate(shards):
             table = spill.rows_of(shard).sort_by([("source_index", "ascending"), ("id", "ascending")])
+            with pa.ipc.new_stream(spill.folder / f"run-{shard:05d}.arrow", RUN_SCHEMA) as run:
+                run.write_table(table.select(RUN_SCHEMA.names).cast(RUN_SCHEMA), max_chunksize=MERGE_BATCH_ROWS)
             table = table.select(SCHEMA.names).combine_chunks()
             atomic_write(out_dir / name, lambda handle: pq.write_table(table, handle))
             del table
-        source_order = {name: index for index, name in enumerate(sources)}
-        content_sha256 = _content_hash([out_dir / name for name in shards], source_order, spill.folder, merge_fan_in)
+        runs = [spill.folder / f"run-{shard:05d}.arrow" for shard in range(len(shards))]
+        content_sha256 = _content_hash(runs, spill.folder, merge_fan_in)
     finally:
         shutil.rmtree(spill.folder, ignore_errors=True)
     manifest = {
@@ -253,42 +256,36 @@ class _Spill:
         return pa.Table.from_batches(batches, schema=SPILL_SCHEMA)
 
 
-def _content_hash(paths: list[Path], source_order: dict[str, int], scratch: Path, fan_in: int) -> str:
+def _content_hash(runs: list[Path], scratch: Path, fan_in: int) -> str:
     """sha256 of every row's id and text in (source order, id) order over all shards: a k-way merge of the
-    sorted shards, a batch of each in memory. Over `fan_in` shards, groups of them are first merged into
-    sorted run files, so that no more than `fan_in` files are read at once."""
+    shards' sorted runs, a batch of each in memory. Over `fan_in` runs, groups of them are first merged into
+    longer runs, so that no more than `fan_in` files are read at once."""
     for level in itertools.count():
-        if len(paths) <= fan_in:
+        if len(runs) <= fan_in:
             break
-        groups = [paths[start:start + fan_in] for start in range(0, len(paths), fan_in)]
-        paths = [scratch / f"merge-{level}-{index:05d}.parquet" for index in range(len(groups))]
-        for group, run in zip(groups, paths):
-            _write_run(_merged(group, source_order), run)
+        groups = [runs[start:start + fan_in] for start in range(0, len(runs), fan_in)]
+        runs = [scratch / f"merge-{level}-{index:05d}.arrow" for index in range(len(groups))]
+        for group, run in zip(groups, runs):
+            with pa.ipc.new_stream(run, RUN_SCHEMA) as writer:
+                rows = _merged(group)
+                while batch := list(itertools.islice(rows, MERGE_BATCH_ROWS)):
+                    writer.write_batch(pa.record_batch(list(zip(*batch)), schema=RUN_SCHEMA))
     digest = hashlib.sha256()
-    for _, _, doc_id, text in _merged(paths, source_order):
+    for _, doc_id, text in _merged(runs):
         digest.update(doc_id + b"\0" + text + b"\0")
     return digest.hexdigest()
 
 
-def _write_run(rows: Iterator[tuple[int, str, bytes, bytes]], path: Path) -> None:
-    with pq.ParquetWriter(path, RUN_SCHEMA) as writer:
-        while batch := list(itertools.islice(rows, MERGE_BATCH_ROWS)):
-            _, source, doc_id, text = zip(*batch)
-            writer.write_batch(pa.record_batch([list(source), list(doc_id), list(text)], schema=RUN_SCHEMA))
+def _merged(runs: list[Path]) -> Iterator[tuple[int, bytes, bytes]]:
+    """The (source index, id, text) rows of sorted runs, merged; id and text as UTF-8 bytes, which sort as
+    their strings do."""
 
+    def rows(path: Path) -> Iterator[tuple[int, bytes, bytes]]:
+        with pa.OSFile(str(path)) as handle:
+            for batch in pa.ipc.open_stream(handle):
+                yield from zip(*(column.to_pylist() for column in batch.columns))
 
-def _merged(paths: list[Path], source_order: dict[str, int]) -> Iterator[tuple[int, str, bytes, bytes]]:
-    """(source index, source, id, text) of the rows of `paths`, each file sorted by (source order, id), merged
-    in that order; id and text are UTF-8 bytes, which sort as their strings do."""
-
-    def rows(path: Path) -> Iterator[tuple[int, str, bytes, bytes]]:
-        with pq.ParquetFile(path, buffer_size=2**20, pre_buffer=False) as parquet:  # reads pages, not columns
-            for batch in parquet.iter_batches(batch_size=MERGE_BATCH_ROWS, columns=RUN_SCHEMA.names):
-                source = batch.column("source").to_pylist()
-                doc_id, text = (batch.column(name).cast(pa.binary()).to_pylist() for name in ("id", "text"))
-                yield from zip(map(source_order.__getitem__, source), source, doc_id, text)
-
-    return heapq.merge(*map(rows, paths))
+    return heapq.merge(*map(rows, runs))
 
 
 def _defect_summary(counts: SourceCounts) -> str:
