@@ -192,16 +192,11 @@ def ingest(corpus_cfg: dict, out_dir: str | Path, *, progress: bool = True,
             if not counts.docs_kept:
                 raise UserError(f"{key}: the source yielded no documents ({_defect_summary(counts)})")
             sources[name] = counts.as_dict()
-        del seen_ids
+        del seen_ids  # before the shards are sorted
         spill.flush()
-        for shard, name in enumerate(shards):
-            table = spill.rows_of(shard).sort_by([("source_index", "ascending"), ("id", "ascending")])
-            with pa.ipc.new_stream(spill.folder / f"run-{shard:05d}.arrow", RUN_SCHEMA) as run:
-                run.write_table(table.select(RUN_SCHEMA.names).cast(RUN_SCHEMA), max_chunksize=MERGE_BATCH_ROWS)
-            table = table.select(SCHEMA.names).combine_chunks()
-            atomic_write(out_dir / name, lambda handle: pq.write_table(table, handle))
-            del table
         runs = [spill.folder / f"run-{shard:05d}.arrow" for shard in range(len(shards))]
+        for shard, (name, run) in enumerate(zip(shards, runs)):
+            _write_shard(spill.rows_of(shard), out_dir / name, run)
         content_sha256 = _content_hash(runs, spill.folder, merge_fan_in)
     finally:
         shutil.rmtree(spill.folder, ignore_errors=True)
@@ -256,6 +251,17 @@ class _Spill:
         return pa.Table.from_batches(batches, schema=SPILL_SCHEMA)
 
 
+def _write_shard(rows: pa.Table, path: Path, run: Path) -> None:
+    """Write a shard's rows ordered by (source order, id) to `path` (atomically), and their ids and texts as
+    a sorted run for the content hash to `run`."""
+    rows = rows.sort_by([("source_index", "ascending"), ("id", "ascending")])
+    with pa.ipc.new_stream(run, RUN_SCHEMA) as writer:
+        writer.write_table(rows.select(RUN_SCHEMA.names).cast(RUN_SCHEMA), max_chunksize=MERGE_BATCH_ROWS)
+    table = rows.select(SCHEMA.names)
+    del rows
+    atomic_write(path, lambda handle: pq.write_table(table, handle))
+
+
 def _content_hash(runs: list[Path], scratch: Path, fan_in: int) -> str:
     """sha256 of every row's id and text in (source order, id) order over all shards: a k-way merge of the
     shards' sorted runs, a batch of each in memory. Over `fan_in` runs, groups of them are first merged into
@@ -293,8 +299,6 @@ def _defect_summary(counts: SourceCounts) -> str:
     parts = [f"{n} {reason} (first at {counts.examples[reason][0]})"
              for reason, n in counts.rejected.items() if n]
     return f"{counts.docs_read} records read" + (": " + ", ".join(parts) if parts else "")
-
-
 
 
 def read_shards(paths: Iterable[str | Path]):
