@@ -88,7 +88,7 @@ def test_outputs_are_those_of_the_in_memory_ingest_for_any_spill_buffer(tmp_path
     assert _digests(Path("out"), manifest)["manifest.json"] == manifest_sha256
     assert _id_order(Path("out"), manifest) == id_order
     assert sorted(path.name for path in Path("out").iterdir()) == sorted([*manifest["shards"], "manifest.json"])
-    # a spill per document and a merge of two runs at a time (four merge levels at 40 shards): same bytes
+    # a spill file per document, and runs merged two at a time (five levels at 40 shards): the same bytes
     tiny = ingest(cfg, "tiny", progress=False, spill_buffer_bytes=1, merge_fan_in=2)
     assert tiny == manifest and _digests(Path("tiny"), tiny) == _digests(Path("out"), manifest)
 

@@ -12,8 +12,9 @@ left with no document at all stops the study (a `UserError` naming its config ke
 
 The ingest streams, so its memory follows the largest shard, not the corpus: rows are spilled to a scratch
 folder inside the output folder as they are read (`SPILL_BUFFER_BYTES` of text at a time), then each shard
-is read back, sorted and written on its own, and the content hash merges the written shards a batch at a
-time. Only the set of document ids seen (for `duplicate_id`) grows with the corpus.
+is read back, sorted and written on its own, with its ids and texts as a sorted run beside the spill; the
+content hash k-way merges those runs a few rows of each at a time. Only the set of document ids seen (for
+`duplicate_id`) grows with the corpus.
 """
 
 from __future__ import annotations
@@ -266,6 +267,7 @@ def _content_hash(runs: list[Path], scratch: Path, fan_in: int) -> str:
     """sha256 of every row's id and text in (source order, id) order over all shards: a k-way merge of the
     shards' sorted runs, a batch of each in memory. Over `fan_in` runs, groups of them are first merged into
     longer runs, so that no more than `fan_in` files are read at once."""
+    assert fan_in >= 2, "a merge of one run at a time never ends"
     for level in itertools.count():
         if len(runs) <= fan_in:
             break
