@@ -9,12 +9,20 @@ folders or files a user points to (`files`: JSONL, Parquet, plain text). Bad inp
 ingest: every record that cannot become a document is counted per source under its defect (`DEFECTS`),
 with the first few locations (file and line or row), in `manifest.json` and so in `curation.json`. A source
 left with no document at all stops the study (a `UserError` naming its config key), before any training.
+
+The ingest streams, so its memory follows the largest shard, not the corpus: rows are spilled to a scratch
+folder inside the output folder as they are read (`SPILL_BUFFER_BYTES` of text at a time), then each shard
+is read back, sorted and written on its own, with its ids and texts as a sorted run beside the spill; the
+content hash k-way merges those runs a few rows of each at a time. Only the set of document ids seen (for
+`duplicate_id`) grows with the corpus.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import heapq
+import itertools
+import shutil
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +33,7 @@ import pyarrow.parquet as pq
 
 from isoflop.corpus import files, stdlib, synthetic
 from isoflop.errors import UserError
+from isoflop.workflow import atomic_write, write_json
 
 SCHEMA = pa.schema(
     [("id", pa.string()), ("domain", pa.string()), ("source", pa.string()), ("text", pa.string()),
@@ -46,6 +55,14 @@ DEFECTS = {
     "duplicate_id": "a document whose id an earlier one has (the same file read twice by one domain)",
 }
 SHARD_FILE = "shard-{shard}.parquet"  # {shard}: one of `shard_ids`
+SCRATCH_DIR = ".ingest-scratch"  # inside the output folder: cleared when an ingest starts, removed as it ends
+# Memory bounds of the streaming ingest, not settings: no output depends on them (a test checks).
+SPILL_BUFFER_BYTES = 8 * 2**20  # text held in memory before it is spilled
+MERGE_FAN_IN = 64  # shards (or merged runs) the content hash reads at once
+MERGE_BATCH_ROWS = 16  # rows of each of them in memory
+SPILL_SCHEMA = pa.schema([("source_index", pa.int32()), *SCHEMA])  # the source's place in config order
+# A shard's rows for the content hash, in its order: the Parquet shard's pages are too large to read many at once
+RUN_SCHEMA = pa.schema([("source_index", pa.int32()), ("id", pa.binary()), ("text", pa.binary())])
 
 
 @dataclass
@@ -134,56 +151,149 @@ def shard_ids(n_shards: int) -> list[str]:
     return [f"{index:05d}" for index in range(n_shards)]
 
 
-def ingest(corpus_cfg: dict, out_dir: str | Path, *, progress: bool = True) -> dict:
+def ingest(corpus_cfg: dict, out_dir: str | Path, *, progress: bool = True,
+           spill_buffer_bytes: int = SPILL_BUFFER_BYTES, merge_fan_in: int = MERGE_FAN_IN) -> dict:
     """Read every source, write `corpus.shards` files `out_dir/shard-NNNNN.parquet` (some may be empty) and
     `out_dir/manifest.json`; return the manifest.
 
     Inside a shard, rows are ordered by (source order, document id), so shards are identical across reruns.
+    Rows are spilled to disk as they are read (`_Spill`), then each shard is sorted and written on its own:
+    memory follows the largest shard. `spill_buffer_bytes` and `merge_fan_in` bound memory and never change
+    an output.
     """
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = []
-    sources: dict[str, dict] = {}
-    seen_ids: set[str] = set()
-    for name, key, docs in iter_sources(corpus_cfg):
-        counts = SourceCounts()
-        kept: list[dict] = []
-        for doc in tqdm(docs, desc=f"ingest {name}", unit="doc", disable=not progress, mininterval=1):
-            counts.docs_read += 1
-            decoded = _decode(doc, corpus_cfg["max_doc_bytes"], counts)
-            if decoded is None:
-                continue
-            if doc.id in seen_ids:
-                counts.reject("duplicate_id", f"{doc.location} (id {doc.id})")
-                continue
-            seen_ids.add(doc.id)
-            text, n_bytes = decoded
-            kept.append({"id": doc.id, "domain": doc.domain, "source": name, "text": text, "n_bytes": n_bytes})
-            counts.docs_kept += 1
-            counts.bytes_kept += n_bytes
-        if not kept:
-            raise UserError(f"{key}: the source yielded no documents ({_defect_summary(counts)})")
-        kept.sort(key=lambda row: row["id"])
-        rows.extend(kept)
-        sources[name] = counts.as_dict()
     shards = [SHARD_FILE.format(shard=shard) for shard in shard_ids(corpus_cfg["shards"])]
-    members: list[list[dict]] = [[] for _ in shards]
-    for row in rows:
-        members[shard_of(row["id"], len(shards))].append(row)
-    for name, shard_rows in zip(shards, members):
-        pq.write_table(pa.Table.from_pylist(shard_rows, schema=SCHEMA), out_dir / name)
+    spill = _Spill(out_dir / SCRATCH_DIR, len(shards), spill_buffer_bytes)
+    try:
+        sources: dict[str, dict] = {}
+        by_domain: dict[str, dict[str, int]] = {}
+        seen_ids: set[str] = set()  # O(documents), but ids only: the first one in stream order wins
+        for source_index, (name, key, docs) in enumerate(iter_sources(corpus_cfg)):
+            counts = SourceCounts()
+            for doc in tqdm(docs, desc=f"ingest {name}", unit="doc", disable=not progress, mininterval=1):
+                counts.docs_read += 1
+                decoded = _decode(doc, corpus_cfg["max_doc_bytes"], counts)
+                if decoded is None:
+                    continue
+                if doc.id in seen_ids:
+                    counts.reject("duplicate_id", f"{doc.location} (id {doc.id})")
+                    continue
+                seen_ids.add(doc.id)
+                text, n_bytes = decoded
+                spill.add(shard_of(doc.id, len(shards)), {"source_index": source_index, "id": doc.id,
+                                                          "domain": doc.domain, "source": name, "text": text,
+                                                          "n_bytes": n_bytes})
+                counts.docs_kept += 1
+                counts.bytes_kept += n_bytes
+                domain = by_domain.setdefault(doc.domain, {"documents": 0, "bytes": 0})
+                domain["documents"] += 1
+                domain["bytes"] += n_bytes
+            if not counts.docs_kept:
+                raise UserError(f"{key}: the source yielded no documents ({_defect_summary(counts)})")
+            sources[name] = counts.as_dict()
+        del seen_ids  # before the shards are sorted
+        spill.flush()
+        runs = [spill.folder / f"run-{shard:05d}.arrow" for shard in range(len(shards))]
+        for shard, (name, run) in enumerate(zip(shards, runs)):
+            _write_shard(spill.rows_of(shard), out_dir / name, run)
+        content_sha256 = _content_hash(runs, spill.folder, merge_fan_in)
+    finally:
+        shutil.rmtree(spill.folder, ignore_errors=True)
     manifest = {
-        "documents": len(rows),
-        "bytes": sum(row["n_bytes"] for row in rows),
-        "by_domain": _by_domain(rows),
+        "documents": sum(counts["docs_kept"] for counts in sources.values()),
+        "bytes": sum(counts["bytes_kept"] for counts in sources.values()),
+        "by_domain": dict(sorted(by_domain.items())),
         "sources": sources,
         "shards": shards,
-        "content_sha256": _content_hash(rows),
+        "content_sha256": content_sha256,
     }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_json(out_dir / "manifest.json", manifest)
     return manifest
+
+
+class _Spill:
+    """Every shard's rows in stream order: held in memory until their text passes `buffer_bytes`, then written
+    as one Arrow IPC file with a record batch per shard that has rows (few files, whatever the shard count)."""
+
+    def __init__(self, folder: Path, n_shards: int, buffer_bytes: int):
+        shutil.rmtree(folder, ignore_errors=True)  # left by a killed ingest
+        folder.mkdir(parents=True)
+        self.folder, self.buffer_bytes = folder, buffer_bytes
+        self.pending: list[list[dict]] = [[] for _ in range(n_shards)]
+        self.pending_bytes = 0
+        self.files: list[tuple[Path, dict[int, int]]] = []  # (spill file, shard -> index of its batch there)
+
+    def add(self, shard: int, row: dict) -> None:
+        self.pending[shard].append(row)
+        self.pending_bytes += row["n_bytes"]
+        if self.pending_bytes >= self.buffer_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        path, batch_of = self.folder / f"spill-{len(self.files):05d}.arrow", {}
+        with pa.ipc.new_file(path, SPILL_SCHEMA) as writer:
+            for shard, rows in enumerate(self.pending):
+                if rows:
+                    batch_of[shard] = len(batch_of)
+                    writer.write_batch(pa.RecordBatch.from_pylist(rows, schema=SPILL_SCHEMA))
+                    rows.clear()
+        self.files.append((path, batch_of))
+        self.pending_bytes = 0
+
+    def rows_of(self, shard: int) -> pa.Table:
+        """Every row spilled for `shard`, read into memory (not mapped: the pages would count as the job's)."""
+        batches = []
+        for path, batch_of in self.files:
+            if shard in batch_of:
+                with pa.OSFile(str(path)) as handle:
+                    batches.append(pa.ipc.open_file(handle).get_batch(batch_of[shard]))
+        return pa.Table.from_batches(batches, schema=SPILL_SCHEMA)
+
+
+def _write_shard(rows: pa.Table, path: Path, run: Path) -> None:
+    """Write a shard's rows ordered by (source order, id) to `path` (atomically), and their ids and texts as
+    a sorted run for the content hash to `run`."""
+    rows = rows.sort_by([("source_index", "ascending"), ("id", "ascending")])
+    with pa.ipc.new_stream(run, RUN_SCHEMA) as writer:
+        writer.write_table(rows.select(RUN_SCHEMA.names).cast(RUN_SCHEMA), max_chunksize=MERGE_BATCH_ROWS)
+    table = rows.select(SCHEMA.names)
+    del rows
+    atomic_write(path, lambda handle: pq.write_table(table, handle))
+
+
+def _content_hash(runs: list[Path], scratch: Path, fan_in: int) -> str:
+    """sha256 of every row's id and text in (source order, id) order over all shards: a k-way merge of the
+    shards' sorted runs, a batch of each in memory. Over `fan_in` runs, groups of them are first merged into
+    longer runs, so that no more than `fan_in` files are read at once."""
+    assert fan_in >= 2, "a merge of one run at a time never ends"
+    for level in itertools.count():
+        if len(runs) <= fan_in:
+            break
+        groups = [runs[start:start + fan_in] for start in range(0, len(runs), fan_in)]
+        runs = [scratch / f"merge-{level}-{index:05d}.arrow" for index in range(len(groups))]
+        for group, run in zip(groups, runs):
+            with pa.ipc.new_stream(run, RUN_SCHEMA) as writer:
+                rows = _merged(group)
+                while batch := list(itertools.islice(rows, MERGE_BATCH_ROWS)):
+                    writer.write_batch(pa.record_batch(list(zip(*batch)), schema=RUN_SCHEMA))
+    digest = hashlib.sha256()
+    for _, doc_id, text in _merged(runs):
+        digest.update(doc_id + b"\0" + text + b"\0")
+    return digest.hexdigest()
+
+
+def _merged(runs: list[Path]) -> Iterator[tuple[int, bytes, bytes]]:
+    """The (source index, id, text) rows of sorted runs, merged; id and text as UTF-8 bytes, which sort as
+    their strings do."""
+
+    def rows(path: Path) -> Iterator[tuple[int, bytes, bytes]]:
+        with pa.OSFile(str(path)) as handle:
+            for batch in pa.ipc.open_stream(handle):
+                yield from zip(*(column.to_pylist() for column in batch.columns))
+
+    return heapq.merge(*map(rows, runs))
 
 
 def _defect_summary(counts: SourceCounts) -> str:
@@ -191,22 +301,6 @@ def _defect_summary(counts: SourceCounts) -> str:
     parts = [f"{n} {reason} (first at {counts.examples[reason][0]})"
              for reason, n in counts.rejected.items() if n]
     return f"{counts.docs_read} records read" + (": " + ", ".join(parts) if parts else "")
-
-
-def _by_domain(rows: list[dict]) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for row in rows:
-        entry = out.setdefault(row["domain"], {"documents": 0, "bytes": 0})
-        entry["documents"] += 1
-        entry["bytes"] += row["n_bytes"]
-    return dict(sorted(out.items()))
-
-
-def _content_hash(rows: list[dict]) -> str:
-    digest = hashlib.sha256()
-    for row in rows:
-        digest.update(row["id"].encode() + b"\0" + row["text"].encode() + b"\0")
-    return digest.hexdigest()
 
 
 def read_shards(paths: Iterable[str | Path]):

@@ -24,6 +24,7 @@ from isoflop.errors import UserError
 SUFFIXES = {"jsonl": (".jsonl", ".json"), "parquet": (".parquet",), "text": (".txt", ".md", ".text")}
 # Part of every user source's fingerprint: a change of the id scheme must give new corpus folders.
 ID_SCHEME = "domain:source-path/relative-path"
+BATCH_ROWS = 512  # Parquet rows decoded at once: the ingest's memory should not follow a user's row groups
 
 
 def _walk(root: Path, suffixes: tuple[str, ...]) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -142,12 +143,12 @@ def _parquet(path: Path, stem: str, domain: str, field: str) -> Iterator:
 
     row = 0
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=2**20)  # a page at a time, not a column
         columns = parquet.schema_arrow.names
         if field not in columns:
             yield RawDocument(stem, domain, None, f"{path} (columns: {', '.join(columns)})", "no_text_column")
             return
-        for batch in parquet.iter_batches(columns=[field]):
+        for batch in parquet.iter_batches(columns=[field], batch_size=BATCH_ROWS):
             for text in batch.column(0).to_pylist():
                 row += 1
                 readable = isinstance(text, (str, bytes))
