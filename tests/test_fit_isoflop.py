@@ -62,6 +62,15 @@ def test_bootstrap_intervals_hold_the_truth_and_are_seeded():
     assert without["ci95"]["a"][0] < without["params"]["a"] < without["ci95"]["a"][1]
 
 
+def test_replicated_sizes_bootstrap_without_a_singular_resample():
+    # three seeds at each of three sizes: a resample of 9 distinct runs often holds only 2 distinct N, which
+    # has no parabola (this crashed the mixture study's scaling fit with a singular matrix)
+    c, n, d, loss = isoflop_runs(offsets=np.repeat([-0.5, 0.0, 0.5], 3), noise=0.005, seed=4)
+    fit = fit_isoflop(c, n, d, loss, bootstrap=400, seed=1)
+    low, high = fit["ci95"]["a"]
+    assert low < TRUE_A < high and high - low < 0.2
+
+
 def test_a_budget_that_misses_its_minimum_is_flagged_and_left_out():
     c, n, d, loss = isoflop_runs(noise=0.002, seed=4)
     # the smallest budget gets only sizes well above its optimum

@@ -135,14 +135,23 @@ def resampled_vertices(
     """Vertex u*, y there, curvature c2 and whether u* is a bracketed minimum, per resample.
 
     `counts` (B, n) are resample multiplicities; a weighted least-squares fit with them equals
-    OLS on the resampled points. Resamples must hold 3 distinct u (`resample_counts(min_distinct=3)`).
+    OLS on the resampled points. A resample holding fewer than 3 distinct u (replicated runs share a u, so
+    3 distinct rows are not enough) has no parabola: nan, and not bracketed.
     """
     centre = u.mean()
     design = np.column_stack([np.ones_like(u), u - centre, (u - centre) ** 2])
     weights = counts.astype(float)
     gram = np.einsum("bn,ni,nj->bij", weights, design, design)
     moment = np.einsum("bn,ni,n->bi", weights, design, y)
-    b0, b1, b2 = np.moveaxis(np.linalg.solve(gram, moment[..., None])[..., 0], -1, 0)
+    values = np.unique(u, return_inverse=True)[1]
+    held = np.zeros((len(counts), values.max() + 1), dtype=bool)
+    for row, value in enumerate(values):
+        held[:, value] |= counts[:, row] > 0
+    solvable = held.sum(axis=1) >= 3
+    gram[~solvable] = np.eye(3)  # solved, then discarded
+    coefficients = np.linalg.solve(gram, moment[..., None])[..., 0]
+    coefficients[~solvable] = np.nan
+    b0, b1, b2 = np.moveaxis(coefficients, -1, 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         vertex = -b1 / (2 * b2)
         at_vertex = b0 - b1**2 / (4 * b2)
