@@ -82,7 +82,7 @@ def kinds(uri: str, experiment: str) -> Counter:
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     counts, token = Counter(), None
     while True:
-        page = client.search_runs([experiment_id], max_results=5000, page_token=token)
+        page = client.search_runs([experiment_id], max_results=1000, page_token=token)  # 5,000 took over 15 s
         counts.update(run.data.tags.get("isoflop.kind") for run in page)
         token = page.token
         if not token:
