@@ -358,3 +358,22 @@ def test_a_corrupt_store_is_named_and_rebuilt_from_the_files_without_duplicates(
     assert kinds == ["curation", "fit", "study", "train", "train"]
     for mlflow_id in rebuilt["runs"].values():
         assert [(m.step, m.value) for m in client.get_metric_history(mlflow_id, "train_loss")] == [(1, 5.0), (2, 4.5)]
+
+
+def test_a_sync_logs_a_servers_runs_at_once_and_the_store_holds_every_point_of_every_run(mlflow_server, tmp_path):
+    from tracking_checks import kinds, store_points, study_points, synthetic_study
+
+    config = synthetic_study(tmp_path / "results", "pooled", 24, steps=6, uri=mlflow_server)
+    layout, tracking = StudyLayout.of(config), Tracking.of(config)
+    broken = layout.run_dir(f"{13:012x}") / "result.json"
+    result = broken.read_text()
+    broken.write_text("{")  # a run the sync cannot read: its error ends the sync, not lost in a thread
+    with pytest.raises(json.JSONDecodeError):
+        sync_study(tracking, layout, layout.plan, layout.tracked, config, threads=4)
+    broken.write_text(result)
+    summary = sync_study(tracking, layout, layout.plan, layout.tracked, config, threads=4)
+    assert list(summary["runs"]) == list(pd.read_parquet(layout.runs_table)["run_id"])  # in the table's order
+    assert len(set(summary["runs"].values())) == 24 and kinds(tracking.uri, "pooled")["train"] == 24
+    assert store_points(tracking.uri, "pooled", study_points(layout)) == study_points(layout)
+    again = sync_study(tracking, layout, layout.plan, layout.tracked, config, threads=1)  # serially: a no-op
+    assert again["runs"] == summary["runs"]

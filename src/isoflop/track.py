@@ -3,8 +3,13 @@
 Every training run's MLflow run carries the tag `isoflop.run_id` and `isoflop.result_sha256` (a hash of its
 result.json), set last, once everything else is logged: so a run half-logged when its logger was killed (or
 ran out of disk) carries no hash and is replaced. Logging a run that is already there with the same result
-does nothing; a run whose result changed (it was retrained) replaces the old MLflow run. So re-running the workflow never duplicates runs,
-and `sync_study` can rebuild a deleted store from `results/` alone.
+does nothing; a run whose result changed (it was retrained) replaces the old MLflow run. So re-running the
+workflow never duplicates runs, and `sync_study` can rebuild a deleted store from `results/` alone.
+
+A training run costs the store five writes in this order (six with its dataset input): the run created with
+all its tags, one log_batch of its params and metrics, result.json as an artifact, the end status, the result
+hash. A sync logs a server's runs `SYNC_THREADS` at a time (each run's writes still in that order), a SQLite
+store's one at a time (it takes one writer): bench/bench_track.py measures both.
 
 The view is laid out for a researcher: one parent run per study plan (tag `isoflop.plan_id`) holding the
 training runs, the curation and the fit as children; run names state N and the budget; start and end times
@@ -37,6 +42,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,6 +69,7 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 PROXIED = "mlflow-artifacts:/"
 BATCH_LIMIT = 100  # MLflow's log_batch takes at most 100 params / tags and 1000 metrics per call
 METRIC_BATCH = 1000
+SYNC_THREADS = 8  # training runs a sync logs to a server at once (bench/bench_track.py)
 PAGE_SIZE = 1000  # runs per search_runs page: lookups filter by tag and page, never fetch a whole store
 # A dead or hung server costs a job seconds, not MLflow's default of 7 retries of 120 s with doubling backoff;
 # each of these set in the environment wins
@@ -238,29 +245,33 @@ def _find_runs(client, experiment_id: str, tags: dict[str, str]):
 
 
 def _log_batches(client, mlflow_run_id: str, params: dict, metrics: list, tags: dict) -> None:
+    """Params, metrics and tags in as few log_batch requests as MLflow's limits allow (one for a training run)."""
     from mlflow.entities import Param, RunTag
 
     param_list = [Param(k, str(v)[:6000]) for k, v in params.items()]
     tag_list = [RunTag(k, str(v)) for k, v in tags.items()]
-    for start in range(0, len(param_list), BATCH_LIMIT):
-        client.log_batch(mlflow_run_id, params=param_list[start : start + BATCH_LIMIT])
-    for start in range(0, len(tag_list), BATCH_LIMIT):
-        client.log_batch(mlflow_run_id, tags=tag_list[start : start + BATCH_LIMIT])
-    for start in range(0, len(metrics), METRIC_BATCH):
-        client.log_batch(mlflow_run_id, metrics=metrics[start : start + METRIC_BATCH])
+    while param_list or tag_list or metrics:
+        batch_params, param_list = param_list[:BATCH_LIMIT], param_list[BATCH_LIMIT:]
+        batch_tags, tag_list = tag_list[:BATCH_LIMIT], tag_list[BATCH_LIMIT:]
+        room = METRIC_BATCH - len(batch_params) - len(batch_tags)
+        batch_metrics, metrics = metrics[:room], metrics[room:]
+        client.log_batch(mlflow_run_id, params=batch_params, metrics=batch_metrics, tags=batch_tags)
 
 
 def _log_artifact(client, tracking: Tracking, run, path, artifact_path: str | None = None) -> None:
-    """Log a file as an artifact of `run`. The default store has no server in between, so files for a proxied
-    location are written straight into the folder that `isoflop mlflow-ui` serves it from."""
+    """Log a file as an artifact of `run`, to the repository its artifact URI names (MlflowClient.log_artifact
+    would first fetch the run again to learn that URI). The default store has no server in between, so files
+    for a proxied location are written straight into the folder that `isoflop mlflow-ui` serves it from."""
     uri = run.info.artifact_uri
     if tracking.artifacts and uri.startswith(PROXIED):
         from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 
         repo = LocalArtifactRepository(str(Path(tracking.artifacts) / uri[len(PROXIED):]))
-        repo.log_artifact(str(path), artifact_path)
     else:
-        client.log_artifact(run.info.run_id, str(path), artifact_path)
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        repo = get_artifact_repository(uri, tracking_uri=client.tracking_uri)
+    repo.log_artifact(str(path), artifact_path)
 
 
 def _log_dict(client, tracking: Tracking, run, value: dict, name: str) -> None:
@@ -309,28 +320,32 @@ def _metrics(run: dict, result: dict, curve: pd.DataFrame | None, started: float
 
     metrics = []
     if curve is not None:  # long format: train rows per step, eval rows per (step, domain; "*" = overall)
-        if "seconds" not in curve:
-            curve = curve.assign(seconds=math.nan)
-        train = curve[curve["kind"] == "train"].assign(flops=lambda rows: rows["tokens"] * run["C"] / run["D"])
+        import numpy as np
+        import pandas as pd
+
+        # whole columns picked by row masks: pandas' cost per selection was most of a run's logging time
+        columns = {name: curve[name].to_numpy() for name in curve.columns}
+        for name in ("kind", "domain"):  # labels, missing as None (a string column's NA compares as NA)
+            columns[name] = curve[name].to_numpy(dtype=object, na_value=None)
+        seconds = columns.get("seconds", np.full(len(curve), math.nan))
+        train, evals = columns["kind"] == "train", columns["kind"] == "eval"
+        columns["flops"] = columns["tokens"] * run["C"] / run["D"]
+
+        def series(key: str, rows, values, steps) -> None:
+            picked = np.flatnonzero(rows & pd.notna(values))
+            metrics.extend(Metric(key, float(v), stamp(t), int(s)) for v, t, s in
+                           zip(values[picked].tolist(), seconds[picked].tolist(), steps[picked].tolist()))
+
         for column in ("train_loss", "lr", "tokens", "flops"):
-            series = train[["step", "seconds", column]].dropna(subset=[column])
-            metrics.extend(Metric(column, float(v), stamp(t), int(s))
-                           for s, t, v in zip(series["step"], series["seconds"], series[column]))
+            series(column, train, columns[column], columns["step"])
         # the loss against tokens as a chart of its own: MLflow's x-axis is a step, and a step may be the token
         # count (the UI's metric page then draws loss against tokens with no axis configuration)
-        for key, rows, column in (("train_loss_vs_tokens", train, "train_loss"),
-                                  ("val_loss_vs_tokens", curve[(curve["kind"] == "eval") & (curve["domain"] == "*")],
-                                   "val_loss")):
-            series = rows[["tokens", "seconds", column]].dropna(subset=[column])
-            metrics.extend(Metric(key, float(v), stamp(t), int(n))
-                           for n, t, v in zip(series["tokens"], series["seconds"], series[column]))
-        evals = curve[curve["kind"] == "eval"]
-        for domain, rows in evals.groupby("domain"):
+        series("train_loss_vs_tokens", train, columns["train_loss"], columns["tokens"])
+        series("val_loss_vs_tokens", evals & (columns["domain"] == "*"), columns["val_loss"], columns["tokens"])
+        for domain in sorted({domain for domain in columns["domain"][evals].tolist() if domain is not None}):
             suffix = "" if domain == "*" else f".{domain}"
             for column in ("val_loss", "val_bpb"):
-                series = rows[["step", "seconds", column]].dropna(subset=[column])
-                metrics.extend(Metric(column + suffix, float(v), stamp(t), int(s))
-                               for s, t, v in zip(series["step"], series["seconds"], series[column]))
+                series(column + suffix, evals & (columns["domain"] == domain), columns[column], columns["step"])
     single = {
         "final.val_loss": result.get("val_loss"),
         "final.val_bpb": result.get("val_bpb"),
@@ -414,14 +429,14 @@ def _log_training_run(client, experiment_id: str, tracking: Tracking, run: dict,
         **({MIXTURE_TAG: run["mixture_id"]} if run.get("mixture_id") else {}),
     }
     started, ended = _run_times(result, run_dir / "result.json")
-    # created with the tags the next sync searches by, so a sync killed before the run is complete leaves a
-    # run that sync finds (and, lacking its result tag, replaces), never an untagged orphan
+    metrics = _metrics(run, result, curve, started, ended)
+    # created with its tags (among them the ones the next sync searches by), so a sync killed before the run
+    # is complete leaves a run that sync finds (and, lacking its result tag, replaces), never an untagged orphan
     created = _retrying(lambda: client.create_run(experiment_id, start_time=int(1000 * started),
                                                   run_name=_run_name(run),
-                                                  tags={RUN_TAG: run["run_id"], KIND_TAG: "train"}))
+                                                  tags={key: str(value) for key, value in tags.items()}))
     mlflow_id = created.info.run_id
-    metrics = _metrics(run, result, curve, started, ended)
-    _retrying(lambda: _log_batches(client, mlflow_id, params, metrics, tags))
+    _retrying(lambda: _log_batches(client, mlflow_id, params, metrics, {}))
     _retrying(lambda: _log_artifact(client, tracking, created, run_dir / "result.json"))
     if result.get("tokens_fingerprint"):
         _retrying(lambda: client.log_inputs(mlflow_id, datasets=[_corpus_input(result)]))
@@ -601,12 +616,13 @@ def _finish_study_run(client, experiment_id: str, parent: str, plan: dict, confi
 
 
 def sync_study(tracking: Tracking, layout: StudyLayout, plan_path, out_path, config: dict, *,
-               rebuild: bool = False) -> dict:
+               rebuild: bool = False, threads: int = SYNC_THREADS) -> dict:
     """Make the store match the files: the study's parent run (with the resolved `config`) and under it every
     run of the runs table (logging any that are missing or stale), the fit run with the laws, report and
     figures as artifacts, and the curation run. Reads the plan, the runs' folders, the runs table, laws.json,
     the report and figures, and the curated folder; writes `out_path` mapping ids. One sync of a study at a
-    time (the sync lock); `rebuild` first moves a SQLite store aside (see `_set_aside`).
+    time (the sync lock); `rebuild` first moves a SQLite store aside (see `_set_aside`); `threads`: training
+    runs logged to a server at once (see `_log_training_runs`).
 
     The store is read with one tag-filtered, paged search of the study's training runs, not a search per run,
     so a sync of a large grid costs pages of `PAGE_SIZE` runs (MLflow's search_runs slows at tens of
@@ -623,16 +639,35 @@ def sync_study(tracking: Tracking, layout: StudyLayout, plan_path, out_path, con
         known: dict[str, list] = {}
         for logged_run in _find_runs(client, experiment_id, {KIND_TAG: "train"}):
             known.setdefault(logged_run.data.tags.get(RUN_TAG), []).append(logged_run)
-        mapping = {}
-        for run_id in table["run_id"]:
-            mapping[run_id] = _log_training_run(client, experiment_id, tracking, plan["runs"][run_id],
-                                                layout.run_dir(run_id), parent, known.get(run_id, []))
+        mapping = _log_training_runs(client, experiment_id, tracking, layout, list(table["run_id"]), plan,
+                                     parent, known, threads)
         summary = _sync_study_outputs(client, experiment_id, tracking, layout, parent, plan, config, table,
                                       known, mapping)
     write_json(out_path, summary)
     log.info("MLflow holds the study run %s with %d training runs, the fit run %s and the curation run %s",
              parent, len(mapping), summary["fit"], summary["curation"])
     return summary
+
+
+def _log_training_runs(client, experiment_id: str, tracking: Tracking, layout: StudyLayout, run_ids: list[str],
+                       plan: dict, parent: str, known: dict[str, list], threads: int) -> dict[str, str]:
+    """`_log_training_run` for each of `run_ids`: isoflop run id -> MLflow run id, in the order of `run_ids`.
+    A server's runs are logged `threads` at a time: each costs a few requests that mostly wait on the
+    server, and each run's own requests stay in order (its result tag last), so the store holds the same
+    whatever the threads' timing. A SQLite store takes one writer at a time, so its runs are logged in turn.
+    The first failure cancels the runs not yet started and is raised."""
+    def log(run_id: str) -> str:
+        return _log_training_run(client, experiment_id, tracking, plan["runs"][run_id], layout.run_dir(run_id),
+                                 parent, known.get(run_id, []))
+
+    if threads == 1 or _sqlite_path(tracking.uri):
+        return {run_id: log(run_id) for run_id in run_ids}
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="isoflop-sync")
+    try:
+        futures = {run_id: pool.submit(log, run_id) for run_id in run_ids}
+        return {run_id: future.result() for run_id, future in futures.items()}
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def _set_aside(tracking: Tracking) -> None:
