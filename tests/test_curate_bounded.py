@@ -1,9 +1,12 @@
 """Exact dedup and the final gather in bounded memory decide exactly what the in-memory versions do."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from isoflop.curate import curate_shards, fill_defaults, stage
@@ -75,3 +78,29 @@ def test_merge_in_small_row_groups_writes_the_same_tables_and_report(tmp_path, m
     assert stages["quality"]["removed_by_rule"]["notes"]["min_words"] == 12
     train = pd.read_parquet(whole / "train.parquet")
     assert train["id"].is_monotonic_increasing and not train["id"].str.startswith("z").any()
+
+
+MERGE_PEAK = """
+import sys
+from pathlib import Path
+import pyarrow as pa, pyarrow.parquet as pq
+from isoflop.curate.stage import _merged_by_id
+paths = sorted(Path(sys.argv[1]).glob("kept-*.parquet"))
+rows = sum(part.num_rows for part in _merged_by_id(paths, pq.read_schema(paths[0]), 32))
+print(rows, pa.default_memory_pool().max_memory())
+"""
+
+
+def test_the_merge_holds_a_batch_per_file_not_the_files(tmp_path):
+    # pyarrow's ParquetFile pre-buffers every row group it will read: a merge with it held each sorted file
+    # whole, so the final gather's peak grew with the corpus (2.5 GB on a 2.2 GB corpus)
+    rng = np.random.default_rng(0)
+    letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz     ", dtype=np.uint8)
+    for index in range(8):  # 8 files of 2,000 documents of 5,000 bytes: 80 MB of text
+        ids = sorted(f"doc-{index}-{k:06d}" for k in range(2000))
+        texts = [letters[rng.integers(0, len(letters), 5000)].tobytes().decode() for _ in ids]
+        pq.write_table(pa.table({"id": ids, "text": texts}), tmp_path / f"kept-{index}.parquet", row_group_size=32)
+    out = subprocess.run([sys.executable, "-c", MERGE_PEAK, str(tmp_path)], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert int(out[0]) == 16_000
+    assert int(out[1]) < 10e6  # Arrow's peak: a few batches of 32 rows per file, not 80 MB

@@ -370,7 +370,9 @@ def _merged_by_id(paths, schema: pa.Schema, batch_rows: int):
     Each file is read `batch_rows` at a time; every step emits the buffered rows up to the smallest last id
     among the buffers (no file can hold a smaller id later), so memory is one batch per file.
     """
-    readers = [pq.ParquetFile(path).iter_batches(batch_size=batch_rows) for path in paths]
+    # pre_buffer (pyarrow's default) would read each file's every row group at once: the whole corpus
+    readers = [pq.ParquetFile(path, pre_buffer=False, buffer_size=2**20).iter_batches(batch_size=batch_rows)
+               for path in paths]
     buffers = [schema.empty_table() for _ in paths]
 
     def refilled(index: int) -> bool:
