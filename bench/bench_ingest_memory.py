@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import math
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -95,7 +97,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         tmp = Path(tmp)
-        subprocess.run(f"git -C {REPO} archive {args.baseline} src | tar -x -C {tmp}", shell=True, check=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline, "src"], capture_output=True,
+                                 check=True).stdout
+        tarfile.open(fileobj=io.BytesIO(archive)).extractall(tmp, filter="data")
         write_corpus(tmp / "corpus", args.mb)
         cfg = corpus_config(tmp / "corpus", max(1, math.ceil(args.mb / args.shard_mb)))
         new = ingest_peak(cfg, tmp / "new")
