@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from isoflop.mix.search import proxy_table, target_loss
+from isoflop.mix.search import MIN_PROXY_DISTANCE, proxy_table, target_loss
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 SEARCH = {
@@ -136,7 +136,12 @@ def test_a_killed_search_resumes_without_retraining_finished_proxies(tmp_path):
 def test_on_markov_groups_of_known_entropy_the_search_ranks_mixtures_by_their_true_order(tmp_path):
     """Two groups from Markov chains of different entropy rates (branching 1 and 6 over one alphabet); the target
     is the high-entropy group's loss, which falls as its weight grows. The search must rank mixtures in that
-    order and choose more of that group than the natural (even) mixture."""
+    order and choose more of that group than the natural (even) mixture.
+
+    The predictor is the mixing law: with a dozen proxies LightGBM is a step function of a few steps, and its
+    ranking of nine mixtures passed or failed with the seed (Spearman 0.84 to 0.95 over seeds 0-2, 0.73 on
+    CI's machine). The ranked mixtures stop at hard weight 0.6: above it the true losses differ by less than the
+    proxies' noise (about 0.01; the optimum was at 0.75 with one seed), so no order there is the truth."""
     import numpy as np
     from scipy.stats import spearmanr
 
@@ -160,7 +165,7 @@ def test_on_markov_groups_of_known_entropy_the_search_ranks_mixtures_by_their_tr
                    "semantic_dedup": {"enabled": False}},
         "tokenizer": {"vocab_size": 260, "train_bytes": 100000},
         "mix": {"max_epochs": 50, "search": {**SEARCH["mix"]["search"], "target": "hard", "sparsity": 0.0,
-                                             "tokens": 40000},
+                                             "tokens": 40000, "model": "mixing-law"},
                 "verify": {"enabled": False}, "scaling": {"enabled": False}},
     }
     path = tmp_path / "markov.yaml"
@@ -173,11 +178,15 @@ def test_on_markov_groups_of_known_entropy_the_search_ranks_mixtures_by_their_tr
     share = np.array([p["weights"]["hard"] for p in first])
     observed = np.array([p["target"] for p in first])
     assert spearmanr(-share, observed).statistic >= 0.9  # the ground truth the proxies show
-    grid = np.linspace(0.1, 0.9, 9)
+    grid = np.linspace(0.1, 0.6, 6)
     test = np.column_stack([1 - grid, grid])  # columns in group order: easy, hard
-    predicted = from_json(fit["predictors"]["lgbm"]).predict(test)
+    predicted = from_json(fit["predictors"]["mixing-law"]).predict(test)
     assert spearmanr(-grid, predicted).statistic >= 0.9
     assert fit["chosen"]["weights"]["hard"] > 0.5
+    later = np.array([p["weights"]["hard"] for p in fit["proxies"] if p["round"] == 1])
+    distances = np.abs(later[:, None] - np.concatenate([share, later])[None, :]) * 2  # L1 over two groups
+    distances[:, len(share):][np.diag_indices(len(later))] = np.inf
+    assert distances.min() >= MIN_PROXY_DISTANCE - 1e-9  # round 1 explores: no proxy trained twice
 
 
 def test_round_zero_takes_its_samples_farthest_first():

@@ -3,8 +3,9 @@ scales and the scaling comparison (see workflow/rules/mix.smk for how they chain
 
     round_stage    round 0: Dirichlet mixtures around the natural one (RegMix), taken in farthest-first order so
                    that few proxies still cover the simplex; round r: the mixtures the round r-1 predictor
-                   rates best among candidates around its choice and the natural one (CLIMB), none trained
-                   before. Writes the round's runs (run id -> spec and mixture).
+                   rates best among candidates around its choice and the natural one (CLIMB), each at least
+                   MIN_PROXY_DISTANCE (L1) from the others and from every proxy trained before. Writes the
+                   round's runs (run id -> spec and mixture).
     fit_stage      every proxy so far: the three predictors' cross-validated scores, their predictions of
                    this round's proxies from the last round's fits (held out), and the proposed mixture.
     final_stage    the chosen, named and best proxies' mixtures at the proxy scale and every larger scale,
@@ -32,6 +33,11 @@ from isoflop.workflow import read_json, write_json
 log = logging.getLogger("isoflop")
 MODELS = ("lgbm", "mixing-law", "ridge")
 CHOSEN, NATURAL = "chosen", "natural"
+# A later round's proxies keep at least this L1 distance from one another and from every proxy trained before:
+# otherwise the best-rated candidates crowd onto the predictor's optimum (a corner of the simplex, say) and a
+# round trains the same mixture six times (seen: six round-1 proxies within 0.004 of hard weight 1.0, with
+# losses equal to 4 decimals). 0.1 is 5% of the mass moved between two groups.
+MIN_PROXY_DISTANCE = 0.1
 
 
 def target_loss(result: dict, target) -> float | None:
@@ -105,7 +111,6 @@ def round_stage(round_index: int, data_dir, previous_fit, cfg: dict, data_id: st
     groups = sorted(meta["domains"])
     natural = np.array([resolve("natural", meta, "natural")[g] for g in groups])
     seed = cfg["seed"] * 1000 + round_index
-    done = set()
     if previous_fit is None:
         candidates = spread(propose.sample_mixtures(natural, 50 * search["proxies"], seed=seed,
                                                     sparsity=search["sparsity"]))
@@ -119,21 +124,26 @@ def round_stage(round_index: int, data_dir, previous_fit, cfg: dict, data_id: st
             propose.sample_mixtures(natural, search["candidates"], seed=seed + 500, sparsity=search["sparsity"])])
         predicted = from_json(fit["predictors"][search["model"]]).predict(pool)
         candidates = pool[np.argsort(predicted, kind="stable")]
-        done = {proxy["run_id"] for proxy in fit["proxies"]}  # a mixture already trained is not a new proxy
+        trained = np.array([[proxy["weights"][g] for g in groups] for proxy in fit["proxies"]])
     runs = {}
     for row in candidates:
         weights = _as_weights(row, groups)
         if not _feasible(weights, search["tokens"], meta, mix):
             continue
+        if previous_fit is not None:  # new, and apart from every proxy so far
+            if np.abs(trained - row).sum(axis=1).min() < MIN_PROXY_DISTANCE:
+                continue
+            trained = np.vstack([trained, row])
         run_id, record = _mixture_run(cfg, data_id, weights, search["d_model"], search["tokens"],
                                       role="proxy", round=round_index)
-        if run_id not in done:
-            runs.setdefault(run_id, record)
+        runs.setdefault(run_id, record)
         if len(runs) == search["proxies"]:
             break
     if len(runs) < search["proxies"]:
-        raise UserError(f"mix.search.proxies = {search['proxies']}: only {len(runs)} sampled mixtures respect "
-                        f"mix.max_epochs = {mix['max_epochs']} at mix.search.tokens = {search['tokens']}")
+        spacing = f", {MIN_PROXY_DISTANCE} (L1) apart from trained proxies," if previous_fit is not None else ""
+        raise UserError(f"mix.search.proxies = {search['proxies']}: only {len(runs)} sampled mixtures{spacing} "
+                        f"respect mix.max_epochs = {mix['max_epochs']} at mix.search.tokens = {search['tokens']} "
+                        f"(raise mix.search.candidates or lower mix.search.proxies)")
     write_json(out_path, runs)
     return runs
 
