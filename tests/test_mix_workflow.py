@@ -141,7 +141,7 @@ def test_on_markov_groups_of_known_entropy_the_search_ranks_mixtures_by_their_tr
     The predictor is the mixing law: with a dozen proxies LightGBM is a step function of a few steps, and its
     ranking of nine mixtures passed or failed with the seed (Spearman 0.84 to 0.95 over seeds 0-2, 0.73 on
     CI's machine). The ranked mixtures stop at hard weight 0.6: above it the true losses differ by less than the
-    proxies' noise (about 0.01; the optimum was at 0.75 with one seed), so no order there is the truth."""
+    proxies' noise (about 0.01; in one run the lowest loss was at hard weight 0.76), so no order there is the truth."""
     import numpy as np
     from scipy.stats import spearmanr
 
