@@ -253,7 +253,8 @@ def test_the_report_section_reads_summary_json_and_draws_its_figures(tmp_path):
                           "target": 3.0 - 0.1 * s + 0.01 * i} for s in (0, 1) for i, m in enumerate(("chosen", "natural"))],
         "decision_accuracy": [{"scale": 1, "accuracy": 1.0, "lo": 1.0, "hi": 1.0, "pairs": 1, "winner": "chosen",
                                "chosen_wins": True, "chosen_wins_share": 0.97}],
-        "scaling": {"budget": 1e13, "gap": comparison["gap"], "excludes_zero": True, "comparison": comparison},
+        "scaling": {"budget": 1e13, "laws": {"natural": "chinchilla", "chosen": "chinchilla"}, "gap": comparison["gap"],
+                    "excludes_zero": True, "comparison": comparison},
     }
     write_json(tmp_path / "summary.json", summary)
     curation = {"curation": {"stages": {"cluster": {"top_terms": {"0": ["def", "self", "return"], "1": ["test"]}}}}}
@@ -263,6 +264,39 @@ def test_the_report_section_reads_summary_json_and_draws_its_figures(tmp_path):
     assert "| chosen | 3 | 2.9 |" in text and "| natural | 3.01 | 2.91 |" in text
     assert "decision accuracy 1.00 (95% bootstrap interval over eval windows [1.00, 1.00], 1 pairs)" in text
     assert "still wins (in 97% of the resamples)" in text
-    assert "chosen minus natural is -0.1000 nats/token" in text and "the interval excludes 0" in text
+    assert "chosen minus natural (both mixtures' Chinchilla law) is -0.1000 nats/token" in text and "the interval excludes 0" in text
     for name in ("mix_rounds", "mix_held_out", "mix_scaling"):
         assert imread(tmp_path / "figures" / f"{name}.png").shape[0] > 200
+
+
+@pytest.mark.slow
+def test_a_degenerate_chinchilla_fit_gives_way_to_the_isoflop_law_for_both_mixtures():
+    """studies/mixture_domains.yaml's scaling grids (3 budgets x 3 sizes, 3 seeds at the smallest; data recorded
+    from its run on 2026-12-02): the chosen mixture's Chinchilla fit is degenerate (alpha 77, A overflowing) and
+    its compute-optimal loss at 1e13 FLOPs is NaN, which the report printed as a gap of "+nan". Both mixtures
+    are compared under the IsoFLOP law instead, with a finite gap inside its interval."""
+    import math
+
+    import numpy as np
+
+    from isoflop.config import validate_config
+    from isoflop.fit import fit_study
+    from isoflop.fit.frontier import optimal_loss
+    from isoflop.mix.search import _scaling
+    from isoflop.stages import best_of_sweep, runs_table
+
+    recorded = json.loads((REPO / "tests" / "data" / "mix_scaling_domains.json").read_text())
+    runs, results = recorded["runs"], recorded["results"]
+    cfg = validate_config(yaml.safe_load((REPO / "studies" / "mixture_domains.yaml").read_text()))
+    cfg["plan"]["flops_convention"] = "nonembed_head_attention"  # config.yaml's, under the study's
+    cfg["fit"]["bootstrap"] = 40  # the point fits (what degenerates) do not depend on it; fewer keep the test short
+    chosen = {run_id: run for run_id, run in runs.items() if "chosen" in run["names"]}
+    table = runs_table(chosen, results, cfg["plan"]["flops_convention"])
+    law = fit_study(best_of_sweep(table), bootstrap=cfg["fit"]["bootstrap"], seed=cfg["seed"],
+                    huber_delta=cfg["fit"]["huber_delta"])["chinchilla"]
+    assert law and not np.isfinite(optimal_loss(law, [1e13])[0]).all()  # the degenerate fit this guards against
+    scaling = _scaling(runs, results, cfg)
+    assert scaling["laws"] == {"natural": "isoflop", "chosen": "isoflop"}
+    gap, (low, high) = scaling["gap"]
+    assert math.isfinite(gap) and low < gap < high
+    assert scaling["budget"] == 1e13

@@ -346,23 +346,30 @@ def _scaling(runs: dict, results: dict, cfg: dict) -> dict:
     loss at 10x the largest budget, with its interval."""
     from isoflop.compare import compare_frontiers
     from isoflop.fit import fit_study
-    from isoflop.fit.predict import study_law
+    from isoflop.fit.frontier import optimal_loss
     from isoflop.stages import best_of_sweep, runs_table
 
-    laws = {}
+    budget = 10 * max(cfg["mix"]["scaling"]["budgets"])
+    fitted = {}
     for name in (NATURAL, CHOSEN):
         mine = {run_id: r for run_id, r in runs.items() if name in r["names"]}
         table = runs_table(mine, {run_id: results[run_id] for run_id in mine}, cfg["plan"]["flops_convention"])
-        fitted = fit_study(best_of_sweep(table), bootstrap=cfg["fit"]["bootstrap"], seed=cfg["seed"],
-                           huber_delta=cfg["fit"]["huber_delta"])
-        try:  # the Chinchilla law when fitted: its bootstrap spreads the optimal loss, so the gap has an interval
-            law_name = "chinchilla" if fitted.get("chinchilla") else study_law(fitted, None, f"mix scaling ({name})")[0]
-        except UserError as err:  # too few points for any law: the summary says so rather than failing
-            log.warning("%s; warnings: %s", err, fitted.get("warnings"))
-            return {"not_fitted": f"{err}: {'; '.join(fitted.get('warnings', []))}"}
-        laws[name] = {"law": law_name, "fit": fitted[law_name], "fits": [fitted[k] for k in ("chinchilla", "isoflop")
-                                                                         if fitted.get(k)]}
-    budget = 10 * max(cfg["mix"]["scaling"]["budgets"])
+        fitted[name] = fit_study(best_of_sweep(table), bootstrap=cfg["fit"]["bootstrap"], seed=cfg["seed"],
+                                 huber_delta=cfg["fit"]["huber_delta"])
+    # one law form for both mixtures, the Chinchilla law first (its bootstrap spreads the optimal loss, so the gap
+    # has an interval), and only one with a finite optimum at the budget in both: a degenerate fit (alpha 77, A
+    # overflowing, seen on a 3 x 3 grid) predicts NaN
+    usable = [form for form in ("chinchilla", "isoflop")
+              if all(law.get(form) and np.isfinite(optimal_loss(law[form], [budget])[0]).all()
+                     for law in fitted.values())]
+    if not usable:  # too few points, or only degenerate laws: the summary says so rather than failing
+        warnings = [f"{name}: {warning}" for name, law in fitted.items() for warning in law.get("warnings", [])]
+        why = f"no law form gives both mixtures a finite compute-optimal loss at {budget:.3g} FLOPs"
+        log.warning("mix scaling: %s; warnings: %s", why, warnings)
+        return {"not_fitted": f"{why}: {'; '.join(warnings)}"}
+    laws = {name: {"law": usable[0], "fit": law[usable[0]],
+                   "fits": [law[form] for form in ("chinchilla", "isoflop") if law.get(form)]}
+            for name, law in fitted.items()}
     result = compare_frontiers(laws[NATURAL]["fit"], laws[CHOSEN]["fit"], budget,
                                span=laws[NATURAL]["fits"] + laws[CHOSEN]["fits"])
     return {"budget": budget, "laws": {name: law["law"] for name, law in laws.items()},
