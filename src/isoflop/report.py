@@ -459,19 +459,12 @@ def mixture_lines(summary: dict, curation: dict, figures: Path) -> list[str]:
         gap, (low, high) = scaling["gap"]
         lines += ["### Scaling of the chosen mixture", "",
                   f"At C = {scaling['budget']:.3g} FLOPs (10x the largest budget of each mixture's IsoFLOP grid), "
-                  f"the predicted compute-optimal loss gap chosen minus natural ({_law_names(scaling['laws'])}) is "
-                  f"{gap:+.4f} nats/token, 95% "
+                  f"the predicted compute-optimal loss gap chosen minus natural, by both mixtures' "
+                  f"{LAW_NAMES[scaling['laws']['chosen']]}, is {gap:+.4f} nats/token, 95% "
                   f"interval [{low:+.4f}, {high:+.4f}]: the interval "
                   f"{'excludes' if scaling['excludes_zero'] else 'includes'} 0.", "",
                   "![compute-optimal frontiers of the two mixtures](figures/mix_scaling.png)", ""]
     return lines
-
-
-def _law_names(laws: dict) -> str:
-    """Which law form the scaling comparison used, as the report names it."""
-    names = {"chinchilla": "Chinchilla law", "isoflop": "IsoFLOP law"}
-    forms = sorted(set(laws.values()))
-    return f"both mixtures' {names[forms[0]]}" if len(forms) == 1 else ", ".join(f"{k}: {names[v]}" for k, v in laws.items())
 
 
 def write_report(runs_path, laws_path, curated_dir, plan_path, curve_paths, trunk_results, benchmarks: dict[str, list],

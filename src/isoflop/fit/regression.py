@@ -143,11 +143,8 @@ def resampled_vertices(
     weights = counts.astype(float)
     gram = np.einsum("bn,ni,nj->bij", weights, design, design)
     moment = np.einsum("bn,ni,n->bi", weights, design, y)
-    values = np.unique(u, return_inverse=True)[1]
-    held = np.zeros((len(counts), values.max() + 1), dtype=bool)
-    for row, value in enumerate(values):
-        held[:, value] |= counts[:, row] > 0
-    solvable = held.sum(axis=1) >= 3
+    distinct, which = np.unique(u, return_inverse=True)
+    solvable = ((counts @ (which[:, None] == np.arange(len(distinct)))) > 0).sum(axis=1) >= 3  # distinct u held
     gram[~solvable] = np.eye(3)  # solved, then discarded
     coefficients = np.linalg.solve(gram, moment[..., None])[..., 0]
     coefficients[~solvable] = np.nan
