@@ -21,7 +21,7 @@ PYTEST_MARKERS ?= not slow and not faults and not server and not cluster and not
 SERVICE_MARKERS ?=
 endif
 
-.PHONY: setup study test test-all lint mlflow-ui bench clean-study gpu-check
+.PHONY: setup study test test-all lint docs mlflow-ui bench clean-study gpu-check
 
 setup: $(STAMP)
 
@@ -51,6 +51,11 @@ gpu-check: setup
 
 lint: setup
 	$(BIN)/snakemake --lint --configfile $(CONFIG)
+
+# the documentation site (docs/, mkdocs.yml) into build/site/; strict: a broken link or a missing page fails.
+# The config, CLI and API reference pages are generated as it builds (docs/gen_reference.py).
+docs: setup
+	PYTHONPATH=$(CURDIR)/src $(BIN)/mkdocs build --strict
 
 # one uvicorn worker, no GenAI job runner, artifacts served from the study's folder (see isoflop.track.ui_command)
 mlflow-ui: setup
