@@ -181,8 +181,8 @@ class StudyProgress:
     a job's one-line failure or a warning is never lost."""
 
     ROUTINE = re.compile(
-        r"(Assuming unrestricted shared filesystem usage\.|Using profile .* for setting default command line arguments\."
-        r"|SNAKEMAKE|=+|Building DAG of jobs\.\.\.|Using shell: .*"
+        r"(Assuming unrestricted shared filesystem usage\.|Using profile .* for setting default command line "
+        r"arguments\.|SNAKEMAKE|=+|Building DAG of jobs\.\.\.|Using shell: .*"
         r"|Provided (cores|resources): .*|Rules claiming more threads will be scaled down\.|Conda environments: .*"
         r"|Select jobs to execute\.\.\.|Execute \d+ jobs\.\.\.|Shell command: .*|host: .*|Elapsed time: .*"
         r"|\[\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4}\])")
