@@ -49,7 +49,13 @@ test-all: setup
 gpu-check: setup
 	$(BIN)/python scripts/checks/gpu_check.py
 
+# ruff (rules in pyproject.toml), mypy on src/ (lenient; settings in pyproject.toml), the import contracts
+# (pyproject.toml's [tool.importlinter]) and Snakemake's own lint of the workflow. `ruff format` is configured
+# but not yet applied to the tree.
 lint: setup
+	$(BIN)/ruff check .
+	PYTHONPATH=$(CURDIR)/src $(BIN)/mypy
+	PYTHONPATH=$(CURDIR)/src $(BIN)/lint-imports --no-cache
 	$(BIN)/snakemake --lint --configfile $(CONFIG)
 
 # the documentation site (docs/, mkdocs.yml) into build/site/; strict: a broken link or a missing page fails.

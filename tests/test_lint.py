@@ -4,6 +4,8 @@ contracts (pyproject.toml) pass, and the contracts catch a planted violation."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,3 +43,42 @@ def test_parsing_the_workflow_never_imports_torch(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "train_trunk" in done.stdout + done.stderr  # the plan was made: its runs are jobs
     assert done.stderr.rstrip().endswith("torch not imported"), done.stderr[-3000:]
+
+
+def _run(*command: str, cwd: Path = REPO, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(list(command), cwd=cwd, env=env or _env(), capture_output=True, text=True, timeout=300)
+
+
+def test_ruff_passes():
+    done = _run(str(BIN / "ruff"), "check", "--no-cache", ".")
+    assert done.returncode == 0, done.stdout[-4000:]
+
+
+def test_mypy_passes_on_src(tmp_path):
+    done = _run(str(BIN / "mypy"), "--cache-dir", str(tmp_path / "cache"))
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert "no issues found in" in done.stdout
+
+
+def test_the_import_contracts_hold_and_catch_a_planted_violation(tmp_path):
+    done = _run(str(BIN / "lint-imports"), "--no-cache")
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert "Contracts: 6 kept, 0 broken." in done.stdout
+
+    # a copy of the package in which a law module imports the training loop, and the plan imports Snakemake
+    copy = tmp_path / "repo"
+    shutil.copytree(REPO / "src", copy / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", copy)
+    laws = copy / "src/isoflop/fit/laws.py"
+    laws.write_text(laws.read_text() + "\n\ndef _planted():\n    from isoflop.train.loop import train_run\n\n"
+                    "    return train_run\n")
+    plan = copy / "src/isoflop/plan.py"
+    plan.write_text(plan.read_text() + "\n\ndef _planted():\n    import snakemake\n\n    return snakemake\n")
+    done = _run(str(BIN / "lint-imports"), "--no-cache", cwd=copy, env={**_env(), "PYTHONPATH": str(copy / "src")})
+    assert done.returncode == 1, done.stdout[-4000:]
+    assert "Contracts: 3 kept, 3 broken." in done.stdout, done.stdout[-4000:]
+    for broken in ("the library never imports Snakemake", "fit and plots never import train",
+                   "the import layers"):
+        assert re.search(rf"{broken}[^\n]*\n?[^\n]* BROKEN", done.stdout), (broken, done.stdout[-4000:])
+    assert "isoflop.fit.laws -> isoflop.train.loop" in done.stdout
+    assert "isoflop.plan -> snakemake" in done.stdout

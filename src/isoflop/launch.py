@@ -240,7 +240,7 @@ class StudyProgress:
             self._block = "stats"
         elif job := self.JOB.fullmatch(text):
             self._block, self._job_rule, self._job_id = "job", job.group(3), None
-        elif text.startswith("Error in rule ") or text.startswith("Error in group "):
+        elif text.startswith(("Error in rule ", "Error in group ")):
             self._block = "error"
             self._print(line)
         elif finished := self.FINISHED.fullmatch(text):
