@@ -50,7 +50,7 @@ def test_the_site_builds_in_strict_mode_and_a_broken_link_fails_it(tmp_path):
         assert (site / page / "index.html").is_file(), page
     api = (site / "reference/api/index.html").read_text()
     assert "study_plan" in api and "StudyLayout" in api  # docstrings rendered, not just headings
-    assert "Where a new stage goes" in (site / "architecture/index.html").read_text()  # ARCHITECTURE.md included
+    assert "Import layers" in (site / "architecture/index.html").read_text()  # ARCHITECTURE.md included
     assert 'href="forecasts/"' in (site / "index.html").read_text()
 
     with open(config.parent / "docs/outputs.md", "a") as page:
