@@ -66,7 +66,17 @@ def test_on_a_terminal_a_bar_is_drawn_below_the_lines(corpus_only):
 
 def test_errors_and_unknown_lines_pass_unchanged():
     """An error block in Snakemake 9's format, a job's own one-line failure and a warning all reach the user."""
-    transcript = """[Mon Dec  7 16:43:52 2026]
+    transcript = """Assuming unrestricted shared filesystem usage.
+
+SNAKEMAKE
+=========
+  Date: 2026-12-07 16:43:49
+  Host: vm
+
+Building DAG of jobs...
+WorkflowWarning in file /work/Snakefile, line 3:
+  a warning's indented detail
+[Mon Dec  7 16:43:52 2026]
 rule train:
     input: results/smoke/plan.json
     output: results/smoke/runs/abc/result.json
@@ -89,6 +99,8 @@ Exiting because a job execution failed. Look below for error messages
         progress.feed(line)
     progress.finish(1)
     assert screen.getvalue().splitlines() == [
+        "WorkflowWarning in file /work/Snakefile, line 3:",
+        "  a warning's indented detail",
         "isoflop train/abc: error: config key 'train.lr' is not finite",
         "Error in rule train:",
         "    message: None",

@@ -182,7 +182,7 @@ class StudyProgress:
 
     ROUTINE = re.compile(
         r"(Assuming unrestricted shared filesystem usage\.|Using profile .* for setting default command line "
-        r"arguments\.|SNAKEMAKE|=+|Building DAG of jobs\.\.\.|Using shell: .*"
+        r"arguments\.|Building DAG of jobs\.\.\.|Using shell: .*"
         r"|Provided (cores|resources): .*|Rules claiming more threads will be scaled down\.|Conda environments: .*"
         r"|Select jobs to execute\.\.\.|Execute \d+ jobs\.\.\.|Shell command: .*|host: .*|Elapsed time: .*"
         r"|\[\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4}\])")
@@ -201,7 +201,9 @@ class StudyProgress:
         self.total = 0
         self.log: str | None = None
         self._jobs: dict[str, str] = {}  # jobid -> "rule wildcards", from the job's block
-        self._block: str | None = None  # "job" (hidden), "error" (shown) or "stats" (hidden) while inside one
+        # while inside one: "header" (the run's details), "job" (its inputs, outputs, reason), "stats" (the job
+        # count table), all hidden; "error" (an error block), shown
+        self._block: str | None = None
         self._job_id: str | None = None
         self._job_rule = ""
         self._finished: str | None = None  # the job whose "N of M steps" line comes next
@@ -217,13 +219,15 @@ class StudyProgress:
 
     def _feed(self, line: str) -> None:
         text = line.strip()
+        if self._block == "header" and (line.startswith(" ") or re.fullmatch("=+", text)):
+            return
         if line.startswith(" ") and self._block is not None:  # inside a block: an indented field
-            if self._block == "job":
-                field = re.match(r"(jobid|wildcards): (.*)", text)
-                if field and field.group(1) == "jobid":
+            field = re.fullmatch(r"    (\w[\w ]*): ?(.*)", line)
+            if self._block == "job" and field:  # input, output, reason, ...: hidden; jobid and wildcards kept
+                if field.group(1) == "jobid":
                     self._job_id = field.group(2)
                     self._jobs[self._job_id] = self._job_rule
-                elif field and self._job_id is not None:
+                elif field.group(1) == "wildcards" and self._job_id is not None:
                     self._jobs[self._job_id] = f"{self._job_rule} {field.group(2)}"
                 return
             if self._block == "error":
@@ -234,9 +238,11 @@ class StudyProgress:
                 self.total = max(self.total, int(text.split()[1]))
             return
         self._block = None
-        if not text or self.ROUTINE.fullmatch(text) or line.startswith("  ") and not self._jobs:
-            return  # blank lines, routine lines, and the run header's indented fields (before any job)
-        if text == "Job stats:":
+        if not text or self.ROUTINE.fullmatch(text):
+            return
+        if text == "SNAKEMAKE":
+            self._block = "header"
+        elif text == "Job stats:":
             self._block = "stats"
         elif job := self.JOB.fullmatch(text):
             self._block, self._job_rule, self._job_id = "job", job.group(3), None
