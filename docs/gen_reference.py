@@ -37,7 +37,7 @@ def _import_isoflop():
 
 def _schema_type(node: dict) -> str:
     if "enum" in node:
-        return " \\| ".join(f"`{json.dumps(value)}`" for value in node["enum"])
+        return " | ".join(f"`{json.dumps(value)}`" for value in node["enum"])
     if "oneOf" in node:
         return " or ".join(_schema_type(option) for option in node["oneOf"])
     kind = node.get("type", "any")
@@ -114,7 +114,7 @@ def config_reference() -> str:
         "Generated from `src/isoflop/schemas/config.schema.yaml` (and `curate.schema.yaml`, which it references). "
         "The default is the value a study gets when its config leaves the key out (`config.yaml`, the default "
         "study, sets several keys to other values). A key under `name[]` belongs to each item of the list "
-        "`name`; items have no defaults of their own.\n\n",
+        "`name`: it is either required or has the default shown, in each item.\n\n",
     ]
     keys = schema_keys(SCHEMA_PATH)
     nodes = dict(keys)
@@ -129,13 +129,15 @@ def config_reference() -> str:
             lines.append("| key | type | default | description |\n|---|---|---|---|\n")
         if "[]" in key:
             parent = nodes[key.rsplit(".", 1)[0].removesuffix("[]")]
-            default = "required" if key.rsplit(".", 1)[1] in parent["items"].get("required", []) else "(none)"
+            if key.rsplit(".", 1)[1] in parent["items"].get("required", []):
+                default = "required"
+            else:
+                default = _default_cell(node["default"]) if "default" in node else "(none)"
         else:
             found, value = _lookup(defaults, key.split("."))
             default = _default_cell(value) if found else _default_cell(node.get("default"))
         if node.get("type") == "object" and "properties" in node:
-            kind = "object"
-            default = "see its keys" if default == "`{}`" else default
+            kind, default = "object", "see its keys"  # each key below lists its own default
         else:
             kind = _schema_type(node) + _bounds(node)
         lines.append(f"| `{key}` | {_cell(kind)} | {_cell(default)} | {_cell(node.get('description', ''))} |\n")

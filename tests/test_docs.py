@@ -81,6 +81,21 @@ def test_the_config_reference_lists_every_schema_key_with_its_default():
         assert rows[key] == f"`{json.dumps(default)}`".replace("|", "\\|"), (key, rows[key])
     assert rows["curate.val_fraction"] == "`0.05`"  # a key of curate.schema.yaml, reached through $ref
     assert rows["mix.verify.scales[].d_model"] == "required"
+    assert rows["corpus.sources[].text_field"] == '`"text"`'  # an item's own default
+    assert rows["mix.verify"] == "see its keys"
+
+
+# every keyword the schemas use; anything else is a YAML slip, e.g. an unquoted comma in a flow mapping's
+# description (`{description: a, b}`) makes a key `b` and cuts the description short
+SCHEMA_KEYWORDS = {"type", "default", "description", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+                   "multipleOf", "enum", "items", "properties", "additionalProperties", "required", "minItems",
+                   "maxItems", "uniqueItems", "pattern", "oneOf", "$ref", "$schema", "title"}
+
+
+def test_every_schema_key_is_made_of_json_schema_keywords():
+    slips = {key: sorted(set(node) - SCHEMA_KEYWORDS) for key, node in gen_reference.schema_keys()
+             if set(node) - SCHEMA_KEYWORDS}
+    assert slips == {}
 
 
 def test_the_cli_reference_holds_every_subcommands_help():
