@@ -57,7 +57,9 @@ def _bounds(node: dict) -> str:
 
 
 def _cell(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """One table cell: on one line, its pipes escaped, and `<` outside code spans shown, not read as HTML."""
+    parts = " ".join(str(text).split()).replace("|", "\\|").split("`")
+    return "`".join(part if index % 2 else part.replace("<", "&lt;") for index, part in enumerate(parts))
 
 
 def _default_cell(value: Any) -> str:
