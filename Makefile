@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# torch 2.13.0: on a machine without CUDA this resolves to the CPU build; see README for a CUDA build.
+# torch 2.13.0: on a machine without CUDA this resolves to the CPU build; see docs/getting-started.md for a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 CONFIG ?= config.yaml
 CORES ?= all
