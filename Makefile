@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# torch 2.13.0: on a machine without CUDA this resolves to the CPU build; see README for a CUDA build.
+# torch 2.13.0: on a machine without CUDA this resolves to the CPU build; see docs/getting-started.md for a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 CONFIG ?= config.yaml
 CORES ?= all
@@ -21,7 +21,7 @@ PYTEST_MARKERS ?= not slow and not faults and not server and not cluster and not
 SERVICE_MARKERS ?=
 endif
 
-.PHONY: setup study test test-all lint mlflow-ui bench clean-study gpu-check
+.PHONY: setup study test test-all lint docs mlflow-ui bench clean-study gpu-check
 
 setup: $(STAMP)
 
@@ -49,8 +49,19 @@ test-all: setup
 gpu-check: setup
 	$(BIN)/python scripts/checks/gpu_check.py
 
+# ruff (rules in pyproject.toml), mypy on src/ (lenient; settings in pyproject.toml), the import contracts
+# (pyproject.toml's [tool.importlinter]) and Snakemake's own lint of the workflow. `ruff format` is configured
+# but not yet applied to the tree.
 lint: setup
+	$(BIN)/ruff check .
+	PYTHONPATH=$(CURDIR)/src $(BIN)/mypy
+	PYTHONPATH=$(CURDIR)/src $(BIN)/lint-imports --no-cache
 	$(BIN)/snakemake --lint --configfile $(CONFIG)
+
+# the documentation site (docs/, mkdocs.yml) into build/site/; strict: a broken link or a missing page fails.
+# The config, CLI and API reference pages are generated as it builds (docs/gen_reference.py).
+docs: setup
+	PYTHONPATH=$(CURDIR)/src $(BIN)/mkdocs build --strict
 
 # one uvicorn worker, no GenAI job runner, artifacts served from the study's folder (see isoflop.track.ui_command)
 mlflow-ui: setup

@@ -14,7 +14,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from faults_study import assert_same_tables, run, snakemake_command, study_command

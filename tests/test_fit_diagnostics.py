@@ -120,7 +120,7 @@ def test_approaches_that_disagree_are_said_to_and_the_report_shows_the_sections(
     table = "\n".join(backtest_lines(laws))
     assert "coverage 90% | coverage 95%" in table and "ranked by backtest error" in table
     best = ranking[0]
-    assert f"1. " in table and f"{best['mean_abs_rel_error']:.2%}" in table
+    assert "1. " in table and f"{best['mean_abs_rel_error']:.2%}" in table
     for name, result in laws["backtest"].items():
         assert f"| **{name}, all folds** | | {result['n_predictions']} |" in table
     noise_text = "\n".join(seed_noise_lines(laws))

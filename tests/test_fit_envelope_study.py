@@ -10,7 +10,7 @@ import pytest
 from isoflop.fit import fit_study
 from isoflop.fit.frontier import allocation_curves, allocation_exponents, tokens_per_param_curve
 from isoflop.fit.laws import optimal_allocation
-from test_fit_isoflop import TRUE, TRUE_A, chinchilla_loss
+from test_fit_isoflop import TRUE, TRUE_A
 from test_fit_study import small_study
 
 BUDGETS = (1e15, 3e15, 1e16, 3e16)

@@ -61,7 +61,7 @@ def study_plan(config: dict) -> tuple[dict[str, str], dict]:
 
 
 def model_config(config: dict, d_model: int):
-    from isoflop.train.model import ModelConfig
+    from isoflop.train.shapes import ModelConfig
 
     m = config["model"]
     return ModelConfig.from_size(

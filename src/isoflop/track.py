@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from isoflop.layout import StudyLayout
+from isoflop.tracking_server import UI_ENVIRONMENT  # `mlflow ui` runs without the GenAI job runner too
 from isoflop.workflow import read_json, write_json
 
 if TYPE_CHECKING:  # pandas is imported where a table is read, not to register `isoflop` subcommands
@@ -768,11 +769,6 @@ def _server_command(args) -> int:
     from isoflop.tracking_server import command
 
     return command(args)
-
-
-# MLflow 3's server also starts a job runner with a dozen consumer processes for GenAI jobs (scorers,
-# prompt optimisation) that a study's runs never use; without it the UI is two processes and starts faster
-UI_ENVIRONMENT = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def ui_command(tracking: Tracking, port: int) -> list[str]:

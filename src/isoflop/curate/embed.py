@@ -40,7 +40,7 @@ class TfidfSvdEmbedder:
     def __init__(self, dim: int = 64, max_features: int = 20000, max_chars: int = 8000, seed: int = 0):
         self.dim, self.max_features, self.max_chars, self.seed = dim, max_features, max_chars, seed
 
-    def fit(self, texts) -> "TfidfSvdEmbedder":
+    def fit(self, texts) -> TfidfSvdEmbedder:
         texts = [t[: self.max_chars] for t in texts]
         self.vectorizer_ = tfidf_vectorizer(self.max_features)
         try:
@@ -64,7 +64,7 @@ class LocalModelEmbedder:
     def __init__(self, kind: str, model_path: str | None, max_chars: int = 8000):
         self.kind, self.model_path, self.max_chars = kind, model_path, max_chars
 
-    def fit(self, texts) -> "LocalModelEmbedder":
+    def fit(self, texts) -> LocalModelEmbedder:
         if not self.model_path or not Path(self.model_path).is_dir():
             raise UserError(f"curate.embed.model_path = {self.model_path!r} must be a local folder holding "
                             f"the {self.kind} model")

@@ -47,7 +47,7 @@ class MinHashParams:
             raise ValueError(f"bands x rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
 
     @classmethod
-    def from_config(cls, near_dup_cfg: dict) -> "MinHashParams":
+    def from_config(cls, near_dup_cfg: dict) -> MinHashParams:
         """Params from the config's `curate.near_dup` object; bands and rows chosen when null."""
         bands, rows = near_dup_cfg["bands"], near_dup_cfg["rows"]
         if (bands is None) != (rows is None):

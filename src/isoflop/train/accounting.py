@@ -20,7 +20,7 @@ FLOPs per trained token, forward + backward (backward = 2x forward), 2 FLOPs per
 
 from __future__ import annotations
 
-from isoflop.train.model import ModelConfig
+from isoflop.train.shapes import ModelConfig
 
 
 def param_counts(cfg: ModelConfig) -> dict[str, int]:

@@ -13,7 +13,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 import numpy as np
 
 from isoflop.errors import UserError
-from isoflop.train.model import ModelConfig
+from isoflop.train.shapes import ModelConfig
 from isoflop.train.schedule import decay_start, lr_schedule
 
 DTYPES = ("float32", "bfloat16")
