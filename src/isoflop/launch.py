@@ -154,7 +154,7 @@ def _is_dry_run(snakemake_args: list[str]) -> bool:
 def _run_with_progress(command: list[str], environment: dict, lock_fd: int) -> int:
     """Snakemake as a child whose stderr goes through `StudyProgress`; its exit status is returned."""
     child = subprocess.Popen(command, env=environment, pass_fds=(lock_fd,), stderr=subprocess.PIPE, text=True,
-                             errors="replace", bufsize=1)
+                             errors="replace", bufsize=1, preexec_fn=_end_with_parent)
     # Ctrl-C reaches Snakemake too (same process group): keep reading while it shuts its jobs down
     signal.signal(signal.SIGINT, lambda *_: None)
     signal.signal(signal.SIGTERM, lambda number, _frame: child.send_signal(number))
@@ -165,6 +165,17 @@ def _run_with_progress(command: list[str], environment: dict, lock_fd: int) -> i
     status = child.wait()
     progress.finish(status)
     return status
+
+
+def _end_with_parent() -> None:
+    """In the child before it runs Snakemake: a SIGKILL of `isoflop study` alone must not leave Snakemake
+    training on as an orphan that holds the inherited lock until its next write to the closed pipe, so Linux
+    sends it SIGTERM (Snakemake's clean shutdown) when its parent dies."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _elapsed(seconds: float) -> str:
