@@ -114,3 +114,15 @@ def test_the_package_data_is_read_in_place_and_mistakes_name_the_task():
         load_questions("nope")
     with pytest.raises(UserError, match="has no variant 'rc_9shot'"):
         load_questions("arc_easy", "rc_9shot")
+
+
+def test_a_question_whose_answer_outgrows_the_window_is_skipped_and_counted(questions, tokenizer):
+    seq_len = 14  # answers of these questions are 3 to 29 tokens long
+    encode, start = encoder(tokenizer), tokenizer.token_to_id(EOS)
+    fits = [q for q in questions if all(len(encode(c)) <= seq_len for c in q.continuations)]
+    assert 0 < len(fits) < len(questions)
+    model = tiny_model(tokenizer.get_vocab_size(), seq_len)
+    result = evaluate_questions(model, encode, questions, seq_len, start_id=start)
+    assert (result["n_questions"], result["n_skipped"]) == (len(fits), len(questions) - len(fits))
+    expected, _ = by_hand(model, encode, fits, seq_len, start)
+    assert result["bpb"] == pytest.approx(expected["bpb"], rel=1e-5)

@@ -29,25 +29,26 @@ METRICS = ("bpb", "correct_prob", "acc", "acc_len_norm")
 
 
 def requests_of(questions: Sequence[Question], encode: Callable[[str], list[int]], seq_len: int,
-                start_id: int | None = None) -> list[dict]:
-    """One scoring request per (question, choice): the token window the model reads, where the continuation's
-    tokens start in it, and whether the window was truncated from the left. `start_id`, when given, opens every
-    context (isoflop's token streams put an EOS before each document, so a document start looks like that)."""
-    requests = []
-    for q_index, question in enumerate(questions):
+                start_id: int | None = None) -> tuple[list[Question], list[dict]]:
+    """The questions that can be scored and one request per (question, choice): the token window the model reads,
+    where the continuation's tokens start in it, and whether the window was cut on the left. A question with an
+    answer longer than `seq_len` tokens cannot be scored at all and is left out (callers count it). `start_id`,
+    when given, opens every context (isoflop's token streams put an EOS before each document)."""
+    kept, requests = [], []
+    for question in questions:
         context = ([start_id] if start_id is not None else []) + list(encode(question.context))
+        continuations = [list(encode(choice)) for choice in question.continuations]
         if not context:
             raise UserError(f"question {question.doc_id} has an empty context: nothing predicts its answer's first token")
-        for choice in question.continuations:
-            continuation = list(encode(choice))
-            if not continuation or len(continuation) > seq_len:
-                raise UserError(f"question {question.doc_id}: the answer {choice[:40]!r} is "
-                                f"{len(continuation)} tokens; it must be 1 to seq_len={seq_len}")
+        if not all(1 <= len(continuation) <= seq_len for continuation in continuations):
+            continue
+        kept.append(question)
+        for continuation in continuations:
             full = context + continuation[:-1]
             window = full[-seq_len:]
-            requests.append({"question": q_index, "window": window, "continuation": continuation,
+            requests.append({"window": window, "continuation": continuation,
                              "start": len(window) - len(continuation), "truncated": len(full) > seq_len})
-    return requests
+    return kept, requests
 
 
 def loglikelihoods(model, requests: list[dict], *, batch_size: int = 16, device: str = "cpu") -> np.ndarray:
@@ -99,10 +100,12 @@ def task_metrics(questions: Sequence[Question], scores: np.ndarray) -> dict:
 
 def evaluate_questions(model, encode: Callable[[str], list[int]], questions: Sequence[Question], seq_len: int, *,
                        start_id: int | None = None, batch_size: int = 16, device: str = "cpu") -> dict:
-    """`METRICS` of `model` on `questions`, with how many questions and requests were scored and truncated."""
-    if not questions:
-        raise UserError("no questions to evaluate")
-    requests = requests_of(questions, encode, seq_len, start_id)
+    """`METRICS` of `model` on `questions`, with how many questions were scored and skipped (an answer longer than
+    `seq_len`) and how many requests were truncated on the left; metrics are None when none could be scored."""
+    kept, requests = requests_of(questions, encode, seq_len, start_id)
+    counts = {"n_questions": len(kept), "n_skipped": len(questions) - len(kept), "n_requests": len(requests),
+              "n_truncated": sum(r["truncated"] for r in requests)}
+    if not kept:
+        return {**dict.fromkeys(METRICS), **counts}
     scores = loglikelihoods(model, requests, batch_size=batch_size, device=device)
-    return {**task_metrics(questions, scores), "n_questions": len(questions), "n_requests": len(requests),
-            "n_truncated": sum(r["truncated"] for r in requests)}
+    return {**task_metrics(kept, scores), **counts}
