@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import sys
 from pathlib import Path
 
 from isoflop.errors import UserError
@@ -38,6 +40,9 @@ def register(subparsers) -> None:
     fit.add_argument("--bootstrap", type=int, default=200, metavar="B",
                      help="bootstrap resamples of the runs, for the intervals (default 200; 0 for none)")
     fit.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    fit.add_argument("--backtest", action="store_true",
+                     help="also refit on all but the largest size and forecast it (LAW.json's `backtest`: errors "
+                          "and how often the intervals hold); about doubles the time")
     fit.add_argument("--out", type=Path, required=True, metavar="LAW.json")
     fit.set_defaults(func=run_fit)
 
@@ -56,15 +61,22 @@ def register(subparsers) -> None:
 
 def run_fit(args: argparse.Namespace) -> int:
     from isoflop.tasks.ladder import read_ladder, read_runs_table
-    from isoflop.tasks.law import fit_task_laws
+    from isoflop.tasks.law import backtest_largest_size, fit_task_laws
     from isoflop.workflow import write_json
 
     if args.bootstrap < 0:
         raise UserError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     ladder = read_ladder(args.ladder, args.tasks) if args.ladder else read_runs_table(args.runs, args.tasks)
     laws = fit_task_laws(ladder, bootstrap=args.bootstrap, seed=args.seed)
+    if args.backtest:
+        laws["backtest"] = backtest_largest_size(ladder, bootstrap=args.bootstrap, seed=args.seed)
     write_json(args.out, laws)
     print(f"{len(laws['tasks'])} task laws from {laws['n_runs']} runs -> {args.out}")
+    if args.backtest:
+        done = laws["backtest"]
+        print(f"backtest on the largest size: mean |error| {done['mean_abs_error']:.4f}; of "
+              f"{done['n_predictions']} observations {done['inside90']} inside the 90% intervals, "
+              f"{done['inside95']} inside the 95%")
     return 0
 
 
@@ -81,4 +93,7 @@ def run_predict(args: argparse.Namespace) -> int:
     table = predict_task_laws(laws, args.N, args.D, seed=args.seed)
     atomic_write(args.out, lambda handle: handle.write(table.to_csv(index=False).encode()))
     print(table[["task", "predicted", "lo90", "hi90", "lo95", "hi95"]].to_string(index=False, float_format="%.4f"))
+    for task in table.loc[~table["bpb_predicted"].apply(math.isfinite), "task"]:
+        print(f"{task}: no forecast: its step-1 law (task bpb from N and D) is degenerate; see "
+              f"{args.law}'s tasks.{task}.step1.warnings", file=sys.stderr)
     return 0

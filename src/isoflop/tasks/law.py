@@ -166,20 +166,27 @@ def predict_task(law: dict, N: float, D: float, *, seed: int = 0) -> dict:
     """One task's chained forecast at (N, D): step-1 bpb and accuracy, each with its 90% and 95% intervals."""
     step1, step2 = law["step1"], law["step2"]
     x = np.array([[N, D]], dtype=float)
-    bpb = float(CHINCHILLA.predict(_params(step1, CHINCHILLA.names), x)[0, 0])
-    accuracy = float(sigmoid(bpb, _params(step2, SIGMOID_NAMES))[0])
     rng = np.random.default_rng(seed)
-    bpb_fits = CHINCHILLA.predict(_samples(step1, CHINCHILLA.names), x)[:, 0]
-    sigmoid_fits = _samples(step2, SIGMOID_NAMES)
-    repeats = max(1, DRAWS // len(bpb_fits))
-    bpb_draws = np.repeat(bpb_fits, repeats) * np.exp(_noise(step1["residuals"], repeats * len(bpb_fits), rng))
-    chosen = sigmoid_fits[np.arange(len(bpb_draws)) % len(sigmoid_fits)]
-    accuracy_draws = sigmoid(bpb_draws, chosen) + _noise(step2["residuals"], len(bpb_draws), rng)
+    # a degenerate law (an exponent or coefficient at the edge of floating point) predicts inf or nan; the
+    # caller reports it, so numpy's warnings about it would only repeat the news
+    with np.errstate(all="ignore"):
+        bpb = float(CHINCHILLA.predict(_params(step1, CHINCHILLA.names), x)[0, 0])
+        accuracy = float(sigmoid(bpb, _params(step2, SIGMOID_NAMES))[0])
+        bpb_fits = CHINCHILLA.predict(_samples(step1, CHINCHILLA.names), x)[:, 0]
+        repeats = max(1, DRAWS // len(bpb_fits))
+        bpb_draws = np.repeat(bpb_fits, repeats) * np.exp(_noise(step1["residuals"], repeats * len(bpb_fits), rng))
+        sigmoid_fits = _samples(step2, SIGMOID_NAMES)
+        chosen = sigmoid_fits[np.arange(len(bpb_draws)) % len(sigmoid_fits)]
+        # accuracy is a share: a draw past 0 or 1 (a residual added near the ceiling) is clipped there
+        accuracy_draws = np.clip(sigmoid(bpb_draws, chosen) + _noise(step2["residuals"], len(bpb_draws), rng), 0, 1)
     row = {"predicted": accuracy, "bpb_predicted": bpb}
     for level in LEVELS:
         pct = round(100 * level)
-        row[f"lo{pct}"], row[f"hi{pct}"] = percentile_interval(accuracy_draws, level)
-        row[f"bpb_lo{pct}"], row[f"bpb_hi{pct}"] = percentile_interval(bpb_draws, level)
+        if np.isfinite(bpb):
+            row[f"lo{pct}"], row[f"hi{pct}"] = percentile_interval(accuracy_draws, level)
+            row[f"bpb_lo{pct}"], row[f"bpb_hi{pct}"] = percentile_interval(bpb_draws, level)
+        else:
+            row.update(dict.fromkeys((f"lo{pct}", f"hi{pct}", f"bpb_lo{pct}", f"bpb_hi{pct}"), np.nan))
     return {key: float(value) for key, value in row.items()}
 
 
@@ -215,3 +222,32 @@ def predict_task_laws(laws: dict, N: float, D: float, *, seed: int = 0):
     columns = ["task", "predicted", "lo90", "hi90", "lo95", "hi95",
                "bpb_predicted", "bpb_lo90", "bpb_hi90", "bpb_lo95", "bpb_hi95"]
     return pd.DataFrame(rows)[columns]
+
+
+def backtest_largest_size(ladder: Ladder, *, bootstrap: int = 200, seed: int = 0) -> dict:
+    """Refit every task on all but the largest model size and forecast that size's runs: the observed final
+    accuracy (mean of the last FINAL_WINDOW evaluations) against the chained forecast and its intervals. Per task
+    and pooled: the mean |error| and how many observations the 90% and 95% intervals hold."""
+    from dataclasses import replace
+
+    from isoflop.fit.checks import to_jsonable
+
+    largest = max(run.N for run in ladder.train)
+    held_out = [run for run in ladder.train if run.N == largest]
+    smaller = replace(ladder, train=[run for run in ladder.train if run.N < largest], targets=[])
+    if len({run.N for run in smaller.train}) < 2:
+        raise UserError("a backtest needs at least three model sizes (two to fit, the largest to forecast)")
+    laws = fit_task_laws(smaller, bootstrap=bootstrap, seed=seed)
+    rows = []
+    for task, law in laws["tasks"].items():
+        for run in held_out:
+            forecast = predict_task(law, run.N, run.D, seed=seed)
+            observed = float(run.accuracy[task][-FINAL_WINDOW:].mean())
+            rows.append({"task": task, "run": run.name, "observed": observed, **forecast})
+    errors = np.array([row["predicted"] - row["observed"] for row in rows])
+    summary = {"held_out_N": largest, "n_fit_runs": len(smaller.train), "n_predictions": len(rows),
+               "mean_abs_error": float(np.mean(np.abs(errors)))}
+    for level in LEVELS:
+        pct = round(100 * level)
+        summary[f"inside{pct}"] = int(sum(row[f"lo{pct}"] <= row["observed"] <= row[f"hi{pct}"] for row in rows))
+    return to_jsonable({**summary, "predictions": rows})
