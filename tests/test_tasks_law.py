@@ -138,3 +138,7 @@ def test_backtest_forecasts_the_largest_size_from_the_smaller_ones(tmp_path):
     assert done["held_out_N"] == pytest.approx(3e8) and done["n_fit_runs"] == 25 and done["n_predictions"] == 5
     assert done["mean_abs_error"] < 0.005  # the truth is the law's own form (measured 0.0013); noise is 0.003
     assert done["inside95"] >= done["inside90"] >= 4  # measured: all 5 in both
+    # the direct form (-log accuracy as a power law in compute per tokens-per-parameter group) forecasts the same
+    # five runs from the five smaller sizes of each group; its law is not the truth's form, so it ranks second
+    assert done["direct"]["n_predictions"] == 5
+    assert done["ranking"] == ["chained", "direct"]

@@ -41,8 +41,9 @@ def register(subparsers) -> None:
                      help="bootstrap resamples of the runs, for the intervals (default 200; 0 for none)")
     fit.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     fit.add_argument("--backtest", action="store_true",
-                     help="also refit on all but the largest size and forecast it (LAW.json's `backtest`: errors "
-                          "and how often the intervals hold); about doubles the time")
+                     help="also refit on all but the largest size and forecast it by the chained and the direct "
+                          "form (LAW.json's `backtest`: errors, how often the intervals hold, the forms ranked); "
+                          "about doubles the time")
     fit.add_argument("--out", type=Path, required=True, metavar="LAW.json")
     fit.set_defaults(func=run_fit)
 
@@ -74,9 +75,11 @@ def run_fit(args: argparse.Namespace) -> int:
     print(f"{len(laws['tasks'])} task laws from {laws['n_runs']} runs -> {args.out}")
     if args.backtest:
         done = laws["backtest"]
-        print(f"backtest on the largest size: mean |error| {done['mean_abs_error']:.4f}; of "
-              f"{done['n_predictions']} observations {done['inside90']} inside the 90% intervals, "
-              f"{done['inside95']} inside the 95%")
+        for form, scores in (("chained", done), ("direct", done["direct"])):
+            print(f"backtest on the largest size, {form} form: mean |error| {scores['mean_abs_error']:.4f}; of "
+                  f"{scores['n_predictions']} observations {scores['inside90']} inside the 90% intervals, "
+                  f"{scores['inside95']} inside the 95%")
+        print(f"forms ranked by backtest: {', '.join(done['ranking'])}")
     return 0
 
 

@@ -17,6 +17,7 @@ target trained differently from the ladder (data, schedule), which is what the b
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -225,9 +226,10 @@ def predict_task_laws(laws: dict, N: float, D: float, *, seed: int = 0):
 
 
 def backtest_largest_size(ladder: Ladder, *, bootstrap: int = 200, seed: int = 0) -> dict:
-    """Refit every task on all but the largest model size and forecast that size's runs: the observed final
-    accuracy (mean of the last FINAL_WINDOW evaluations) against the chained forecast and its intervals. Per task
-    and pooled: the mean |error| and how many observations the 90% and 95% intervals hold."""
+    """Refit every task on all but the largest model size and forecast that size's runs, by each form: the
+    observed final accuracy (mean of the last FINAL_WINDOW evaluations) against the forecast and its intervals.
+    Per form: the mean |error| and how many observations its 90% and 95% intervals hold; `ranking` orders the
+    forms by mean |error|. The chained form's own summary is at the top level (its `predictions` per run)."""
     from dataclasses import replace
 
     from isoflop.fit.checks import to_jsonable
@@ -242,12 +244,64 @@ def backtest_largest_size(ladder: Ladder, *, bootstrap: int = 200, seed: int = 0
     for task, law in laws["tasks"].items():
         for run in held_out:
             forecast = predict_task(law, run.N, run.D, seed=seed)
-            observed = float(run.accuracy[task][-FINAL_WINDOW:].mean())
-            rows.append({"task": task, "run": run.name, "observed": observed, **forecast})
-    errors = np.array([row["predicted"] - row["observed"] for row in rows])
-    summary = {"held_out_N": largest, "n_fit_runs": len(smaller.train), "n_predictions": len(rows),
-               "mean_abs_error": float(np.mean(np.abs(errors)))}
+            rows.append({"task": task, "run": run.name, "observed": _final_accuracy(run, task), **forecast})
+    chained = _scores(rows)
+    direct = _scores(direct_backtest(smaller, held_out, bootstrap=bootstrap, seed=seed))
+    forms = {"chained": chained["mean_abs_error"], "direct": direct["mean_abs_error"]}
+    return to_jsonable({"held_out_N": largest, "n_fit_runs": len(smaller.train), **chained, "predictions": rows,
+                        "direct": direct, "ranking": sorted((f for f in forms if math.isfinite(forms[f])),
+                                                            key=forms.get)})
+
+
+def _final_accuracy(run, task: str) -> float:
+    return float(run.accuracy[task][-FINAL_WINDOW:].mean())
+
+
+def _scores(rows: list[dict]) -> dict:
+    """Mean |error| of forecasts `rows` (observed, predicted, lo90..hi95) and how many each interval holds."""
+    errors = np.array([row["predicted"] - row["observed"] for row in rows], dtype=float)
+    summary = {"n_predictions": len(rows),
+               "mean_abs_error": float(np.mean(np.abs(errors))) if len(rows) else float("nan")}
     for level in LEVELS:
         pct = round(100 * level)
         summary[f"inside{pct}"] = int(sum(row[f"lo{pct}"] <= row["observed"] <= row[f"hi{pct}"] for row in rows))
-    return to_jsonable({**summary, "predictions": rows})
+    return summary
+
+
+# ---- the direct form: accuracy from compute alone, at a fixed number of tokens per parameter ------------------
+
+DIRECT_FORM = "-log Acc = A C^-alpha, C = 6 N D, fitted per tokens-per-parameter group"
+
+
+def tokens_per_parameter_groups(runs) -> dict[float, list]:
+    """Runs grouped by D/N, to a tenth of an octave (the ladder's 1x to 10x Chinchilla multiples differ by more)."""
+    groups: dict[float, list] = {}
+    for run in runs:
+        groups.setdefault(round(math.log2(run.D / run.N), 1), []).append(run)
+    return groups
+
+
+def direct_backtest(smaller: Ladder, held_out: list, *, bootstrap: int, seed: int) -> list[dict]:
+    """Forecasts of `held_out` runs by the direct form fitted on the runs of `smaller` with the same D/N: per task,
+    -log accuracy as a power law in compute (isoflop's one-variable law without offset), with its intervals."""
+    from isoflop.fit.power import fit_curve
+    from isoflop.fit.predict import predict_intervals
+
+    groups = tokens_per_parameter_groups(smaller.train)
+    rows = []
+    for run in held_out:
+        group = groups.get(round(math.log2(run.D / run.N), 1), [])
+        if len({member.N for member in group}) < 3:
+            continue  # two parameters need three sizes to leave a residual
+        compute = np.array([6.0 * member.N * member.D for member in group])
+        for task in smaller.tasks:
+            loss = -np.log([_final_accuracy(member, task) for member in group])
+            law = fit_curve(compute, loss, variable="C", offset=False, bootstrap=bootstrap, seed=seed)
+            row = {"task": task, "run": run.name, "observed": _final_accuracy(run, task)}
+            for level in LEVELS:
+                pct = round(100 * level)
+                bands = predict_intervals(law, C=6.0 * run.N * run.D, level=level, seed=seed)
+                row["predicted"] = float(np.exp(-bands["predicted"][0]))
+                row[f"lo{pct}"], row[f"hi{pct}"] = float(np.exp(-bands["pred_hi"][0])), float(np.exp(-bands["pred_lo"][0]))
+            rows.append(row)
+    return rows
