@@ -95,7 +95,10 @@ class RunSpec:
         return parsed
 
     def to_dict(self) -> dict:
-        return {"model": self.model.to_dict(), "mixture": dict(self.mixture), "train": asdict(self.train)}
+        train = asdict(self.train)
+        if train["tasks"] is None:  # absent unless set, so the specs (and trunk ids) of studies without tasks stay
+            del train["tasks"]
+        return {"model": self.model.to_dict(), "mixture": dict(self.mixture), "train": train}
 
     @property
     def tokens_per_step(self) -> int:
