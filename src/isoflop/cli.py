@@ -24,6 +24,7 @@ SUBCOMMANDS = [
     "isoflop.mix.cli",
     "isoflop.config",
     "isoflop.launch",
+    "isoflop.tasks.cli",
 ]
 
 EXAMPLES = """examples:

@@ -18,6 +18,7 @@ import math
 import zlib
 
 from isoflop.errors import UserError
+from isoflop.tasks.study import study_tasks
 
 # N (which parameter count) and the FLOPs-per-token key of `flops_per_token` for each convention.
 CONVENTIONS = {
@@ -212,6 +213,7 @@ def run_spec(config: dict, shape: dict, *, tokens: int, lr_multiplier: float, se
             **({"decay_shape": train["decay_shape"]} if train["schedule"] == "wsd" else {}),
             **({"compile": True} if train["compile"] else {}),
             **({"dtype": train["dtype"]} if train["dtype"] != "float32" else {}),
+            **({"tasks": study_tasks(config)} if (config.get("eval") or {}).get("tasks") else {}),
         },
     }
 

@@ -144,6 +144,8 @@ def runs_table(runs: dict[str, dict], results: dict[str, dict], convention: str)
     """One row per training run (the contract of `runs.parquet`; see README)."""
     import pandas as pd
 
+    from isoflop.tasks.study import task_columns
+
     rows = []
     for run_id, run in runs.items():
         result = results[run_id]
@@ -183,6 +185,7 @@ def runs_table(runs: dict[str, dict], results: dict[str, dict], convention: str)
             row[f"val_loss_{domain}"] = _finite_or_nan(loss)
         for domain, bpb in sorted((result.get("val_bpb_by_domain") or {}).items()):
             row[f"val_bpb_{domain}"] = _finite_or_nan(bpb)
+        row.update(task_columns(result))
         rows.append(row)
     return pd.DataFrame(rows).sort_values(["budget", "N", "replicate", "lr"]).reset_index(drop=True)
 

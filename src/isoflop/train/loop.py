@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from isoflop.errors import UserError
 from isoflop.train.accounting import flops_per_token, param_counts
+from isoflop.tasks.study import evaluate_run_tasks
 from isoflop.tokens import read_meta
 from isoflop.train.checkpoint import check_continuation, load_state, save_state
 from isoflop.train.data import BatchSampler, eval_windows
@@ -133,6 +134,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True)
 
         cfg, t = self.run_spec.model, self.run_spec.train
+        self.tokens_dir = Path(tokens_dir)  # its tokenizer scores the downstream tasks
         meta = read_meta(tokens_dir)
         if cfg.vocab_size != meta["vocab_size"]:
             raise UserError(f"model.vocab_size={cfg.vocab_size} but {tokens_dir}/meta.json has {meta['vocab_size']}")
@@ -382,6 +384,7 @@ class Trainer:
         if not ok:
             summary = dict.fromkeys(("val_loss", "val_loss_by_domain", "val_bpb", "val_bpb_by_domain"))
         else:
+            summary.update(evaluate_run_tasks(self.model, self.run_spec.train.tasks, self.tokens_dir, self.device))
             # comparable across mixtures: every group's loss weighted by its share of the training tokens
             total = sum(self.train_tokens.values())
             summary["val_loss_natural"] = sum(self.train_tokens[d] / total * loss

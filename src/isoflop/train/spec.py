@@ -44,6 +44,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps; 0 = never
     compile: bool = False
     dtype: str = "float32"
+    tasks: list | None = None  # downstream tasks scored at the end (isoflop.tasks.study.study_tasks)
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
@@ -94,7 +95,10 @@ class RunSpec:
         return parsed
 
     def to_dict(self) -> dict:
-        return {"model": self.model.to_dict(), "mixture": dict(self.mixture), "train": asdict(self.train)}
+        train = asdict(self.train)
+        if train["tasks"] is None:  # absent unless set, so the specs (and trunk ids) of studies without tasks stay
+            del train["tasks"]
+        return {"model": self.model.to_dict(), "mixture": dict(self.mixture), "train": train}
 
     @property
     def tokens_per_step(self) -> int:
