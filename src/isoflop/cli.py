@@ -24,7 +24,7 @@ SUBCOMMANDS = [
     "isoflop.mix.cli",
     "isoflop.config",
     "isoflop.launch",
-    "isoflop.tasks.cli",
+    "isoflop.task_laws.cli",
 ]
 
 EXAMPLES = """examples:

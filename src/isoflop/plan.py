@@ -18,7 +18,7 @@ import math
 import zlib
 
 from isoflop.errors import UserError
-from isoflop.tasks.study import study_tasks
+from isoflop.tasks.results import study_tasks
 
 # N (which parameter count) and the FLOPs-per-token key of `flops_per_token` for each convention.
 CONVENTIONS = {

@@ -144,7 +144,7 @@ def runs_table(runs: dict[str, dict], results: dict[str, dict], convention: str)
     """One row per training run (the contract of `runs.parquet`; see README)."""
     import pandas as pd
 
-    from isoflop.tasks.study import task_columns
+    from isoflop.tasks.results import task_columns
 
     rows = []
     for run_id, run in runs.items():

@@ -361,7 +361,7 @@ def _metrics(run: dict, result: dict, curve: pd.DataFrame | None, started: float
         single[f"final.val_loss.{domain}"] = value
     for domain, value in (result.get("val_bpb_by_domain") or {}).items():
         single[f"final.val_bpb.{domain}"] = value
-    from isoflop.tasks.study import task_tracking_metrics
+    from isoflop.tasks.results import task_tracking_metrics
 
     single.update(task_tracking_metrics(result))
     metrics.extend(Metric(key, float(value), stamp(None), 0) for key, value in single.items()

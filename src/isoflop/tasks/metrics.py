@@ -24,8 +24,8 @@ import numpy as np
 
 from isoflop.errors import UserError
 from isoflop.tasks.olmes import Question
+from isoflop.tasks.results import METRICS
 
-METRICS = ("bpb", "correct_prob", "acc", "acc_len_norm")
 
 
 def requests_of(questions: Sequence[Question], encode: Callable[[str], list[int]], seq_len: int,

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from isoflop.errors import UserError
 from isoflop.train.accounting import flops_per_token, param_counts
-from isoflop.tasks.study import evaluate_run_tasks
+from isoflop.tasks.evaluate import evaluate_run_tasks
 from isoflop.tokens import read_meta
 from isoflop.train.checkpoint import check_continuation, load_state, save_state
 from isoflop.train.data import BatchSampler, eval_windows

@@ -44,7 +44,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps; 0 = never
     compile: bool = False
     dtype: str = "float32"
-    tasks: list | None = None  # downstream tasks scored at the end (isoflop.tasks.study.study_tasks)
+    tasks: list | None = None  # downstream tasks scored at the end (isoflop.tasks.results.study_tasks)
 
     def __post_init__(self):
         if self.dtype not in DTYPES:

@@ -169,7 +169,7 @@ def read_runs_table(path: str | Path, tasks: list[str] | None = None) -> Ladder:
                 {task: np.array([float(row[task_column(task, "bpb")])]) for task in chosen},
                 {task: np.array([float(row[task_column(task, "acc")])]) for task in chosen})
             for i, (_, row) in enumerate(ok.iterrows())]
-    # a study's table records each task's chance accuracy (see isoflop.tasks.study); it only seeds the sigmoid
+    # a study's table records each task's chance accuracy (see isoflop.tasks.results); it only seeds the sigmoid
     chance = {task: float(ok[task_column(task, "chance")].mean()) if task_column(task, "chance") in ok else 0.25
               for task in chosen}
     return Ladder(runs, [], chosen, chance, str(path))

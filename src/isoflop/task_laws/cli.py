@@ -61,8 +61,8 @@ def register(subparsers) -> None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from isoflop.tasks.ladder import read_ladder, read_runs_table
-    from isoflop.tasks.law import backtest_largest_size, fit_task_laws
+    from isoflop.task_laws.ladder import read_ladder, read_runs_table
+    from isoflop.task_laws.law import backtest_largest_size, fit_task_laws
     from isoflop.workflow import write_json
 
     if args.bootstrap < 0:
@@ -84,7 +84,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from isoflop.tasks.law import predict_task_laws
+    from isoflop.task_laws.law import predict_task_laws
     from isoflop.workflow import atomic_write
 
     try:

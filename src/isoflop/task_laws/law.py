@@ -26,7 +26,7 @@ from isoflop.errors import UserError
 from isoflop.fit.bootstrap import percentile_interval
 from isoflop.fit.laws import CHINCHILLA
 from isoflop.fit.residuals import residual_summary
-from isoflop.tasks.ladder import Ladder
+from isoflop.task_laws.ladder import Ladder
 
 FINAL_WINDOW = 5  # evaluations averaged: step 1's final value per run, step 2's smoothing
 WARMUP_SHARE = 0.1  # share of each run's first checkpoints that step 2 drops
