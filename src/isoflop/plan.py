@@ -105,6 +105,10 @@ def shape_accounting(config: dict, d_model: int) -> dict:
 
 
 def peak_lr(train: dict, d_model: int) -> float:
+    """The run's lr: under muP `train.lr` itself (the model scales it per layer with width), else `train.lr`
+    scaled from `lr_reference_d_model` by `lr_width_exponent`."""
+    if train["parametrization"] == "mup":
+        return train["lr"]
     return train["lr"] * (train["lr_reference_d_model"] / d_model) ** train["lr_width_exponent"]
 
 
@@ -212,6 +216,8 @@ def run_spec(config: dict, shape: dict, *, tokens: int, lr_multiplier: float, se
             **({"decay_shape": train["decay_shape"]} if train["schedule"] == "wsd" else {}),
             **({"compile": True} if train["compile"] else {}),
             **({"dtype": train["dtype"]} if train["dtype"] != "float32" else {}),
+            **({"parametrization": "mup", "mup_base_d_model": train["lr_reference_d_model"]}
+               if train["parametrization"] == "mup" else {}),
         },
     }
 
