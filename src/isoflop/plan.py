@@ -189,7 +189,21 @@ def _replicated_count(plan: dict) -> int:
     return budgets if plan["replicated_budgets"] == 0 else min(plan["replicated_budgets"], budgets)
 
 
-def run_spec(config: dict, shape: dict, *, tokens: int, lr_multiplier: float, seed: int, mixture) -> dict:
+def batch_sizes(train: dict) -> dict[float, int]:
+    """The batch size (sequences per step) of each of `train.batch_multipliers`: `train.batch_size` times it,
+    which must be a whole number of sequences."""
+    sizes = {}
+    for multiplier in train["batch_multipliers"]:
+        size = train["batch_size"] * multiplier
+        if size < 1 or abs(size - round(size)) > 1e-9:
+            raise UserError(f"config key 'train.batch_multipliers' has {multiplier:g}: train.batch_size="
+                            f"{train['batch_size']} times it is {size:g}, not a whole number of sequences")
+        sizes[multiplier] = round(size)
+    return sizes
+
+
+def run_spec(config: dict, shape: dict, *, tokens: int, lr_multiplier: float, seed: int, mixture,
+             batch_multiplier: float = 1.0) -> dict:
     """The spec of one run of a shape (from `shape_accounting`): the model, the mixture (a name is resolved
     against the token counts when the run starts), and the study's optimisation settings."""
     train = config["train"]
@@ -198,7 +212,7 @@ def run_spec(config: dict, shape: dict, *, tokens: int, lr_multiplier: float, se
         "mixture": mixture,
         "train": {
             "tokens": tokens,
-            "batch_size": train["batch_size"],
+            "batch_size": batch_sizes(train)[batch_multiplier],
             "lr": peak_lr(train, shape["model"]["d_model"]) * lr_multiplier,
             "min_lr_frac": train["min_lr_frac"],
             "warmup_steps": train["warmup_steps"],
@@ -223,7 +237,7 @@ def run_spec(config: dict, shape: dict, *, tokens: int, lr_multiplier: float, se
 
 
 def run_record(config: dict, shape: dict, spec: dict, data_id: str, *, budget: float, replicate: int = 0,
-               lr_multiplier: float = 1.0) -> dict:
+               lr_multiplier: float = 1.0, batch_multiplier: float = 1.0) -> dict:
     """A run as the plan (and the runs table, the fit and tracking) know it: its id, shape, N, D and C under
     the study's `plan.flops_convention`, and its spec."""
     n_reported, reported_per_token = convention_values(shape["params"], shape["flops_per_token"],
@@ -243,6 +257,7 @@ def run_record(config: dict, shape: dict, spec: dict, data_id: str, *, budget: f
         "steps": spec["train"]["tokens"] // tokens_per_step,
         "replicate": replicate,
         "lr_multiplier": lr_multiplier,
+        "batch_multiplier": batch_multiplier,
         "flops_convention": config["plan"]["flops_convention"],
         "spec": spec,
     }
@@ -262,22 +277,29 @@ def make_plan(config: dict, tokens_id: str) -> dict:
     budgets = len(plan["budgets"])
     replicated = _replicated_count(plan)
     seeded_budgets = replicated * plan["seeds"] + (budgets - replicated)
-    planned = seeded_budgets * plan["sizes_per_budget"] * len(train["lr_multipliers"])
+    planned = (seeded_budgets * plan["sizes_per_budget"] * len(train["lr_multipliers"])
+               * len(train["batch_multipliers"]))
     if planned > plan["max_runs"]:  # counted, not built: a grid of 10^6 runs is refused at once
         raise UserError(
             f"config key 'plan.max_runs' = {plan['max_runs']}: the grid would make {planned:,} training runs "
             f"({budgets} budgets, {replicated} of them x {plan['seeds']} seeds, x {plan['sizes_per_budget']} sizes x "
-            f"{len(train['lr_multipliers'])} learning rates); shrink it or raise plan.max_runs"
+            f"{len(train['lr_multipliers'])} learning rates x {len(train['batch_multipliers'])} batch sizes); "
+            "shrink it or raise plan.max_runs"
         )
     shapes = sorted((shape_accounting(config, d) | {"d_model": d} for d in ladder), key=lambda s: s["N"])
-    tokens_per_step = train["batch_size"] * config["model"]["seq_len"]
+    seq_len = config["model"]["seq_len"]
+    sizes = batch_sizes(train)
+    # every batch size of a grid point trains the same D (so a batch sweep's runs group on (N, D), as the lr
+    # sweep's do): D is a whole number of steps at each, a multiple of their least common tokens per step
+    token_unit = math.lcm(*sizes.values()) * seq_len
     runs = []
     for b_index, budget in enumerate(plan["budgets"]):
         for shape in _sizes_for_budget(budget, shapes, plan):
-            tokens = budget / shape["primary_flops_per_token"]
-            steps = math.ceil(tokens / tokens_per_step)
+            tokens = math.ceil(budget / shape["primary_flops_per_token"] / token_unit) * token_unit
+            steps = tokens // (max(sizes.values()) * seq_len)
             if steps < train["min_steps"]:
                 smallest = shapes[0]
+                tokens_per_step = max(sizes.values()) * seq_len
                 minimum = train["min_steps"] * tokens_per_step * smallest["primary_flops_per_token"]
                 raise UserError(
                     f"config key 'plan.budgets[{b_index}]' = {budget:.3g} FLOPs is too small for model "
@@ -286,12 +308,13 @@ def make_plan(config: dict, tokens_id: str) -> dict:
                     f"model, more for larger ones (or lower train.batch_size / train.min_steps)"
                 )
             replicates = range(plan["seeds"]) if _replicated(b_index, plan) else range(1)
-            for replicate, multiplier in itertools.product(replicates, train["lr_multipliers"]):
-                spec = run_spec(config, shape, tokens=steps * tokens_per_step, lr_multiplier=multiplier,
+            for replicate, lr_multiplier, batch_multiplier in itertools.product(
+                    replicates, train["lr_multipliers"], train["batch_multipliers"]):
+                spec = run_spec(config, shape, tokens=tokens, lr_multiplier=lr_multiplier,
                                 seed=seed_for(config["seed"], replicate),
-                                mixture=config["mix"]["mixture"] or "natural")
+                                mixture=config["mix"]["mixture"] or "natural", batch_multiplier=batch_multiplier)
                 runs.append(run_record(config, shape, spec, tokens_id, budget=budget, replicate=replicate,
-                                       lr_multiplier=multiplier))
+                                       lr_multiplier=lr_multiplier, batch_multiplier=batch_multiplier))
     trunks = attach_trunks(runs, tokens_id) if train["branch_cooldowns"] else {}
     for run in runs:
         run.setdefault("trunk_id", None)
