@@ -63,3 +63,22 @@ def test_plan_batch_axis_trains_every_batch_size_on_the_same_tokens():
 def test_a_batch_multiplier_that_is_not_whole_sequences_is_named():
     with pytest.raises(UserError, match="train.batch_multipliers"):
         make_plan(validate_config({"train": {"batch_multipliers": [0.3]}}), "tok")
+
+
+def test_plan_applies_fitted_rules_per_grid_point():
+    """`train.hyperparameters`: each point's lr and batch size from c N^p D^q at its N and budget tokens (the
+    batch law's truth above as the batch rule), the sweeps' multipliers on top."""
+    rules = {"lr": {"c": 2.0, "p": -0.5, "q": 0.1}, "batch_size": TRUE}
+    config = validate_config({"train": {"hyperparameters": rules, "lr_multipliers": [0.5, 1.0], "min_steps": 20}})
+    runs = list(make_plan(config, "tok")["runs"].values())
+    batches = set()
+    for run in runs:
+        d = run["budget"] / (run["C"] / run["D"])  # the budget's tokens before rounding to whole steps
+        lr = 2.0 * run["N"] ** -0.5 * d**0.1 * run["lr_multiplier"]
+        assert run["spec"]["train"]["lr"] == pytest.approx(lr, rel=1e-12)
+        batch = round(TRUE["c"] * run["N"] ** TRUE["p"] * d ** TRUE["q"])
+        assert run["spec"]["train"]["batch_size"] == batch
+        batches.add(batch)
+    assert len(batches) > 3  # the rule moves the batch size across the grid
+    with pytest.raises(UserError, match="train.hyperparameters.lr"):
+        validate_config({"train": {"hyperparameters": {"lr": {"c": 1.0, "p": 0.1}}}})

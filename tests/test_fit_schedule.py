@@ -86,7 +86,7 @@ def test_a_short_memory_is_recovered_from_noisy_curves():
     runs, curves, trains = _family(seed=4, noise=0.003, decay_factor=0.99)
     law = fit_schedule_laws(runs, curves, trains, bootstrap=0)
     assert law["memory_steps"] == pytest.approx(100, rel=0.2)
-    assert law["max_abs_rel_error"] < 0.001 < 0.01 < law["decay_factor_sensitivity"]["0.999"]
+    assert law["max_abs_rel_error"] < 0.001 and law["decay_factor_sensitivity"]["0.999"] > 0.01
 
 
 def test_a_law_that_cannot_be_determined_says_so():

@@ -189,31 +189,50 @@ def _replicated_count(plan: dict) -> int:
     return budgets if plan["replicated_budgets"] == 0 else min(plan["replicated_budgets"], budgets)
 
 
-def batch_sizes(train: dict) -> dict[float, int]:
-    """The batch size (sequences per step) of each of `train.batch_multipliers`: `train.batch_size` times it,
-    which must be a whole number of sequences."""
+def rule_value(rule: dict, n: float, d: float) -> float:
+    """A fitted hyperparameter rule's value c N^p D^q (the form of `isoflop.fit.hyper`)."""
+    return rule["c"] * n ** rule["p"] * d ** rule["q"]
+
+
+def point_settings(config: dict, shape: dict, budget: float) -> tuple[float, int]:
+    """(peak lr, batch size) of a grid point before its sweep multipliers: from `train.hyperparameters`' rules
+    where given, at the point's N (under `plan.flops_convention`, as the runs table and the fitted laws count
+    it) and D (the budget's tokens before rounding to whole steps); else the fixed settings."""
+    train = config["train"]
+    rules = train["hyperparameters"]
+    n, _ = convention_values(shape["params"], shape["flops_per_token"], config["plan"]["flops_convention"])
+    d = budget / shape["primary_flops_per_token"]
+    lr = rule_value(rules["lr"], n, d) if rules["lr"] else peak_lr(train, shape["model"]["d_model"])
+    batch = max(1, round(rule_value(rules["batch_size"], n, d))) if rules["batch_size"] else train["batch_size"]
+    return lr, batch
+
+
+def batch_sizes(base: int, multipliers: list[float]) -> dict[float, int]:
+    """The batch size (sequences per step) of each of `train.batch_multipliers`: the point's batch size times
+    it, which must be a whole number of sequences."""
     sizes = {}
-    for multiplier in train["batch_multipliers"]:
-        size = train["batch_size"] * multiplier
+    for multiplier in multipliers:
+        size = base * multiplier
         if size < 1 or abs(size - round(size)) > 1e-9:
-            raise UserError(f"config key 'train.batch_multipliers' has {multiplier:g}: train.batch_size="
-                            f"{train['batch_size']} times it is {size:g}, not a whole number of sequences")
+            raise UserError(f"config key 'train.batch_multipliers' has {multiplier:g}: the batch size {base} "
+                            f"times it is {size:g}, not a whole number of sequences")
         sizes[multiplier] = round(size)
     return sizes
 
 
 def run_spec(config: dict, shape: dict, *, tokens: int, lr_multiplier: float, seed: int, mixture,
-             batch_multiplier: float = 1.0) -> dict:
+             lr: float | None = None, batch_size: int | None = None) -> dict:
     """The spec of one run of a shape (from `shape_accounting`): the model, the mixture (a name is resolved
-    against the token counts when the run starts), and the study's optimisation settings."""
+    against the token counts when the run starts), and the study's optimisation settings. `lr` (before the
+    multiplier) and `batch_size` default to the fixed settings (`point_settings` gives a grid point's)."""
     train = config["train"]
     return {
         "model": shape["model"],
         "mixture": mixture,
         "train": {
             "tokens": tokens,
-            "batch_size": batch_sizes(train)[batch_multiplier],
-            "lr": peak_lr(train, shape["model"]["d_model"]) * lr_multiplier,
+            "batch_size": train["batch_size"] if batch_size is None else batch_size,
+            "lr": (peak_lr(train, shape["model"]["d_model"]) if lr is None else lr) * lr_multiplier,
             "min_lr_frac": train["min_lr_frac"],
             "warmup_steps": train["warmup_steps"],
             "schedule": train["schedule"],
@@ -288,18 +307,20 @@ def make_plan(config: dict, tokens_id: str) -> dict:
         )
     shapes = sorted((shape_accounting(config, d) | {"d_model": d} for d in ladder), key=lambda s: s["N"])
     seq_len = config["model"]["seq_len"]
-    sizes = batch_sizes(train)
-    # every batch size of a grid point trains the same D (so a batch sweep's runs group on (N, D), as the lr
-    # sweep's do): D is a whole number of steps at each, a multiple of their least common tokens per step
-    token_unit = math.lcm(*sizes.values()) * seq_len
     runs = []
     for b_index, budget in enumerate(plan["budgets"]):
         for shape in _sizes_for_budget(budget, shapes, plan):
+            lr, batch = point_settings(config, shape, budget)
+            sizes = batch_sizes(batch, train["batch_multipliers"])
+            # every batch size of a grid point trains the same D (so a batch sweep's runs group on (N, D), as
+            # the lr sweep's do): D is a whole number of steps at each, a multiple of their least common
+            # tokens per step
+            token_unit = math.lcm(*sizes.values()) * seq_len
             tokens = math.ceil(budget / shape["primary_flops_per_token"] / token_unit) * token_unit
-            steps = tokens // (max(sizes.values()) * seq_len)
+            tokens_per_step = max(sizes.values()) * seq_len
+            steps = tokens // tokens_per_step
             if steps < train["min_steps"]:
                 smallest = shapes[0]
-                tokens_per_step = max(sizes.values()) * seq_len
                 minimum = train["min_steps"] * tokens_per_step * smallest["primary_flops_per_token"]
                 raise UserError(
                     f"config key 'plan.budgets[{b_index}]' = {budget:.3g} FLOPs is too small for model "
@@ -312,7 +333,8 @@ def make_plan(config: dict, tokens_id: str) -> dict:
                     replicates, train["lr_multipliers"], train["batch_multipliers"]):
                 spec = run_spec(config, shape, tokens=tokens, lr_multiplier=lr_multiplier,
                                 seed=seed_for(config["seed"], replicate),
-                                mixture=config["mix"]["mixture"] or "natural", batch_multiplier=batch_multiplier)
+                                mixture=config["mix"]["mixture"] or "natural", lr=lr,
+                                batch_size=sizes[batch_multiplier])
                 runs.append(run_record(config, shape, spec, tokens_id, budget=budget, replicate=replicate,
                                        lr_multiplier=lr_multiplier, batch_multiplier=batch_multiplier))
     trunks = attach_trunks(runs, tokens_id) if train["branch_cooldowns"] else {}
