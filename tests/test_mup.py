@@ -26,7 +26,6 @@ def _model(width: int, base: int | None, **options) -> Transformer:
 def _coordinates(width: int, base: int | None, steps: int = 10, lr: float = 0.02) -> dict[str, float]:
     """Mean |coordinate| of the residual stream after each block and of the logits, after `steps` AdamW steps
     at the same lr, on batches whose odd tokens follow from the even ones (something to learn)."""
-    torch.manual_seed(0)
     model = _model(width, base)
     train = TrainConfig(tokens=1, batch_size=8, lr=lr, warmup_steps=0, seed=0, weight_decay=0.0)
     optimizer = make_optimizer(model, train)
