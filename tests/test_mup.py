@@ -125,3 +125,26 @@ def test_plan_with_mup_changes_run_ids_and_drops_the_width_rule():
         assert run["spec"]["train"]["mup_base_d_model"] == config["train"]["lr_reference_d_model"]
     with pytest.raises(UserError, match="train.parametrization"):
         validate_config({"train": {"parametrization": "ntk"}})
+
+
+def test_a_mup_spec_reaches_the_trainer(tmp_path):
+    """The spec keys build a muP model and its per-layer learning rates in the workflow's trainer."""
+    import json
+
+    from isoflop.train.loop import Trainer
+
+    tokens = tmp_path / "tokens"
+    (tokens / "web").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rng.integers(0, VOCAB, 4096, dtype=np.uint16).tofile(tokens / "web" / "train.bin")
+    rng.integers(0, VOCAB, 512, dtype=np.uint16).tofile(tokens / "web" / "val.bin")
+    counts = {"train_tokens": 4096, "val_tokens": 512, "train_bytes": 4096, "val_bytes": 512}
+    (tokens / "meta.json").write_text(json.dumps({"vocab_size": VOCAB, "eos_id": 0, "dtype": "uint16",
+                                                  "domains": {"web": counts}, "fingerprint": "mup"}))
+    train = {"tokens": 4 * 4 * 32, "batch_size": 4, "lr": 0.01, "warmup_steps": 0, "seed": 0,
+             "schedule": "constant", "parametrization": "mup", "mup_base_d_model": 32}
+    spec = {"model": ModelConfig.from_size(64, VOCAB, 32).to_dict(), "mixture": {"web": 1.0}, "train": train}
+    trainer = Trainer(spec, tokens, tmp_path / "run", threads=1, device="cpu", progress=False, own_process=False)
+    assert trainer.model.width_multiplier == 2.0 and trainer.spec["train"]["parametrization"] == "mup"
+    trainer.train_step(0)
+    assert sorted({group["lr"] for group in trainer.optimizer.param_groups}) == [0.005, 0.01]
