@@ -22,7 +22,8 @@ the hidden matrices (qkv, attention output, MLP up and down) start at std init_s
 lr / m; embeddings, norms and the output head keep the standard init and lr; the logits are multiplied by
 1 / m; attention scores are scaled by 1 / head_dim (written sqrt(16) / head_dim, which is the standard
 1 / sqrt(head_dim) at the ladder's head width 16, as mutransformers writes 8 / head_dim for GPT-2's 64). At
-d_model = b both parametrisations build the same model, so a learning rate tuned at b holds at every width.
+d_model = b (with 16-wide heads) both parametrisations build the same model, and a learning rate tuned at b
+holds at every width.
 """
 
 from __future__ import annotations
