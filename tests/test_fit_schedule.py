@@ -16,14 +16,15 @@ TRAIN = {"lr": 0.01, "schedule": "wsd", "warmup_steps": 20, "min_lr_frac": 0.1, 
 STEPS = (1000, 2000, 4000)  # one WSD family: three cooldowns branched from one trunk
 
 
-def _family(seed: int, noise: float = 0.01):
-    """Runs table rows, per-step curves (as the trainer writes them) and train specs of one synthetic family."""
+def _family(seed: int, noise: float = 0.01, decay_factor: float = 0.999):
+    """Runs table rows, per-step curves (as the trainer writes them) and train specs of one synthetic family
+    whose annealing memory is `decay_factor`."""
     rng = np.random.default_rng(seed)
     rows, curves, trains = [], {}, {}
     for steps in STEPS:
         run_id = f"run{steps}"
         rates = lr_schedule(steps, **TRAIN)
-        s1, s2 = annealing_areas(rates / TRAIN["lr"], TRAIN["warmup_steps"])
+        s1, s2 = annealing_areas(rates / TRAIN["lr"], TRAIN["warmup_steps"], decay_factor)
         step = np.arange(1, steps + 1)
         with np.errstate(divide="ignore"):
             clean = law_loss(TRUE, s1[step - 1], s2[step - 1])
@@ -46,7 +47,8 @@ def test_annealing_area_follows_the_momentum_recursion():
 
 def test_known_parameters_are_recovered_and_the_held_out_cooldown_predicted():
     runs, curves, trains = _family(seed=0)
-    result = fit_schedule_laws(runs, curves, trains, bootstrap=50, seed=0)
+    # the memory at its true value: the other parameters' recovery (the memory's own is tested below)
+    result = fit_schedule_laws(runs, curves, trains, bootstrap=50, seed=0, decay_factor=0.999)
     family = result["families"]["t0"]
     assert family["held_out"] == "run4000"
     assert family["fitted_runs"] == ["run1000", "run2000"]
@@ -63,6 +65,28 @@ def test_known_parameters_are_recovered_and_the_held_out_cooldown_predicted():
     assert family["cooldown_mean_abs_rel_error"] < 0.005
     assert family["within_tolerance"] and family["warnings"] == []
     assert result["n_within_tolerance"] == 1 and result["trusted"]
+
+
+@pytest.mark.parametrize("decay_factor", [0.99, 0.999])
+def test_the_annealing_memory_is_recovered_from_exact_curves(decay_factor):
+    """Curves made by the law with a memory of 100 or 1000 steps: the fitted memory within 2%, the held-out
+    cooldown within 0.01%. At 100 steps the paper's fixed 0.999 misses the held-out cooldown by over 1%."""
+    runs, curves, trains = _family(seed=4, noise=0.0, decay_factor=decay_factor)
+    law = fit_schedule_laws(runs, curves, trains, bootstrap=0)
+    assert law["memory_steps"] == pytest.approx(1 / (1 - decay_factor), rel=0.02)
+    assert law["max_abs_rel_error"] < 1e-4
+    if decay_factor == 0.99:
+        assert law["decay_factor_sensitivity"]["0.999"] > 0.01
+
+
+def test_a_short_memory_is_recovered_from_noisy_curves():
+    """0.3% noise per step (measured: memory 100 fitted as 88 steps; held-out error 0.003%, against 1.1% with the
+    paper's 0.999). A memory longer than the fitted cooldowns (1000 steps against 200 and 400) is poorly
+    determined by such curves: fitted as 593, and the held-out error is then 0.5% against 0.08% at the truth."""
+    runs, curves, trains = _family(seed=4, noise=0.003, decay_factor=0.99)
+    law = fit_schedule_laws(runs, curves, trains, bootstrap=0)
+    assert law["memory_steps"] == pytest.approx(100, rel=0.2)
+    assert law["max_abs_rel_error"] < 0.001 and law["decay_factor_sensitivity"]["0.999"] > 0.01
 
 
 def test_a_law_that_cannot_be_determined_says_so():
@@ -100,16 +124,17 @@ def test_fit_stage_writes_the_schedule_law_from_curve_files(tmp_path):
               lr_law=False, plan_path=tmp_path / "plan.json", curve_paths=paths)
     law = read_json(tmp_path / "laws.json")["schedule_law"]
     family = law["families"]["t0"]
-    assert family["held_out"] == "run4000" and abs(family["rel_error"]) < 0.005
+    # the memory fitted (1000 steps, longer than the fitted cooldowns, is loosely determined by 1%-noise curves)
+    assert family["held_out"] == "run4000" and abs(family["rel_error"]) < 0.01
     assert family["params"]["alpha"] == pytest.approx(TRUE["alpha"], abs=0.05)
-    assert law["decay_factor"] == 0.999 and set(law["decay_factor_sensitivity"]) == {"0.99"}
+    assert law["decay_factor_fitted"] and 300 < law["memory_steps"] < 3000, law["memory_steps"]
 
 
 def test_report_says_plainly_whether_to_trust_the_law():
     from isoflop.report import schedule_law_lines
 
     runs, curves, trains = _family(seed=0)
-    law = fit_schedule_laws(runs, curves, trains, bootstrap=0)
+    law = fit_schedule_laws(runs, curves, trains, bootstrap=0, decay_factor=0.999)
     text = "\n".join(schedule_law_lines({"schedule_law": law}))
     assert "predicted 1 of 1 held-out cooldowns' final loss within 1%. **Trust it**" in text
     law["families"]["t0"]["rel_error"], law["families"]["t0"]["within_tolerance"] = -0.05, False

@@ -106,6 +106,10 @@ def shape_accounting(config: dict, d_model: int) -> dict:
 
 
 def peak_lr(train: dict, d_model: int) -> float:
+    """The run's lr: under muP `train.lr` itself (the model scales it per layer with width), else `train.lr`
+    scaled from `lr_reference_d_model` by `lr_width_exponent`."""
+    if train["parametrization"] == "mup":
+        return train["lr"]
     return train["lr"] * (train["lr_reference_d_model"] / d_model) ** train["lr_width_exponent"]
 
 
@@ -186,17 +190,50 @@ def _replicated_count(plan: dict) -> int:
     return budgets if plan["replicated_budgets"] == 0 else min(plan["replicated_budgets"], budgets)
 
 
-def run_spec(config: dict, shape: dict, *, tokens: int, lr_multiplier: float, seed: int, mixture) -> dict:
+def rule_value(rule: dict, n: float, d: float) -> float:
+    """A fitted hyperparameter rule's value c N^p D^q (the form of `isoflop.fit.hyper`)."""
+    return rule["c"] * n ** rule["p"] * d ** rule["q"]
+
+
+def point_settings(config: dict, shape: dict, budget: float) -> tuple[float, int]:
+    """(peak lr, batch size) of a grid point before its sweep multipliers: from `train.hyperparameters`' rules
+    where given, at the point's N (under `plan.flops_convention`, as the runs table and the fitted laws count
+    it) and D (the budget's tokens before rounding to whole steps); else the fixed settings."""
+    train = config["train"]
+    rules = train["hyperparameters"]
+    n, _ = convention_values(shape["params"], shape["flops_per_token"], config["plan"]["flops_convention"])
+    d = budget / shape["primary_flops_per_token"]
+    lr = rule_value(rules["lr"], n, d) if rules["lr"] else peak_lr(train, shape["model"]["d_model"])
+    batch = max(1, round(rule_value(rules["batch_size"], n, d))) if rules["batch_size"] else train["batch_size"]
+    return lr, batch
+
+
+def batch_sizes(base: int, multipliers: list[float]) -> dict[float, int]:
+    """The batch size (sequences per step) of each of `train.batch_multipliers`: the point's batch size times
+    it, which must be a whole number of sequences."""
+    sizes = {}
+    for multiplier in multipliers:
+        size = base * multiplier
+        if size < 1 or abs(size - round(size)) > 1e-9:
+            raise UserError(f"config key 'train.batch_multipliers' has {multiplier:g}: the batch size {base} "
+                            f"times it is {size:g}, not a whole number of sequences")
+        sizes[multiplier] = round(size)
+    return sizes
+
+
+def run_spec(config: dict, shape: dict, *, tokens: int, lr_multiplier: float, seed: int, mixture,
+             lr: float | None = None, batch_size: int | None = None) -> dict:
     """The spec of one run of a shape (from `shape_accounting`): the model, the mixture (a name is resolved
-    against the token counts when the run starts), and the study's optimisation settings."""
+    against the token counts when the run starts), and the study's optimisation settings. `lr` (before the
+    multiplier) and `batch_size` default to the fixed settings (`point_settings` gives a grid point's)."""
     train = config["train"]
     return {
         "model": shape["model"],
         "mixture": mixture,
         "train": {
             "tokens": tokens,
-            "batch_size": train["batch_size"],
-            "lr": peak_lr(train, shape["model"]["d_model"]) * lr_multiplier,
+            "batch_size": train["batch_size"] if batch_size is None else batch_size,
+            "lr": (peak_lr(train, shape["model"]["d_model"]) if lr is None else lr) * lr_multiplier,
             "min_lr_frac": train["min_lr_frac"],
             "warmup_steps": train["warmup_steps"],
             "schedule": train["schedule"],
@@ -214,12 +251,14 @@ def run_spec(config: dict, shape: dict, *, tokens: int, lr_multiplier: float, se
             **({"compile": True} if train["compile"] else {}),
             **({"dtype": train["dtype"]} if train["dtype"] != "float32" else {}),
             **({"tasks": study_tasks(config)} if (config.get("eval") or {}).get("tasks") else {}),
+            **({"parametrization": "mup", "mup_base_d_model": train["lr_reference_d_model"]}
+               if train["parametrization"] == "mup" else {}),
         },
     }
 
 
 def run_record(config: dict, shape: dict, spec: dict, data_id: str, *, budget: float, replicate: int = 0,
-               lr_multiplier: float = 1.0) -> dict:
+               lr_multiplier: float = 1.0, batch_multiplier: float = 1.0) -> dict:
     """A run as the plan (and the runs table, the fit and tracking) know it: its id, shape, N, D and C under
     the study's `plan.flops_convention`, and its spec."""
     n_reported, reported_per_token = convention_values(shape["params"], shape["flops_per_token"],
@@ -239,6 +278,7 @@ def run_record(config: dict, shape: dict, spec: dict, data_id: str, *, budget: f
         "steps": spec["train"]["tokens"] // tokens_per_step,
         "replicate": replicate,
         "lr_multiplier": lr_multiplier,
+        "batch_multiplier": batch_multiplier,
         "flops_convention": config["plan"]["flops_convention"],
         "spec": spec,
     }
@@ -258,20 +298,29 @@ def make_plan(config: dict, tokens_id: str) -> dict:
     budgets = len(plan["budgets"])
     replicated = _replicated_count(plan)
     seeded_budgets = replicated * plan["seeds"] + (budgets - replicated)
-    planned = seeded_budgets * plan["sizes_per_budget"] * len(train["lr_multipliers"])
+    planned = (seeded_budgets * plan["sizes_per_budget"] * len(train["lr_multipliers"])
+               * len(train["batch_multipliers"]))
     if planned > plan["max_runs"]:  # counted, not built: a grid of 10^6 runs is refused at once
         raise UserError(
             f"config key 'plan.max_runs' = {plan['max_runs']}: the grid would make {planned:,} training runs "
             f"({budgets} budgets, {replicated} of them x {plan['seeds']} seeds, x {plan['sizes_per_budget']} sizes x "
-            f"{len(train['lr_multipliers'])} learning rates); shrink it or raise plan.max_runs"
+            f"{len(train['lr_multipliers'])} learning rates x {len(train['batch_multipliers'])} batch sizes); "
+            "shrink it or raise plan.max_runs"
         )
     shapes = sorted((shape_accounting(config, d) | {"d_model": d} for d in ladder), key=lambda s: s["N"])
-    tokens_per_step = train["batch_size"] * config["model"]["seq_len"]
+    seq_len = config["model"]["seq_len"]
     runs = []
     for b_index, budget in enumerate(plan["budgets"]):
         for shape in _sizes_for_budget(budget, shapes, plan):
-            tokens = budget / shape["primary_flops_per_token"]
-            steps = math.ceil(tokens / tokens_per_step)
+            lr, batch = point_settings(config, shape, budget)
+            sizes = batch_sizes(batch, train["batch_multipliers"])
+            # every batch size of a grid point trains the same D (so a batch sweep's runs group on (N, D), as
+            # the lr sweep's do): D is a whole number of steps at each, a multiple of their least common
+            # tokens per step
+            token_unit = math.lcm(*sizes.values()) * seq_len
+            tokens = math.ceil(budget / shape["primary_flops_per_token"] / token_unit) * token_unit
+            tokens_per_step = max(sizes.values()) * seq_len
+            steps = tokens // tokens_per_step
             if steps < train["min_steps"]:
                 smallest = shapes[0]
                 minimum = train["min_steps"] * tokens_per_step * smallest["primary_flops_per_token"]
@@ -282,12 +331,14 @@ def make_plan(config: dict, tokens_id: str) -> dict:
                     f"model, more for larger ones (or lower train.batch_size / train.min_steps)"
                 )
             replicates = range(plan["seeds"]) if _replicated(b_index, plan) else range(1)
-            for replicate, multiplier in itertools.product(replicates, train["lr_multipliers"]):
-                spec = run_spec(config, shape, tokens=steps * tokens_per_step, lr_multiplier=multiplier,
+            for replicate, lr_multiplier, batch_multiplier in itertools.product(
+                    replicates, train["lr_multipliers"], train["batch_multipliers"]):
+                spec = run_spec(config, shape, tokens=tokens, lr_multiplier=lr_multiplier,
                                 seed=seed_for(config["seed"], replicate),
-                                mixture=config["mix"]["mixture"] or "natural")
+                                mixture=config["mix"]["mixture"] or "natural", lr=lr,
+                                batch_size=sizes[batch_multiplier])
                 runs.append(run_record(config, shape, spec, tokens_id, budget=budget, replicate=replicate,
-                                       lr_multiplier=multiplier))
+                                       lr_multiplier=lr_multiplier, batch_multiplier=batch_multiplier))
     trunks = attach_trunks(runs, tokens_id) if train["branch_cooldowns"] else {}
     for run in runs:
         run.setdefault("trunk_id", None)

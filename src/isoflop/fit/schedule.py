@@ -4,10 +4,14 @@
 
     S1(s) = sum_{i <= s} eta_i                      forward area: how far training has gone
     S2(s) = sum_{i <= s} m_i                        annealing area, with momentum:
-    m_i   = lambda * m_{i-1} + (eta_{i-1} - eta_i)  the lr decrease so far, decaying by lambda = 0.999 per step
+    m_i   = lambda * m_{i-1} + (eta_{i-1} - eta_i)  the lr decrease so far, decaying by lambda per step
 
 fitted per model shape on its WSD family: the trunk's constant-lr phase pins L0, A and alpha, the branched
-cooldowns pin C, and the longest cooldown is held out and predicted. The lr is divided by the peak, so S1 is
+cooldowns pin C, and the longest cooldown is held out and predicted. The annealing memory lambda is one
+constant for the whole study (Tissue et al. fix it at 0.999 for runs of tens of thousands of steps; its right
+value depends on the schedule's length, which a fixed constant cannot know): the lambda whose family fits
+have the least total squared error on the fitted runs, found by a grid over the memory 1 / (1 - lambda) in
+steps and a bounded refinement. The held-out cooldowns never enter its choice, so they still judge the law. The lr is divided by the peak, so S1 is
 in peak-lr steps and C in nats per peak-lr step. The annealing momentum starts after warmup (a rising lr is
 not annealing). The fit is in log space (relative residuals) on bin means of the per-step train loss (the
 raw loss is one small batch's; bins average its noise), multi-started from a grid in alpha, each start solved
@@ -22,8 +26,9 @@ import pandas as pd
 
 from isoflop.train.schedule import lr_schedule
 
-DECAY_FACTOR = 0.999  # Tissue et al.'s lambda: a cooldown's gain arrives over about 1 / (1 - lambda) steps
-SENSITIVITY_FACTORS = (0.99,)  # refitted with these lambdas too, to show how much the choice matters
+PAPER_DECAY_FACTOR = 0.999  # Tissue et al.'s lambda: a cooldown's gain arrives over about 1 / (1 - lambda) steps
+SENSITIVITY_FACTORS = (PAPER_DECAY_FACTOR,)  # refitted with these lambdas too, to show how much the fitted one matters
+MEMORY_GRID = np.geomspace(3.0, 3000.0, 13)  # candidate memories 1 / (1 - lambda), in steps
 BINS_PER_SEGMENT = 200  # bin means per constant phase or cooldown: enough shape, a fraction of the noise
 FIT_FROM_FRAC = 0.1  # the fit skips the first 10% of the constant phase: the fast early drop is no power law
 FINAL_WINDOW_FRAC = 0.02  # a run's final loss: the mean train loss over its last 2% of steps (at least 10)
@@ -35,7 +40,7 @@ ALPHA_STARTS = np.geomspace(0.05, 2.0, 8)
 NAMES = ("L0", "A", "alpha", "C")
 
 
-def annealing_areas(rates: np.ndarray, warmup_steps: int, decay_factor: float = DECAY_FACTOR):
+def annealing_areas(rates: np.ndarray, warmup_steps: int, decay_factor: float = PAPER_DECAY_FACTOR):
     """S1 and S2 after k updates, k = 0 .. len(rates): entry k is what the loss logged at step k + 1 has seen."""
     s1 = np.concatenate([[0.0], np.cumsum(rates)])
     decrease = np.zeros(len(rates))
@@ -99,6 +104,18 @@ def _linear_starts(points: np.ndarray, upper_l0: float) -> list[np.ndarray]:
     return starts
 
 
+def _best_start(points: np.ndarray, upper_l0: float) -> np.ndarray:
+    """The linear start with the least log-space error: one nonlinear solve instead of one per start, for the
+    many fits of the memory's search (the final fit at the chosen memory still tries every start)."""
+    s1, s2, loss = points.T
+
+    def log_error(x):
+        predicted = x[0] + np.exp(x[1]) * s1 ** -x[2] - x[3] * s2
+        return np.sum((np.log(np.maximum(predicted, 1e-12)) - np.log(loss)) ** 2)
+
+    return min(_linear_starts(points, upper_l0), key=log_error)
+
+
 def fit_annealing_law(points: np.ndarray, *, bootstrap: int = BOOTSTRAP_CAP, seed: int = 0) -> dict:
     """Fit the law to rows (S1, S2, loss); parameters, 95% block-bootstrap intervals and warnings."""
     upper_l0 = float(points[:, 2].min())
@@ -145,12 +162,8 @@ def _segment(curve: pd.DataFrame, s1, s2, first: int, last: int) -> np.ndarray:
     return binned(s1[k], s2[k], part["train_loss"].to_numpy(float))
 
 
-def fit_schedule_family(family: pd.DataFrame, curves: dict[str, pd.DataFrame], trains: dict[str, dict], *,
-                        bootstrap: int = BOOTSTRAP_CAP, seed: int = 0, decay_factor: float = DECAY_FACTOR) -> dict:
-    """One shape's law from its WSD family (the rows of the runs table sharing a trunk): fitted on the constant
-    phase and every cooldown but the longest, which it predicts (final loss and curve)."""
-    family = family.sort_values("steps")
-    held = family.iloc[-1]
+def _areas(family: pd.DataFrame, trains: dict[str, dict], decay_factor: float) -> dict[str, tuple]:
+    """(S1, S2) per run of the family, from its lr schedule as its spec defines it."""
     areas = {}
     for run in family.itertuples():
         train = trains[run.run_id]
@@ -158,15 +171,63 @@ def fit_schedule_family(family: pd.DataFrame, curves: dict[str, pd.DataFrame], t
                             warmup_steps=train["warmup_steps"], min_lr_frac=train["min_lr_frac"],
                             decay_frac=train["decay_frac"], decay_shape=train["decay_shape"])
         areas[run.run_id] = annealing_areas(rates / train["lr"], train["warmup_steps"], decay_factor)
+    return areas
+
+
+def _fitted_points(family: pd.DataFrame, curves: dict[str, pd.DataFrame], trains: dict[str, dict],
+                   areas: dict[str, tuple]) -> np.ndarray:
+    """The binned rows a family's law is fitted to: the constant phase once (every branch shares it), from the
+    end of warmup to the held-out (longest) run's branch, and every cooldown but the held-out one."""
+    held = family.iloc[-1]
     warmup = int(trains[held.run_id]["warmup_steps"])
-    held_curve = _train_curve(curves[held.run_id])
-    # the constant phase once (every branch shares it), from the end of warmup to the held-out run's branch
     first = max(warmup + 1, round(FIT_FROM_FRAC * held.branch_step))
-    segments = [_segment(held_curve, *areas[held.run_id], first, int(held.branch_step))]
+    segments = [_segment(_train_curve(curves[held.run_id]), *areas[held.run_id], first, int(held.branch_step))]
     for run in family.iloc[:-1].itertuples():
         segments.append(_segment(_train_curve(curves[run.run_id]), *areas[run.run_id], int(run.branch_step) + 1,
                                  int(run.steps)))
-    law = fit_annealing_law(np.concatenate(segments), bootstrap=bootstrap, seed=seed)
+    return np.concatenate(segments)
+
+
+def fit_decay_factor(families: list[pd.DataFrame], curves: dict[str, pd.DataFrame],
+                     trains: dict[str, dict]) -> dict:
+    """The study's annealing memory: the lambda minimising the summed least-squares cost of every family's fit
+    on its fitted runs (held-out cooldowns unused). Returns `decay_factor`, `memory_steps` = 1 / (1 - lambda)
+    and `at_bound` (the optimum at an end of MEMORY_GRID: not determined by these curves)."""
+    from scipy.optimize import minimize_scalar
+
+    families = [family.sort_values("steps") for family in families]
+
+    def cost(log_memory: float) -> float:
+        factor = 1.0 - np.exp(-log_memory)
+        total = 0.0
+        for family in families:
+            points = _fitted_points(family, curves, trains, _areas(family, trains, factor))
+            upper_l0 = float(points[:, 2].min())
+            total += _solve(points, upper_l0, [_best_start(points, upper_l0)])[1]
+        return total
+
+    grid = np.log(MEMORY_GRID)
+    costs = [cost(x) for x in grid]
+    best = int(np.argmin(costs))
+    at_bound = best in (0, len(grid) - 1)
+    log_memory = grid[best]
+    if not at_bound:
+        refined = minimize_scalar(cost, bounds=(grid[best - 1], grid[best + 1]), method="bounded",
+                                  options={"xatol": 0.01})
+        log_memory = float(refined.x) if refined.fun <= costs[best] else log_memory
+    memory = float(np.exp(log_memory))
+    return {"decay_factor": 1.0 - 1.0 / memory, "memory_steps": memory, "at_bound": at_bound}
+
+
+def fit_schedule_family(family: pd.DataFrame, curves: dict[str, pd.DataFrame], trains: dict[str, dict], *,
+                        bootstrap: int = BOOTSTRAP_CAP, seed: int = 0, decay_factor: float = PAPER_DECAY_FACTOR) -> dict:
+    """One shape's law from its WSD family (the rows of the runs table sharing a trunk): fitted on the constant
+    phase and every cooldown but the longest, which it predicts (final loss and curve)."""
+    family = family.sort_values("steps")
+    held = family.iloc[-1]
+    areas = _areas(family, trains, decay_factor)
+    held_curve = _train_curve(curves[held.run_id])
+    law = fit_annealing_law(_fitted_points(family, curves, trains, areas), bootstrap=bootstrap, seed=seed)
 
     steps = int(held.steps)
     window = max(10, round(FINAL_WINDOW_FRAC * steps))
@@ -186,28 +247,40 @@ def fit_schedule_family(family: pd.DataFrame, curves: dict[str, pd.DataFrame], t
 
 
 def fit_schedule_laws(runs: pd.DataFrame, curves: dict[str, pd.DataFrame], trains: dict[str, dict], *,
-                      bootstrap: int = BOOTSTRAP_CAP, seed: int = 0) -> dict:
+                      bootstrap: int = BOOTSTRAP_CAP, seed: int = 0, decay_factor: float | None = None) -> dict:
     """The law for every WSD family with a cooldown to fit and one to hold out: trunk id -> result, and the
-    summary the report states (how many held-out cooldowns were predicted within TRUST_TOLERANCE)."""
+    summary the report states (how many held-out cooldowns were predicted within TRUST_TOLERANCE). The
+    annealing memory is fitted (`fit_decay_factor`) unless `decay_factor` fixes it."""
     from isoflop.fit.study import finished
 
     ok = finished(runs)
     branched = ok[ok["trunk_id"].notna()] if "trunk_id" in ok else ok.iloc[:0]
-    families, skipped = {}, []
+    usable, skipped = {}, []
     for trunk_id, family in branched.groupby("trunk_id", sort=True):
         if len(family) < 2:
             skipped.append(f"trunk {trunk_id}: {len(family)} finished cooldown(s), need 2 (one fitted, one held out)")
-            continue
-        families[str(trunk_id)] = fit_schedule_family(family, curves, trains, bootstrap=bootstrap, seed=seed)
+        else:
+            usable[str(trunk_id)] = family
+    memory = {"decay_factor": decay_factor, "memory_steps": None, "at_bound": False}
+    if decay_factor is None and usable:
+        memory = fit_decay_factor(list(usable.values()), curves, trains)
+    factor = memory["decay_factor"] if memory["decay_factor"] is not None else PAPER_DECAY_FACTOR
+    families = {trunk_id: fit_schedule_family(family, curves, trains, bootstrap=bootstrap, seed=seed,
+                                              decay_factor=factor)
+                for trunk_id, family in usable.items()}
+    if memory["at_bound"]:
+        for family in families.values():
+            family["warnings"].append(f"the annealing memory is at the end of its grid ({memory['memory_steps']:.0f} "
+                                      "steps): not determined by these curves")
     errors = [abs(f["rel_error"]) for f in families.values()]
-    # the same fits with a shorter annealing memory, unbootstrapped: whether lambda, fixed from the paper, is
-    # what the held-out errors hinge on (a diagnostic; the law above stays the paper's)
-    sensitivity = {str(factor): max((abs(fit_schedule_family(family, curves, trains, bootstrap=0,
-                                                             decay_factor=factor)["rel_error"])
-                                     for trunk_id, family in branched.groupby("trunk_id", sort=True)
-                                     if str(trunk_id) in families), default=None)
-                   for factor in SENSITIVITY_FACTORS}
-    return {"law": "L = L0 + A*S1^-alpha - C*S2 (Tissue et al. 2024)", "decay_factor": DECAY_FACTOR,
+    # the same fits with the paper's lambda, unbootstrapped: whether the fitted memory is what the held-out
+    # errors hinge on (a diagnostic)
+    sensitivity = {str(other): max((abs(fit_schedule_family(family, curves, trains, bootstrap=0,
+                                                            decay_factor=other)["rel_error"])
+                                    for family in usable.values()), default=None)
+                   for other in SENSITIVITY_FACTORS if other != factor}
+    return {"law": "L = L0 + A*S1^-alpha - C*S2 (Tissue et al. 2024)", "decay_factor": round(factor, 6),
+            "decay_factor_fitted": decay_factor is None, "memory_steps": memory["memory_steps"],
             "tolerance": TRUST_TOLERANCE, "families": families, "skipped": skipped,
             "decay_factor_sensitivity": sensitivity,
             "n_within_tolerance": sum(f["within_tolerance"] for f in families.values()),

@@ -43,6 +43,7 @@ from isoflop.tokens import read_meta
 from isoflop.train.checkpoint import check_continuation, load_state, save_state
 from isoflop.train.data import BatchSampler, eval_windows
 from isoflop.train.model import Transformer, lm_loss
+from isoflop.train.optim import make_optimizer, set_lr
 from isoflop.train.spec import RunSpec
 from isoflop.workflow import atomic_write, write_json
 
@@ -87,17 +88,6 @@ def sigterm_flag():
         yield flag
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def make_optimizer(model: torch.nn.Module, run: RunSpec) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (nanoGPT), as one fused kernel."""
-    t = run.train
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": t.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), eps=1e-8, fused=True)
 
 
 # The divergence check compares means of this many steps' train losses: one batch's loss varies with what it
@@ -145,8 +135,8 @@ class Trainer:
         self.train_tokens = {d: info["train_tokens"] for d, info in meta["domains"].items()}
 
         init = torch.Generator().manual_seed(derive_seed(t.seed, INIT_STREAM))
-        self.model = Transformer(cfg, generator=init).to(self.device)
-        self.optimizer = make_optimizer(self.model, self.run_spec)
+        self.model = Transformer(cfg, generator=init, mup_base_d_model=t.mup_base).to(self.device)
+        self.optimizer = make_optimizer(self.model, t)
         torch.manual_seed(derive_seed(t.seed, DROPOUT_STREAM))
         self.forward = torch.compile(self.model, dynamic=False) if t.compile else self.model
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.dtype == "bfloat16")
@@ -228,8 +218,7 @@ class Trainer:
         """One optimizer step on batch ``step``; returns the cross-entropy (a device scalar, not synced)."""
         t = self.run_spec.train
         batch = self.sampler.batch(step).to(self.device, non_blocking=True)
-        for group in self.optimizer.param_groups:
-            group["lr"] = float(self.lrs[step])
+        set_lr(self.optimizer, float(self.lrs[step]))
         chunks = batch.split(t.micro_batch_size) if t.micro_batch_size else (batch,)
         total_ce = 0.0
         for chunk in chunks:

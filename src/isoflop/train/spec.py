@@ -17,6 +17,10 @@ from isoflop.train.shapes import ModelConfig
 from isoflop.train.schedule import decay_start, lr_schedule
 
 DTYPES = ("float32", "bfloat16")
+PARAMETRIZATIONS = ("standard", "mup")
+# at these values the parametrisation keys are left out of a spec's dict, so specs (and the trunk ids hashed
+# from them) written before muP existed are unchanged
+STANDARD = {"parametrization": "standard", "mup_base_d_model": 0}
 
 
 @dataclass(frozen=True)
@@ -45,10 +49,17 @@ class TrainConfig:
     compile: bool = False
     dtype: str = "float32"
     tasks: list | None = None  # downstream tasks scored at the end (isoflop.tasks.results.study_tasks)
+    parametrization: str = "standard"  # or "mup": see isoflop.train.model; `lr` then applies at mup_base_d_model
+    mup_base_d_model: int = 0  # muP's base width (where it equals the standard parametrisation); mup only
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
             raise UserError(f"train.dtype={self.dtype!r}: expected one of {DTYPES}")
+        if self.parametrization not in PARAMETRIZATIONS:
+            raise UserError(f"train.parametrization={self.parametrization!r}: expected one of {PARAMETRIZATIONS}")
+        if (self.parametrization == "mup") != (self.mup_base_d_model > 0):
+            raise UserError(f"train.mup_base_d_model={self.mup_base_d_model}: a positive base width is needed with "
+                            "train.parametrization 'mup', and none (0) with 'standard'")
         for name in ("tokens", "batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"train.{name}={getattr(self, name)} must be a positive integer")
@@ -61,6 +72,22 @@ class TrainConfig:
             )
         if self.lr <= 0:
             raise UserError(f"train.lr={self.lr} must be positive")
+
+    @property
+    def mup_base(self) -> int | None:
+        """muP's base width, or None under the standard parametrisation (``Transformer``'s argument)."""
+        return self.mup_base_d_model if self.parametrization == "mup" else None
+
+    def to_dict(self) -> dict:
+        """The fields, less the optional ones while they hold their defaults (the parametrisation keys while
+        standard, `tasks` while unset), so the specs and ids of studies that use neither stay as they were."""
+        values = asdict(self)
+        if all(values[key] == value for key, value in STANDARD.items()):
+            for key in STANDARD:
+                del values[key]
+        if values["tasks"] is None:
+            del values["tasks"]
+        return values
 
 
 @dataclass(frozen=True)
@@ -95,10 +122,7 @@ class RunSpec:
         return parsed
 
     def to_dict(self) -> dict:
-        train = asdict(self.train)
-        if train["tasks"] is None:  # absent unless set, so the specs (and trunk ids) of studies without tasks stay
-            del train["tasks"]
-        return {"model": self.model.to_dict(), "mixture": dict(self.mixture), "train": train}
+        return {"model": self.model.to_dict(), "mixture": dict(self.mixture), "train": self.train.to_dict()}
 
     @property
     def tokens_per_step(self) -> int:
