@@ -37,7 +37,7 @@ def test_a_user_error_is_its_message_alone(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_, logged(log):
         raise UserError("config key 'train.lr': too high")
     assert exit_.value.code == 1
-    assert capsys.readouterr().err == "isoflop train/abc123def456: error: config key 'train.lr': too high\n"
+    assert capsys.readouterr().err == f"isoflop train/abc123def456: error: config key 'train.lr': too high (log: {log})\n"
     assert "Traceback" in log.read_text()  # the log keeps the whole story
 
 

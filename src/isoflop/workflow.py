@@ -26,8 +26,9 @@ def logged(log_path: str | os.PathLike):
     starts and one with its time as it ends. Progress bars stay out of it (see `progress_enabled`).
 
     A failure ends the job with exit status 1 (Snakemake marks it failed) and one line on the job's stderr,
-    never a traceback: a `UserError` prints its message (it names the file, key or run), anything else
-    prints its type and message and where its traceback is (the log, which gets every failure's traceback).
+    never a traceback: a `UserError` prints its message (it names the file, key or run) and the log, anything
+    else prints its type and message and where its traceback is (the log, which gets every failure's
+    traceback; so the local profile does not print failed jobs' logs: `show-failed-logs` is off).
     An interrupt ends it with status 130 and one line.
     """
     user_stderr = sys.stderr
@@ -63,7 +64,7 @@ def logged(log_path: str | os.PathLike):
 def _one_line(err: Exception, log_path: Path) -> str:
     """A failure as one line: a UserError's own message, or a bug's type and message and where to look."""
     if isinstance(err, UserError):
-        return " ".join(str(err).split())
+        return f"{' '.join(str(err).split())} (log: {log_path})"
     message = " ".join(str(err).split())[:300]
     return f"{type(err).__name__}: {message} (traceback in {log_path})"
 
