@@ -40,6 +40,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -99,6 +100,7 @@ class Tracking:
     plan: str
     lock: str
     artifacts: str | None = None
+    deadline: float = 60.0  # seconds a job's live logging may take in all (`tracking.deadline_seconds`)
 
     @classmethod
     def of(cls, config: dict) -> Tracking:
@@ -110,7 +112,8 @@ class Tracking:
             uri = f"sqlite:///{layout.mlflow_db.resolve()}"
             artifacts = str(layout.mlflow_artifacts.resolve())
         return cls(uri, config["tracking"]["experiment"] or config["study"], config["study"],
-                   str(layout.plan.resolve()), str(layout.store_lock.resolve()), artifacts)
+                   str(layout.plan.resolve()), str(layout.store_lock.resolve()), artifacts,
+                   float(config["tracking"]["deadline_seconds"]))
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -155,7 +158,9 @@ def _locked(path):
 
 def _open(tracking: Tracking):
     """(client, experiment id) for the study's store, after `check_store`. A new SQLite store's schema is
-    created under the store lock: concurrent jobs creating it at once would race MLflow's migrations."""
+    created under the store lock: concurrent jobs creating it at once would race MLflow's migrations. A
+    server is never asked anything under the lock: one that hangs would make every job wait for the one
+    holding it (the server orders concurrent requests itself; `_experiment_id` takes a lost race)."""
     check_store(tracking)
     # synchronous logging (a job's log is complete when it ends), and no "View run ... at" line per run
     quiet = {"MLFLOW_ENABLE_ASYNC_LOGGING": "false", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
@@ -163,8 +168,9 @@ def _open(tracking: Tracking):
         os.environ.setdefault(key, value)
     from mlflow.tracking import MlflowClient
 
+    local = _sqlite_path(tracking.uri) is not None
     try:
-        with _locked(tracking.lock):
+        with _locked(tracking.lock) if local else contextlib.nullcontext():
             client = MlflowClient(tracking_uri=tracking.uri)
             return client, _retrying(lambda: _experiment_id(client, tracking))
     except Exception as err:
@@ -180,7 +186,12 @@ def _experiment_id(client, tracking: Tracking) -> str:
         location = None  # a tracking server chooses where its artifacts go
         if tracking.artifacts:
             location = PROXIED + re.sub(r"[^A-Za-z0-9_.-]", "_", tracking.experiment)
-        experiment = client.get_experiment(client.create_experiment(tracking.experiment, location))
+        try:
+            experiment = client.get_experiment(client.create_experiment(tracking.experiment, location))
+        except Exception:  # noqa: BLE001 - another job created it since (MLflow's RESOURCE_ALREADY_EXISTS)
+            experiment = client.get_experiment_by_name(tracking.experiment)
+            if experiment is None:
+                raise
     elif experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
     wanted = {**EXPERIMENT_KIND, NOTE_TAG: (
@@ -460,14 +471,34 @@ def _corpus_input(result: dict):
 
 
 def log_training_run_safely(tracking: Tracking, run: dict, run_dir) -> str | None:
-    """`log_training_run` that never fails the training job: files are the truth, the sync repairs later. A
-    failure is one line in the job's log (with the traceback only where it was not the store's fault)."""
-    try:
-        return log_training_run(tracking, run, run_dir)
-    except Exception as err:  # noqa: BLE001 - tracking must never fail a finished run
-        log.warning("MLflow logging of run %s skipped: %s (the study's sync fills it in)", run["run_id"],
-                    _one_line(err), exc_info=not isinstance(err, TrackingUnavailable))
+    """`log_training_run` that never fails the training job and never takes it longer than `tracking.deadline`
+    seconds: files are the truth, the sync repairs later. A failure, or the deadline passing (a server that
+    answers its /health but hangs on the API), is one line in the job's log (with the traceback only where
+    the store was not to blame). Past the deadline the logging thread is left behind: a daemon, it ends
+    with the job."""
+    outcome: dict = {}
+
+    def attempt() -> None:
+        try:
+            outcome["id"] = log_training_run(tracking, run, run_dir)
+        except Exception as err:  # noqa: BLE001 - tracking must never fail a finished run
+            outcome["error"] = err
+
+    worker = threading.Thread(target=attempt, name="isoflop-live-logging", daemon=True)
+    worker.start()
+    worker.join(tracking.deadline)
+    if worker.is_alive():
+        log.warning("MLflow logging of run %s given up after %g s (tracking.deadline_seconds): the store at %s "
+                    "does not answer in time; the study's sync fills it in", run["run_id"], tracking.deadline,
+                    tracking.uri)
         return None
+    if "error" in outcome:
+        err = outcome["error"]
+        log.warning("MLflow logging of run %s skipped: %s (the study's sync fills it in)", run["run_id"],
+                    _one_line(err), exc_info=(type(err), err, err.__traceback__)
+                    if not isinstance(err, TrackingUnavailable) else False)
+        return None
+    return outcome["id"]
 
 
 def _log_summary_run(client, experiment_id: str, tracking: Tracking, parent: str, kind: str, *, params: dict,
