@@ -377,3 +377,38 @@ def test_a_sync_logs_a_servers_runs_at_once_and_the_store_holds_every_point_of_e
     assert store_points(tracking.uri, "pooled", study_points(layout)) == study_points(layout)
     again = sync_study(tracking, layout, layout.plan, layout.tracked, config, threads=1)  # serially: a no-op
     assert again["runs"] == summary["runs"]
+
+
+def test_two_studies_in_one_experiment_keep_their_own_runs_fit_and_parent(tmp_path):
+    """Two studies logging to one experiment of one store, with the same run ids (a content id can repeat across
+    studies): each sync, repeated in turn, leaves the other study's view exactly as it was."""
+    from tracking_checks import synthetic_study
+
+    from isoflop.track import STUDY_TAG
+
+    store = f"sqlite:///{tmp_path / 'shared.db'}"
+    configs = {}
+    for study in ("alpha", "beta"):
+        config = synthetic_study(tmp_path / "results", study, 3, uri=store)
+        config["tracking"]["experiment"] = "shared"
+        configs[study] = config
+
+    def sync(study: str) -> dict:
+        config = configs[study]
+        layout = StudyLayout.of(config)
+        return sync_study(Tracking.of(config), layout, layout.plan, layout.tracked, config)
+
+    first = {study: sync(study) for study in ("alpha", "beta")}
+    again = {study: sync(study) for study in ("alpha", "beta", "alpha")}
+    assert again == first  # nothing replaced, moved or made twice by the other study's sync
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store)
+    runs = client.search_runs([first["alpha"]["experiment_id"]], max_results=100)
+    assert len(runs) == 2 * (3 + 3)  # per study: 3 training runs, its parent, the fit and the curation
+    for study, summary in first.items():
+        mine = [run for run in runs if run.data.tags[STUDY_TAG] == study]
+        assert sorted(run.data.tags["isoflop.kind"] for run in mine) == ["curation", "fit", "study"] + ["train"] * 3
+        assert {run.data.tags.get("mlflow.parentRunId") for run in mine if run.info.run_id != summary["study"]} == {
+            summary["study"]}
+        assert all(run.data.tags.get("isoflop.in_plan", "true") == "true" for run in mine)

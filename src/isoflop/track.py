@@ -61,6 +61,9 @@ RESULT_TAG = "isoflop.result_sha256"
 KIND_TAG = "isoflop.kind"
 PLAN_TAG = "isoflop.plan_id"
 PARENT_TAG = "mlflow.parentRunId"
+# every run a study logs carries its study's name, and every lookup filters by it: two studies that share an
+# experiment (or a store) never find, move or replace each other's runs, even runs of the same run id
+STUDY_TAG = "isoflop.study"
 MIXTURE_TAG = "isoflop.mixture_id"
 NOTE_TAG = "mlflow.note.content"  # what the UI shows as a run's or an experiment's description
 # MLflow 3 opens an experiment without this tag on its GenAI "Traces" page; this value opens the runs table
@@ -242,9 +245,9 @@ def _flatten(prefix: str, value, out: dict) -> dict:
     return out
 
 
-def _find_runs(client, experiment_id: str, tags: dict[str, str]):
-    """Every active run of the experiment with all of `tags` (page by page), oldest first."""
-    where = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
+def _find_runs(client, experiment_id: str, study: str, tags: dict[str, str]):
+    """Every active run of `study` in the experiment with all of `tags` (page by page), oldest first."""
+    where = " and ".join(f"tags.`{key}` = '{value}'" for key, value in {STUDY_TAG: study, **tags}.items())
     runs, token = [], None
     while True:
         page = client.search_runs([experiment_id], filter_string=where, max_results=PAGE_SIZE, page_token=token,
@@ -383,10 +386,10 @@ def _study_run(client, experiment_id: str, tracking: Tracking) -> str | None:
     if not plan_path.exists():
         return None
     plan_id = read_json(plan_path)["plan_id"]
-    existing = _find_runs(client, experiment_id, {KIND_TAG: "study", PLAN_TAG: plan_id})
+    existing = _find_runs(client, experiment_id, tracking.study, {KIND_TAG: "study", PLAN_TAG: plan_id})
     if existing:
         return existing[0].info.run_id
-    tags = {KIND_TAG: "study", PLAN_TAG: plan_id, "isoflop.study": tracking.study, **_source_tags()}
+    tags = {KIND_TAG: "study", PLAN_TAG: plan_id, STUDY_TAG: tracking.study, **_source_tags()}
     started = int(1000 * plan_path.stat().st_mtime)  # the study started when its plan was written
     return client.create_run(experiment_id, start_time=started, tags=tags,
                              run_name=f"{tracking.study}-plan-{plan_id[:6]}").info.run_id
@@ -397,7 +400,7 @@ def log_training_run(tracking: Tracking, run: dict, run_dir) -> str:
     run id. Idempotent (see module doc)."""
     client, experiment_id = _open(tracking)
     parent = _retrying(lambda: _study_run(client, experiment_id, tracking))
-    existing = _find_runs(client, experiment_id, {RUN_TAG: run["run_id"]})
+    existing = _find_runs(client, experiment_id, tracking.study, {RUN_TAG: run["run_id"]})
     return _log_training_run(client, experiment_id, tracking, run, Path(run_dir), parent, existing)
 
 
@@ -429,7 +432,7 @@ def _log_training_run(client, experiment_id: str, tracking: Tracking, run: dict,
         RUN_TAG: run["run_id"],
         KIND_TAG: "train",
         "isoflop.in_plan": "true",  # it was trained from the current plan; the sync flips runs of older plans
-        "isoflop.study": tracking.study,
+        STUDY_TAG: tracking.study,
         "isoflop.data_fingerprint": result.get("tokens_fingerprint") or "",
         "isoflop.status": result.get("status", "unknown"),
         **_source_tags(),
@@ -514,7 +517,7 @@ def _log_summary_run(client, experiment_id: str, tracking: Tracking, parent: str
     for path in artifacts:
         digest.update(path.read_bytes())
     source_sha = digest.hexdigest()
-    for old in _find_runs(client, experiment_id, {KIND_TAG: kind}):
+    for old in _find_runs(client, experiment_id, tracking.study, {KIND_TAG: kind}):
         if old.data.tags.get(RESULT_TAG) == source_sha:
             if old.data.tags.get(PARENT_TAG) != parent:
                 client.set_tag(old.info.run_id, PARENT_TAG, parent)
@@ -522,9 +525,10 @@ def _log_summary_run(client, experiment_id: str, tracking: Tracking, parent: str
         client.delete_run(old.info.run_id)
     # it ran from its first file's writing to its last's (the fit's laws.json, then the report's files)
     written = [int(1000 * path.stat().st_mtime) for path in artifacts] or [int(time.time() * 1000)]
-    created = client.create_run(experiment_id, run_name=kind, tags={KIND_TAG: kind}, start_time=min(written))
+    created = client.create_run(experiment_id, run_name=kind, tags={KIND_TAG: kind, STUDY_TAG: tracking.study},
+                                start_time=min(written))
     metrics = [Metric(key, float(value), max(written), 0) for key, value in values.items()]
-    tags = {KIND_TAG: kind, "isoflop.study": tracking.study, PARENT_TAG: parent,
+    tags = {KIND_TAG: kind, STUDY_TAG: tracking.study, PARENT_TAG: parent,
             **_source_tags(), **({NOTE_TAG: description} if description else {})}
     _log_batches(client, created.info.run_id, params, metrics, tags)
     for path in artifacts:
@@ -631,7 +635,8 @@ def _mark_plan_membership(client, known: dict[str, list], logged: dict[str, str]
 def _finish_study_run(client, experiment_id: str, parent: str, plan: dict, config: dict, table) -> None:
     """The parent run: the resolved config as params (once), a description, and its end at the last child's
     end. Copies of it made by concurrent live logging are deleted (their children moved here already)."""
-    for copy in _find_runs(client, experiment_id, {KIND_TAG: "study", PLAN_TAG: plan["plan_id"]})[1:]:
+    copies = _find_runs(client, experiment_id, config["study"], {KIND_TAG: "study", PLAN_TAG: plan["plan_id"]})
+    for copy in copies[1:]:
         client.delete_run(copy.info.run_id)
     if not client.get_run(parent).data.params:
         _log_batches(client, parent, _flatten("", config, {}), [], {})
@@ -641,7 +646,7 @@ def _finish_study_run(client, experiment_id: str, parent: str, plan: dict, confi
         f"{len(table)} training runs ({ok} finished) over budgets {budgets} FLOPs, sizes N = "
         f"{_size(table['N'].min())} to {_size(table['N'].max())}; plan `{plan['plan_id']}`. Children: the "
         "training runs (named by N and budget), `curation` and `fit` (laws with 95% intervals, the report)."))
-    children = _find_runs(client, experiment_id, {PARENT_TAG: parent})
+    children = _find_runs(client, experiment_id, config["study"], {PARENT_TAG: parent})
     ended = max((child.info.end_time or 0 for child in children), default=0) or int(time.time() * 1000)
     client.set_terminated(parent, status="FINISHED", end_time=ended)
 
@@ -668,7 +673,7 @@ def sync_study(tracking: Tracking, layout: StudyLayout, plan_path, out_path, con
         client, experiment_id = _open(tracking)
         parent = _study_run(client, experiment_id, tracking)
         known: dict[str, list] = {}
-        for logged_run in _find_runs(client, experiment_id, {KIND_TAG: "train"}):
+        for logged_run in _find_runs(client, experiment_id, tracking.study, {KIND_TAG: "train"}):
             known.setdefault(logged_run.data.tags.get(RUN_TAG), []).append(logged_run)
         mapping = _log_training_runs(client, experiment_id, tracking, layout, list(table["run_id"]), plan,
                                      parent, known, threads)
