@@ -242,7 +242,8 @@ def test_the_sync_builds_one_study_run_with_its_children_and_reruns_as_a_no_op(t
     log_training_run(tracking, _run(), layout.run_dir("abc123def456"))
     client = MlflowClient(tracking.uri)
     experiment_id = client.get_experiment_by_name("view").experiment_id
-    client.create_run(experiment_id, tags={"isoflop.kind": "study", "isoflop.plan_id": "plan00000001"})
+    client.create_run(experiment_id, tags={"isoflop.kind": "study", "isoflop.plan_id": "plan00000001",
+                                           "isoflop.study": "view"})
 
     summary = sync_study(tracking, layout, layout.plan, layout.tracked, config)
     runs = client.search_runs([experiment_id])
