@@ -380,10 +380,12 @@ def test_a_sync_logs_a_servers_runs_at_once_and_the_store_holds_every_point_of_e
     assert again["runs"] == summary["runs"]
 
 
-def test_two_studies_in_one_experiment_keep_their_own_runs_fit_and_parent(tmp_path):
+def test_two_studies_in_one_experiment_keep_their_own_runs_fit_and_parent(tmp_path, monkeypatch):
     """Two studies logging to one experiment of one store, with the same run ids (a content id can repeat across
     studies): each sync, repeated in turn, leaves the other study's view exactly as it was."""
     from tracking_checks import synthetic_study
+
+    monkeypatch.chdir(tmp_path)  # a store named by its URI keeps MLflow's default artifact folder, ./mlruns
 
     from isoflop.track import STUDY_TAG
 

@@ -140,6 +140,21 @@ def check_store(tracking: Tracking) -> None:
             raise TrackingUnavailable(f"MLflow server {tracking.uri} does not answer ({reason})") from None
 
 
+def corrupt_store_notice(tracking: Tracking, config_files) -> str | None:
+    """One line for a study whose SQLite store is not a database, with the exact command that repairs it (the
+    config files the workflow was given), or None. Reads the file's header: no MLflow import, no network; so
+    the workflow says it on every run, a run with nothing to do included (workflow/rules/track.smk)."""
+    if _sqlite_path(tracking.uri) is None:
+        return None
+    try:
+        check_store(tracking)
+    except StoreCorrupt as err:
+        config = " ".join(f"--config {path}" for path in config_files) or "--config <your study config>"
+        return (f"isoflop: {err}; only that command repairs it (the workflow's sync leaves a corrupt store as it "
+                f"is): isoflop track-sync --rebuild {config}")
+    return None
+
+
 def _one_line(err: BaseException) -> str:
     lines = str(err).strip().splitlines()
     return lines[0][:300] if lines else type(err).__name__
@@ -748,8 +763,10 @@ def sync_study_or_defer(tracking: Tracking, layout: StudyLayout, plan_path, out_
         log.warning("MLflow not updated: %s", reason, exc_info=not isinstance(err, TrackingUnavailable))
         summary = {"tracking_uri": tracking.uri, "pending": reason}
         write_json(out_path, summary)
-        print(f"MLflow not updated ({reason}); every result is in {layout.root}: `isoflop track-sync` or the "
-              "next workflow run fills the store", file=sys.__stderr__, flush=True)
+        fix = ("`isoflop track-sync --rebuild` rebuilds it" if isinstance(err, StoreCorrupt) else
+               "`isoflop track-sync` or the next workflow run fills the store")
+        print(f"MLflow not updated ({reason}); every result is in {layout.root}: {fix}", file=sys.__stderr__,
+              flush=True)
         return summary
 
 
