@@ -380,20 +380,18 @@ def test_a_sync_logs_a_servers_runs_at_once_and_the_store_holds_every_point_of_e
     assert again["runs"] == summary["runs"]
 
 
-def test_two_studies_in_one_experiment_keep_their_own_runs_fit_and_parent(tmp_path, monkeypatch):
-    """Two studies logging to one experiment of one store, with the same run ids (a content id can repeat across
+def _two_studies_in_one_experiment(store: str, experiment: str, results: Path) -> None:
+    """Two studies logging to one experiment of `store`, with the same run ids (a content id can repeat across
     studies): each sync, repeated in turn, leaves the other study's view exactly as it was."""
+    from mlflow.tracking import MlflowClient
     from tracking_checks import synthetic_study
-
-    monkeypatch.chdir(tmp_path)  # a store named by its URI keeps MLflow's default artifact folder, ./mlruns
 
     from isoflop.track import STUDY_TAG
 
-    store = f"sqlite:///{tmp_path / 'shared.db'}"
     configs = {}
     for study in ("alpha", "beta"):
-        config = synthetic_study(tmp_path / "results", study, 3, uri=store)
-        config["tracking"]["experiment"] = "shared"
+        config = synthetic_study(results, study, 3, uri=store)
+        config["tracking"]["experiment"] = experiment
         configs[study] = config
 
     def sync(study: str) -> dict:
@@ -404,8 +402,6 @@ def test_two_studies_in_one_experiment_keep_their_own_runs_fit_and_parent(tmp_pa
     first = {study: sync(study) for study in ("alpha", "beta")}
     again = {study: sync(study) for study in ("alpha", "beta", "alpha")}
     assert again == first  # nothing replaced, moved or made twice by the other study's sync
-    from mlflow.tracking import MlflowClient
-
     client = MlflowClient(store)
     runs = client.search_runs([first["alpha"]["experiment_id"]], max_results=100)
     assert len(runs) == 2 * (3 + 3)  # per study: 3 training runs, its parent, the fit and the curation
@@ -415,3 +411,14 @@ def test_two_studies_in_one_experiment_keep_their_own_runs_fit_and_parent(tmp_pa
         assert {run.data.tags.get("mlflow.parentRunId") for run in mine if run.info.run_id != summary["study"]} == {
             summary["study"]}
         assert all(run.data.tags.get("isoflop.in_plan", "true") == "true" for run in mine)
+
+
+def test_two_studies_in_one_experiment_keep_their_own_runs_fit_and_parent(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a store named by its URI keeps MLflow's default artifact folder, ./mlruns
+    _two_studies_in_one_experiment(f"sqlite:///{tmp_path / 'shared.db'}", "shared", tmp_path / "results")
+
+
+@pytest.mark.server
+def test_two_studies_in_one_experiment_of_a_server_keep_their_own_runs(postgres_mlflow, tmp_path):
+    _, state = postgres_mlflow
+    _two_studies_in_one_experiment(state["uri"], f"shared-{tmp_path.name}", tmp_path / "results")
