@@ -132,6 +132,7 @@ def family_stage(trunk_spec: dict, branches: dict[str, dict], tokens_dir, result
     each branch's folder into `runs_dir`, the trunk's result.json to `result_path`; `work_dir` goes last."""
     import shutil
 
+    from isoflop.integrity import write_result
     from isoflop.tokens import read_meta
     from isoflop.train.loop import train_family
 
@@ -143,7 +144,7 @@ def family_stage(trunk_spec: dict, branches: dict[str, dict], tokens_dir, result
     runs_dir.mkdir(parents=True, exist_ok=True)
     for run_id in branches:
         os.replace(work_dir / run_id, runs_dir / run_id)
-    write_json(result_path, trunk_result, allow_nan=False, sort_keys=True)
+    write_result(Path(result_path).parent, trunk_result)  # sealed again for its own folder, which holds no curve
     shutil.rmtree(work_dir)  # the trunk's saved states and checkpoints: dead weight once the family is done
     return trunk_result
 

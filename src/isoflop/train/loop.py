@@ -425,7 +425,7 @@ class Trainer:
             "epochs_by_domain": {d: drawn[d] / self.train_tokens[d] for d in drawn},
             "spec": self.spec,
         }
-        write_result(self.out_dir, result)  # sealed with hashes of itself and the curve (isoflop.integrity)
+        result = write_result(self.out_dir, result)  # sealed: hashes of itself and the curve (isoflop.integrity)
         (self.out_dir / "ckpt.pt").unlink(missing_ok=True)  # the run is complete; the state is dead weight
         return result
 
