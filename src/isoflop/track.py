@@ -22,7 +22,11 @@ them as a `Tracking` (built from the config's `tracking` section and the study's
 Tracking never blocks training: no job that training depends on talks to the store, every client checks the
 store first (a server's /health within `PROBE_SECONDS`, a SQLite file's header) and talks to it with short
 HTTP timeouts, so a dead server costs a job seconds and one line in its log; the study's sync then marks its
-output pending and the next workflow run (or `isoflop track-sync`) fills the store.
+output pending and the next workflow run (or `isoflop track-sync`) fills the store. A server that answers its
+/health but hangs costs a live-logging job at most `tracking.deadline_seconds` in all, and never costs another
+job: no request is made under the store lock.
+
+Every lookup is keyed by the study (`STUDY_TAG`), so studies sharing an experiment or a store stay apart.
 """
 
 from __future__ import annotations
