@@ -1,4 +1,6 @@
+import contextlib
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -27,6 +29,36 @@ def shared_file(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"reference data {path} not found (the shared folder is absent beside this checkout)")
     return path
+
+
+def _running_under(folder: Path) -> dict[int, str]:
+    """pid -> command line of every process (but this one) whose command line names a path under `folder`."""
+    prefix = f"{folder}{os.sep}".encode()
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+        except OSError:  # it ended meanwhile
+            continue
+        if prefix in command:
+            found[int(entry.name)] = command.replace(b"\0", b" ").decode(errors="replace").strip()[:200]
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_running(tmp_path_factory):
+    """After the session: no process that the tests started is still running. Every service and study a test
+    starts names its folder under the session's temporary folder on its command line (a study's
+    `--directory`, PostgreSQL's data folder, MLflow's artifacts, SLURM's config), so one still running then
+    was left by a fixture or test that failed to stop it: it is stopped here (by its pid) and named."""
+    yield
+    left = _running_under(tmp_path_factory.getbasetemp())
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes left running by the tests (now killed): {left}"
 
 
 @pytest.fixture

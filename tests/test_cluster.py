@@ -1,14 +1,19 @@
 """The smoke study on a real one-node SLURM cluster (scripts/cluster/start_slurm.sh) through
 `--workflow-profile workflow/profiles/slurm`: its tables equal a local run's number for number, every
-training job ran as a SLURM job, and a job given a time limit shorter than its run is killed by SLURM and
-resumes from its checkpoint on the retry, ending bit-identical to the uninterrupted run."""
+training job ran as a SLURM job, and a job whose time limit passes once it has saved a checkpoint is killed by
+SLURM and resumes from that checkpoint on the retry, ending bit-identical to the uninterrupted run.
+
+Every Snakemake a test starts runs in a process group of its own, stopped when the test ends however it ends
+(`stop_what_the_test_started`); the cluster stops with its fixture; conftest checks that nothing is left."""
 
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +35,7 @@ LONG_RUN = {**CLUSTER_SMOKE, "plan": {"budgets": [6.0e+11], "ladder": [48], "siz
 # what differs between two runs of the same spec: how long they took, and whether they were interrupted
 TIMINGS = ["train_seconds", "wall_seconds", "tokens_per_second", "resumed"]
 TABLES = ("runs.parquet", "laws.json")
+STARTED: list[subprocess.Popen] = []  # every Snakemake `_start` ran, stopped by `stop_what_the_test_started`
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +49,26 @@ def slurm(tmp_path_factory):
         pytest.skip(started.stderr.strip().splitlines()[-1])
     assert started.returncode == 0, started.stdout + started.stderr
     env["SLURM_CONF"] = str(state / "slurm.conf")
-    yield env, state
-    subprocess.run([str(SCRIPTS / "stop_slurm.sh")], capture_output=True, env=env, timeout=120)
+    try:
+        yield env, state
+    finally:  # on a failure or an interrupt too: its daemons are detached, nothing else would stop them
+        subprocess.run([str(SCRIPTS / "stop_slurm.sh")], capture_output=True, env=env, timeout=120)
+
+
+@pytest.fixture(autouse=True)
+def stop_what_the_test_started():
+    """Stop every Snakemake the test started (and its jobs: each runs in its own process group) when the test
+    ends, failed or interrupted included: a failed assertion would otherwise leave it running for its study."""
+    yield
+    while STARTED:
+        job = STARTED.pop()
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGTERM)
+            try:
+                job.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(job.pid, signal.SIGKILL)
+                job.wait()
 
 
 def _start(workdir: Path, config: dict, *extra: str, targets=TABLES, env=None) -> subprocess.Popen:
@@ -57,8 +81,10 @@ def _start(workdir: Path, config: dict, *extra: str, targets=TABLES, env=None) -
     command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *(f"{study}/{t}" for t in targets),
                "--configfile", str(configfile), *extra]
     with open(workdir / "snakemake.log", "w") as log:
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                env=env or {**os.environ, "ISOFLOP_PROGRESS": "0"})
+        job = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                               env=env or {**os.environ, "ISOFLOP_PROGRESS": "0"})
+    STARTED.append(job)
+    return job
 
 
 def _finish(job: subprocess.Popen) -> str:
@@ -169,17 +195,37 @@ def _result(workdir: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def _limit_once_checkpointed(workdir: Path, job: subprocess.Popen, env: dict) -> None:
+    """Wait for the run's first checkpoint, then cut its SLURM job's time limit to SLURM's shortest, one
+    minute: the job has run longer or soon will, so SLURM kills it (state TIMEOUT) with a state saved,
+    however long a loaded machine took to start it (a fixed one-minute limit let a loaded machine spend the
+    whole minute starting up, and no attempt ever resumed)."""
+    deadline = time.time() + 600
+    while not any((workdir / "results" / "smoke" / "runs").glob("*/ckpt.pt")):
+        assert job.poll() is None, (workdir / "snakemake.log").read_text()[-5000:]
+        assert time.time() < deadline, "no checkpoint within 10 minutes"
+        time.sleep(0.2)
+    [job_id] = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i"], capture_output=True, text=True, env=env,
+                              check=True).stdout.split()
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=1"], capture_output=True, text=True,
+                   env=env, check=True)
+
+
 @pytest.mark.cluster
 def test_a_job_past_its_time_limit_resumes_from_its_checkpoint_bit_identically(slurm, local_smoke, tmp_path):
     env, state = slurm
-    study = _long_run(local_smoke, seconds=120)
-    # SLURM's shortest limit, 1 minute: the job is killed (state TIMEOUT) and the profile's retries resubmit it;
-    # meanwhile the same run trains uninterrupted on the other core
+    # at least 100 s of training left after the first checkpoint (6 s of training), for SLURM's check of time
+    # limits (every 30 s) and its kill to come well before the run's end
+    study = _long_run(local_smoke, seconds=150)
+    # the profile's retries resubmit the job killed at its limit; meanwhile the same run trains uninterrupted
+    # on the other core
     workdir, reference_dir = tmp_path / "cluster", tmp_path / "local"
     on_slurm = _on_the_cluster(workdir, study, local_smoke, env, "--cores", "1", "--set-resources",
-                               "train:runtime=1", "--retries", "6", targets=["runs.parquet"])
+                               "train:runtime=30", "--retries", "6", targets=["runs.parquet"])
     _copy_data(local_smoke, reference_dir)
-    _snakemake(reference_dir, study, "--cores", "1", targets=["runs.parquet"])
+    local = _start(reference_dir, study, "--cores", "1", targets=["runs.parquet"])
+    _limit_once_checkpointed(workdir, on_slurm, env)
+    _finish(local)
     _finish(on_slurm)
     reference, result = _result(reference_dir), _result(workdir)
     [run_id] = [path.name for path in (workdir / "results" / "smoke" / "runs").iterdir()]
@@ -189,8 +235,7 @@ def test_a_job_past_its_time_limit_resumes_from_its_checkpoint_bit_identically(s
     assert states[0] == ["TIMEOUT"], f"{states}: the run ended within its limit ({reference['train_seconds']:.0f} s)"
     # a later attempt may exit on SLURM's SIGTERM warning (state saved, exit 1: FAILED) before the kill (TIMEOUT)
     assert states[-1] == ["COMPLETED"] and all(s in (["TIMEOUT"], ["FAILED"]) for s in states[:-1]), states
-    # every attempt after the first that got as far as loading the checkpoint resumed from it (on a loaded machine an
-    # attempt can spend its whole minute starting up, and then never loads it)
+    # the first retry found the checkpoint saved before the limit passed; any later retry, its own
     assert 1 <= result["resumed"] <= len(states) - 1
     for key in ("val_loss", "val_loss_by_domain", "train_loss", "steps"):
         assert result[key] == reference[key], key

@@ -215,3 +215,23 @@ def test_check_config_accepts_the_repository_configs_and_refuses_in_one_line(tmp
     bad.write_text("train: {lr: .nan}\n")
     assert main(["check-config", str(bad)]) == 1
     assert capsys.readouterr().err == "isoflop check-config: error: config key 'train.lr' = nan is not a finite number\n"
+
+
+@pytest.mark.parametrize("config,key,code", [
+    ({"results_dir": "results\n"}, "results_dir", "000A"),
+    ({"baseline": "results/a\x1b[2Jb"}, "baseline", "001B"),
+    ({"corpus": {"sources": [{"path": "web\tdocs", "format": "jsonl", "domain": "web"}]}}, "corpus.sources[0].path",
+     "0009"),
+    ({"curate": {"embed": {"model_path": "models/m\x00"}}}, "curate.embed.model_path", "0000"),
+    ({"tracking": {"uri": "sqlite:///a\r.db"}}, "tracking.uri", "000D"),
+])
+def test_a_control_character_in_any_configured_path_is_refused_naming_its_key(config, key, code):
+    with pytest.raises(UserError) as refused:
+        validate_config(config)
+    assert str(refused.value).startswith(f"config key '{key}' = ")
+    assert str(refused.value).endswith(f"holds a control character (U+{code}); a path must be plain text")
+    assert "\n" not in str(refused.value)
+
+
+def test_a_path_with_spaces_and_unicode_is_still_a_path():
+    assert validate_config({"results_dir": "my results/été"})["results_dir"] == "my results/été"

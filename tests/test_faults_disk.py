@@ -75,8 +75,8 @@ OUT_OF_SPACE = ("No space left on device", "requested and", "database or disk is
 
 
 def _failed(done: subprocess.CompletedProcess) -> None:
-    """The study failed for want of space: in a job (its log, which Snakemake prints) or in recording
-    Snakemake's own metadata."""
+    """The study failed for want of space: in a job (its one line, `No space left on device under <folder>`)
+    or in recording Snakemake's own metadata."""
     assert done.returncode != 0, "the study finished on a full disk"
     assert any(message in done.stderr for message in OUT_OF_SPACE), done.stderr[-4000:]
 

@@ -184,7 +184,8 @@ def test_a_source_that_yields_nothing_stops_the_study_in_one_line(tmp_path):
     done = _snakemake(tmp_path, config)
     assert done.returncode == 1
     assert ("isoflop corpus: error: config key 'corpus.sources[0]' (bad): the source yielded no documents "
-            "(1 records read: 1 corrupt (first at bad/a.jsonl:1))") in done.stderr.splitlines()
+            "(1 records read: 1 corrupt (first at bad/a.jsonl:1)) (log: results/defects/logs/corpus.log)"
+            ) in done.stderr.splitlines()
     assert "Error in rule corpus" in done.stderr  # Snakemake marks the job failed
     assert TRACEBACK not in done.stderr
     assert not (tmp_path / "results" / "defects" / "runs").exists()  # stopped before training
@@ -193,9 +194,10 @@ def test_a_source_that_yields_nothing_stops_the_study_in_one_line(tmp_path):
 @pytest.mark.faults
 @pytest.mark.parametrize("embed, line", [
     (True, "isoflop curate/fit: error: no document is left to embed after quality and dedup; loosen curate.quality "
-           "or set curate.embed.enabled: false"),
+           "or set curate.embed.enabled: false (log: results/defects/logs/curate/fit.log)"),
     (False, "isoflop tokenize: error: curation left no training document of the 2 ingested (see "
-            "results/defects/curated/{curated}/curation.json); loosen curate.quality or add documents to the corpus"),
+            "results/defects/curated/{curated}/curation.json); loosen curate.quality or add documents to the corpus "
+            "(log: results/defects/logs/tokenize.log)"),
 ])
 def test_a_corpus_emptied_by_curation_stops_before_training_in_one_line(tmp_path, embed, line):
     Path(tmp_path, "tiny").mkdir()

@@ -242,7 +242,8 @@ def test_the_sync_builds_one_study_run_with_its_children_and_reruns_as_a_no_op(t
     log_training_run(tracking, _run(), layout.run_dir("abc123def456"))
     client = MlflowClient(tracking.uri)
     experiment_id = client.get_experiment_by_name("view").experiment_id
-    client.create_run(experiment_id, tags={"isoflop.kind": "study", "isoflop.plan_id": "plan00000001"})
+    client.create_run(experiment_id, tags={"isoflop.kind": "study", "isoflop.plan_id": "plan00000001",
+                                           "isoflop.study": "view"})
 
     summary = sync_study(tracking, layout, layout.plan, layout.tracked, config)
     runs = client.search_runs([experiment_id])
@@ -377,3 +378,46 @@ def test_a_sync_logs_a_servers_runs_at_once_and_the_store_holds_every_point_of_e
     assert store_points(tracking.uri, "pooled", study_points(layout)) == study_points(layout)
     again = sync_study(tracking, layout, layout.plan, layout.tracked, config, threads=1)  # serially: a no-op
     assert again["runs"] == summary["runs"]
+
+
+def _two_studies_in_one_experiment(store: str, experiment: str, results: Path) -> None:
+    """Two studies logging to one experiment of `store`, with the same run ids (a content id can repeat across
+    studies): each one's sync leaves the other study's view exactly as it was."""
+    from mlflow.tracking import MlflowClient
+    from tracking_checks import synthetic_study
+
+    from isoflop.track import STUDY_TAG
+
+    configs = {}
+    for study in ("alpha", "beta"):
+        config = synthetic_study(results, study, 3, uri=store)
+        config["tracking"]["experiment"] = experiment
+        configs[study] = config
+
+    def sync(study: str) -> dict:
+        config = configs[study]
+        layout = StudyLayout.of(config)
+        return sync_study(Tracking.of(config), layout, layout.plan, layout.tracked, config)
+
+    first = {study: sync(study) for study in ("alpha", "beta")}
+    assert sync("alpha") == first["alpha"]  # beta's sync replaced, moved or duplicated none of alpha's runs
+    client = MlflowClient(store)
+    runs = client.search_runs([first["alpha"]["experiment_id"]], max_results=100)
+    assert len(runs) == 2 * (3 + 3)  # per study: 3 training runs, its parent, the fit and the curation
+    for study, summary in first.items():
+        mine = [run for run in runs if run.data.tags[STUDY_TAG] == study]
+        assert sorted(run.data.tags["isoflop.kind"] for run in mine) == ["curation", "fit", "study"] + ["train"] * 3
+        assert {run.data.tags.get("mlflow.parentRunId") for run in mine if run.info.run_id != summary["study"]} == {
+            summary["study"]}
+        assert all(run.data.tags.get("isoflop.in_plan", "true") == "true" for run in mine)
+
+
+def test_two_studies_in_one_experiment_keep_their_own_runs_fit_and_parent(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a store named by its URI keeps MLflow's default artifact folder, ./mlruns
+    _two_studies_in_one_experiment(f"sqlite:///{tmp_path / 'shared.db'}", "shared", tmp_path / "results")
+
+
+@pytest.mark.server
+def test_two_studies_in_one_experiment_of_a_server_keep_their_own_runs(postgres_mlflow, tmp_path):
+    _, state = postgres_mlflow
+    _two_studies_in_one_experiment(state["uri"], f"shared-{tmp_path.name}", tmp_path / "results")

@@ -37,7 +37,7 @@ def test_a_user_error_is_its_message_alone(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_, logged(log):
         raise UserError("config key 'train.lr': too high")
     assert exit_.value.code == 1
-    assert capsys.readouterr().err == "isoflop train/abc123def456: error: config key 'train.lr': too high\n"
+    assert capsys.readouterr().err == f"isoflop train/abc123def456: error: config key 'train.lr': too high (log: {log})\n"
     assert "Traceback" in log.read_text()  # the log keeps the whole story
 
 
@@ -51,3 +51,27 @@ def test_bars_only_on_a_terminal(monkeypatch):
     assert progress_enabled()
     monkeypatch.setenv("ISOFLOP_PROGRESS", "0")
     assert not progress_enabled()
+
+
+def test_a_trunk_that_fills_the_disk_says_so_naming_the_study_folder(tmp_path, capsys):
+    """torch.save onto a full device (/dev/full: every write fails with ENOSPC), as a trunk's checkpoint on a
+    full disk: its zip writer reports `[enforce fail at inline_container.cc:...]`, which the line translates."""
+    import torch
+
+    log = tmp_path / "results" / "s" / "logs" / "trunks" / "t1.log"
+    with pytest.raises(SystemExit) as exit_, logged(log):
+        torch.save({"weights": torch.zeros(100_000)}, "/dev/full")
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"isoflop trunks/t1: error: No space left on device under {tmp_path / 'results' / 's'} "
+                          "(RuntimeError: [enforce fail at inline_container.cc:")
+    assert err.endswith(f"free space there and run the workflow again; it redoes what did not finish (log: {log})\n")
+    assert "Traceback" in log.read_text() and err.count("\n") == 1
+
+
+def test_a_full_disk_in_any_write_says_so(tmp_path, capsys):
+    log = tmp_path / "results" / "s" / "logs" / "tokenize.log"
+    with pytest.raises(SystemExit), logged(log), open("/dev/full", "wb") as handle:
+        handle.write(b"tokens" * 100_000)
+    assert capsys.readouterr().err.startswith(
+        f"isoflop tokenize: error: No space left on device under {tmp_path / 'results' / 's'} (OSError: [Errno 28]")

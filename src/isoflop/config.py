@@ -14,6 +14,7 @@ import argparse
 import copy
 import json
 import math
+import re
 import reprlib
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,10 @@ def _check_values(config: dict) -> None:
             raise UserError(f"config key '{key}' nests deeper than {MAX_CONFIG_DEPTH} levels")
         if isinstance(value, float) and not math.isfinite(value):
             raise UserError(f"config key '{key or '<top level>'}' = {value!r} is not a finite number")
+        if isinstance(value, str) and _is_path_key(key) and CONTROL_CHARACTER.search(value):
+            character = CONTROL_CHARACTER.search(value).group()
+            raise UserError(f"config key '{key}' = {_shown(value)} holds a control character "
+                            f"(U+{ord(character):04X}); a path must be plain text")
         if isinstance(value, dict):
             children = [(f"{key}.{name}" if key else str(name), item) for name, item in value.items()]
         elif isinstance(value, list):
@@ -216,6 +221,18 @@ def _check_values(config: dict) -> None:
         else:
             continue
         pending += [(child_key, item, depth + 1) for child_key, item in reversed(children)]  # file order
+
+
+# A newline, tab or other C0/DEL character in a path would split a log line, a shell command or a Snakemake
+# path; no real folder needs one
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+PATH_KEYS = {"results_dir", "baseline", "path", "uri"}  # and any key ending in _path or _dir
+
+
+def _is_path_key(key: str) -> bool:
+    """Whether a config key (as `_check_values` spells it, e.g. `corpus.sources[0].path`) names a path."""
+    name = re.sub(r"\[\d+\]$", "", key.rsplit(".", 1)[-1])
+    return name in PATH_KEYS or name.endswith(("_path", "_dir"))
 
 
 def _check_study(config: dict) -> None:

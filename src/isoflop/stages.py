@@ -110,7 +110,15 @@ def train_stage(run: dict, tokens_dir, result_path, *, device: str, trunk_runs=N
 
 
 def publish_run(source_dir: Path, out_dir: Path) -> dict:
-    """Copy a finished run's files (curve.parquet, then result.json, which marks it finished) into its folder."""
+    """Copy a finished run's files (curve.parquet, then result.json, which marks it finished) into its folder,
+    once `isoflop.integrity.check_result` has found them as training wrote them."""
+    from isoflop.integrity import RejectedRunFile, check_result
+
+    try:
+        check_result(source_dir / "result.json")
+    except RejectedRunFile as err:
+        raise UserError(f"{err}; delete {source_dir.parent.parent} and run the workflow again: it retrains that "
+                        "trunk's family") from None
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in ("curve.parquet", "result.json"):
         atomic_write(out_dir / name, lambda handle, name=name: handle.write((source_dir / name).read_bytes()))
@@ -124,6 +132,7 @@ def family_stage(trunk_spec: dict, branches: dict[str, dict], tokens_dir, result
     each branch's folder into `runs_dir`, the trunk's result.json to `result_path`; `work_dir` goes last."""
     import shutil
 
+    from isoflop.integrity import write_result
     from isoflop.tokens import read_meta
     from isoflop.train.loop import train_family
 
@@ -135,7 +144,7 @@ def family_stage(trunk_spec: dict, branches: dict[str, dict], tokens_dir, result
     runs_dir.mkdir(parents=True, exist_ok=True)
     for run_id in branches:
         os.replace(work_dir / run_id, runs_dir / run_id)
-    write_json(result_path, trunk_result, allow_nan=False, sort_keys=True)
+    write_result(Path(result_path).parent, trunk_result)  # sealed again for its own folder, which holds no curve
     shutil.rmtree(work_dir)  # the trunk's saved states and checkpoints: dead weight once the family is done
     return trunk_result
 
@@ -195,9 +204,14 @@ def _finite_or_nan(value) -> float:
 
 
 def runs_table_stage(plan_path, result_paths, out_path) -> pd.DataFrame:
-    """Gather every run's result.json into `runs.parquet`, warning about runs that did not finish ok."""
+    """Gather every run's result.json into `runs.parquet`, warning about runs that did not finish ok. Each
+    file is checked first (`isoflop.integrity.read_results`): a damaged one is moved aside and named, so
+    the next workflow run retrains exactly its run."""
+    from isoflop.integrity import read_results
+
     plan = read_json(plan_path)
-    results = {Path(p).parent.name: read_json(p) for p in result_paths}
+    vocab_sizes = {run_id: run["spec"]["model"]["vocab_size"] for run_id, run in plan["runs"].items()}
+    results = read_results(result_paths, vocab_sizes)
     table = runs_table({rid: plan["runs"][rid] for rid in results}, results, plan["flops_convention"])
     table.to_parquet(out_path, index=False)
     diverged = table[table["status"] != "ok"]

@@ -22,7 +22,11 @@ them as a `Tracking` (built from the config's `tracking` section and the study's
 Tracking never blocks training: no job that training depends on talks to the store, every client checks the
 store first (a server's /health within `PROBE_SECONDS`, a SQLite file's header) and talks to it with short
 HTTP timeouts, so a dead server costs a job seconds and one line in its log; the study's sync then marks its
-output pending and the next workflow run (or `isoflop track-sync`) fills the store.
+output pending and the next workflow run (or `isoflop track-sync`) fills the store. A server that answers its
+/health but hangs costs a live-logging job at most `tracking.deadline_seconds` in all, and never costs another
+job: no request is made under the store lock.
+
+Every lookup is keyed by the study (`STUDY_TAG`), so studies sharing an experiment or a store stay apart.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -61,6 +66,9 @@ RESULT_TAG = "isoflop.result_sha256"
 KIND_TAG = "isoflop.kind"
 PLAN_TAG = "isoflop.plan_id"
 PARENT_TAG = "mlflow.parentRunId"
+# every run a study logs carries its study's name, and every lookup filters by it: two studies that share an
+# experiment (or a store) never find, move or replace each other's runs, even runs of the same run id
+STUDY_TAG = "isoflop.study"
 MIXTURE_TAG = "isoflop.mixture_id"
 NOTE_TAG = "mlflow.note.content"  # what the UI shows as a run's or an experiment's description
 # MLflow 3 opens an experiment without this tag on its GenAI "Traces" page; this value opens the runs table
@@ -100,6 +108,7 @@ class Tracking:
     plan: str
     lock: str
     artifacts: str | None = None
+    deadline: float = 60.0  # seconds a job's live logging may take in all (`tracking.deadline_seconds`)
 
     @classmethod
     def of(cls, config: dict) -> Tracking:
@@ -111,7 +120,8 @@ class Tracking:
             uri = f"sqlite:///{layout.mlflow_db.resolve()}"
             artifacts = str(layout.mlflow_artifacts.resolve())
         return cls(uri, config["tracking"]["experiment"] or config["study"], config["study"],
-                   str(layout.plan.resolve()), str(layout.store_lock.resolve()), artifacts)
+                   str(layout.plan.resolve()), str(layout.store_lock.resolve()), artifacts,
+                   float(config["tracking"]["deadline_seconds"]))
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -135,6 +145,21 @@ def check_store(tracking: Tracking) -> None:
             raise TrackingUnavailable(f"MLflow server {tracking.uri} does not answer ({reason})") from None
 
 
+def corrupt_store_notice(tracking: Tracking, config_files) -> str | None:
+    """One line for a study whose SQLite store is not a database, with the exact command that repairs it (the
+    config files the workflow was given), or None. Reads the file's header: no MLflow import, no network; so
+    the workflow says it on every run, a run with nothing to do included (workflow/rules/track.smk)."""
+    if _sqlite_path(tracking.uri) is None:
+        return None
+    try:
+        check_store(tracking)
+    except StoreCorrupt as err:
+        config = " ".join(f"--config {path}" for path in config_files) or "--config <your study config>"
+        return (f"isoflop: {err}; only that command repairs it (the workflow's sync leaves a corrupt store as it "
+                f"is): isoflop track-sync --rebuild {config}")
+    return None
+
+
 def _one_line(err: BaseException) -> str:
     lines = str(err).strip().splitlines()
     return lines[0][:300] if lines else type(err).__name__
@@ -156,7 +181,9 @@ def _locked(path):
 
 def _open(tracking: Tracking):
     """(client, experiment id) for the study's store, after `check_store`. A new SQLite store's schema is
-    created under the store lock: concurrent jobs creating it at once would race MLflow's migrations."""
+    created under the store lock: concurrent jobs creating it at once would race MLflow's migrations. A
+    server is never asked anything under the lock: one that hangs would make every job wait for the one
+    holding it (the server orders concurrent requests itself; `_experiment_id` takes a lost race)."""
     check_store(tracking)
     # synchronous logging (a job's log is complete when it ends), and no "View run ... at" line per run
     quiet = {"MLFLOW_ENABLE_ASYNC_LOGGING": "false", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
@@ -164,8 +191,9 @@ def _open(tracking: Tracking):
         os.environ.setdefault(key, value)
     from mlflow.tracking import MlflowClient
 
+    local = _sqlite_path(tracking.uri) is not None
     try:
-        with _locked(tracking.lock):
+        with _locked(tracking.lock) if local else contextlib.nullcontext():
             client = MlflowClient(tracking_uri=tracking.uri)
             return client, _retrying(lambda: _experiment_id(client, tracking))
     except Exception as err:
@@ -181,7 +209,12 @@ def _experiment_id(client, tracking: Tracking) -> str:
         location = None  # a tracking server chooses where its artifacts go
         if tracking.artifacts:
             location = PROXIED + re.sub(r"[^A-Za-z0-9_.-]", "_", tracking.experiment)
-        experiment = client.get_experiment(client.create_experiment(tracking.experiment, location))
+        try:
+            experiment = client.get_experiment(client.create_experiment(tracking.experiment, location))
+        except Exception:  # noqa: BLE001 - another job created it since (MLflow's RESOURCE_ALREADY_EXISTS)
+            experiment = client.get_experiment_by_name(tracking.experiment)
+            if experiment is None:
+                raise
     elif experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
     wanted = {**EXPERIMENT_KIND, NOTE_TAG: (
@@ -232,9 +265,9 @@ def _flatten(prefix: str, value, out: dict) -> dict:
     return out
 
 
-def _find_runs(client, experiment_id: str, tags: dict[str, str]):
-    """Every active run of the experiment with all of `tags` (page by page), oldest first."""
-    where = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
+def _find_runs(client, experiment_id: str, study: str, tags: dict[str, str]):
+    """Every active run of `study` in the experiment with all of `tags` (page by page), oldest first."""
+    where = " and ".join(f"tags.`{key}` = '{value}'" for key, value in {STUDY_TAG: study, **tags}.items())
     runs, token = [], None
     while True:
         page = client.search_runs([experiment_id], filter_string=where, max_results=PAGE_SIZE, page_token=token,
@@ -376,10 +409,10 @@ def _study_run(client, experiment_id: str, tracking: Tracking) -> str | None:
     if not plan_path.exists():
         return None
     plan_id = read_json(plan_path)["plan_id"]
-    existing = _find_runs(client, experiment_id, {KIND_TAG: "study", PLAN_TAG: plan_id})
+    existing = _find_runs(client, experiment_id, tracking.study, {KIND_TAG: "study", PLAN_TAG: plan_id})
     if existing:
         return existing[0].info.run_id
-    tags = {KIND_TAG: "study", PLAN_TAG: plan_id, "isoflop.study": tracking.study, **_source_tags()}
+    tags = {KIND_TAG: "study", PLAN_TAG: plan_id, STUDY_TAG: tracking.study, **_source_tags()}
     started = int(1000 * plan_path.stat().st_mtime)  # the study started when its plan was written
     return client.create_run(experiment_id, start_time=started, tags=tags,
                              run_name=f"{tracking.study}-plan-{plan_id[:6]}").info.run_id
@@ -390,7 +423,7 @@ def log_training_run(tracking: Tracking, run: dict, run_dir) -> str:
     run id. Idempotent (see module doc)."""
     client, experiment_id = _open(tracking)
     parent = _retrying(lambda: _study_run(client, experiment_id, tracking))
-    existing = _find_runs(client, experiment_id, {RUN_TAG: run["run_id"]})
+    existing = _find_runs(client, experiment_id, tracking.study, {RUN_TAG: run["run_id"]})
     return _log_training_run(client, experiment_id, tracking, run, Path(run_dir), parent, existing)
 
 
@@ -422,7 +455,7 @@ def _log_training_run(client, experiment_id: str, tracking: Tracking, run: dict,
         RUN_TAG: run["run_id"],
         KIND_TAG: "train",
         "isoflop.in_plan": "true",  # it was trained from the current plan; the sync flips runs of older plans
-        "isoflop.study": tracking.study,
+        STUDY_TAG: tracking.study,
         "isoflop.data_fingerprint": result.get("tokens_fingerprint") or "",
         "isoflop.status": result.get("status", "unknown"),
         **_source_tags(),
@@ -464,14 +497,34 @@ def _corpus_input(result: dict):
 
 
 def log_training_run_safely(tracking: Tracking, run: dict, run_dir) -> str | None:
-    """`log_training_run` that never fails the training job: files are the truth, the sync repairs later. A
-    failure is one line in the job's log (with the traceback only where it was not the store's fault)."""
-    try:
-        return log_training_run(tracking, run, run_dir)
-    except Exception as err:  # noqa: BLE001 - tracking must never fail a finished run
-        log.warning("MLflow logging of run %s skipped: %s (the study's sync fills it in)", run["run_id"],
-                    _one_line(err), exc_info=not isinstance(err, TrackingUnavailable))
+    """`log_training_run` that never fails the training job and never takes it longer than `tracking.deadline`
+    seconds: files are the truth, the sync repairs later. A failure, or the deadline passing (a server that
+    answers its /health but hangs on the API), is one line in the job's log (with the traceback only where
+    the store was not to blame). Past the deadline the logging thread is left behind: a daemon, it ends
+    with the job."""
+    outcome: dict = {}
+
+    def attempt() -> None:
+        try:
+            outcome["id"] = log_training_run(tracking, run, run_dir)
+        except Exception as err:  # noqa: BLE001 - tracking must never fail a finished run
+            outcome["error"] = err
+
+    worker = threading.Thread(target=attempt, name="isoflop-live-logging", daemon=True)
+    worker.start()
+    worker.join(tracking.deadline)
+    if worker.is_alive():
+        log.warning("MLflow logging of run %s given up after %g s (tracking.deadline_seconds): the store at %s "
+                    "does not answer in time; the study's sync fills it in", run["run_id"], tracking.deadline,
+                    tracking.uri)
         return None
+    if "error" in outcome:
+        err = outcome["error"]
+        log.warning("MLflow logging of run %s skipped: %s (the study's sync fills it in)", run["run_id"],
+                    _one_line(err), exc_info=(type(err), err, err.__traceback__)
+                    if not isinstance(err, TrackingUnavailable) else False)
+        return None
+    return outcome["id"]
 
 
 def _log_summary_run(client, experiment_id: str, tracking: Tracking, parent: str, kind: str, *, params: dict,
@@ -487,7 +540,7 @@ def _log_summary_run(client, experiment_id: str, tracking: Tracking, parent: str
     for path in artifacts:
         digest.update(path.read_bytes())
     source_sha = digest.hexdigest()
-    for old in _find_runs(client, experiment_id, {KIND_TAG: kind}):
+    for old in _find_runs(client, experiment_id, tracking.study, {KIND_TAG: kind}):
         if old.data.tags.get(RESULT_TAG) == source_sha:
             if old.data.tags.get(PARENT_TAG) != parent:
                 client.set_tag(old.info.run_id, PARENT_TAG, parent)
@@ -495,9 +548,10 @@ def _log_summary_run(client, experiment_id: str, tracking: Tracking, parent: str
         client.delete_run(old.info.run_id)
     # it ran from its first file's writing to its last's (the fit's laws.json, then the report's files)
     written = [int(1000 * path.stat().st_mtime) for path in artifacts] or [int(time.time() * 1000)]
-    created = client.create_run(experiment_id, run_name=kind, tags={KIND_TAG: kind}, start_time=min(written))
+    created = client.create_run(experiment_id, run_name=kind, tags={KIND_TAG: kind, STUDY_TAG: tracking.study},
+                                start_time=min(written))
     metrics = [Metric(key, float(value), max(written), 0) for key, value in values.items()]
-    tags = {KIND_TAG: kind, "isoflop.study": tracking.study, PARENT_TAG: parent,
+    tags = {KIND_TAG: kind, STUDY_TAG: tracking.study, PARENT_TAG: parent,
             **_source_tags(), **({NOTE_TAG: description} if description else {})}
     _log_batches(client, created.info.run_id, params, metrics, tags)
     for path in artifacts:
@@ -604,7 +658,8 @@ def _mark_plan_membership(client, known: dict[str, list], logged: dict[str, str]
 def _finish_study_run(client, experiment_id: str, parent: str, plan: dict, config: dict, table) -> None:
     """The parent run: the resolved config as params (once), a description, and its end at the last child's
     end. Copies of it made by concurrent live logging are deleted (their children moved here already)."""
-    for copy in _find_runs(client, experiment_id, {KIND_TAG: "study", PLAN_TAG: plan["plan_id"]})[1:]:
+    copies = _find_runs(client, experiment_id, config["study"], {KIND_TAG: "study", PLAN_TAG: plan["plan_id"]})
+    for copy in copies[1:]:
         client.delete_run(copy.info.run_id)
     if not client.get_run(parent).data.params:
         _log_batches(client, parent, _flatten("", config, {}), [], {})
@@ -614,7 +669,7 @@ def _finish_study_run(client, experiment_id: str, parent: str, plan: dict, confi
         f"{len(table)} training runs ({ok} finished) over budgets {budgets} FLOPs, sizes N = "
         f"{_size(table['N'].min())} to {_size(table['N'].max())}; plan `{plan['plan_id']}`. Children: the "
         "training runs (named by N and budget), `curation` and `fit` (laws with 95% intervals, the report)."))
-    children = _find_runs(client, experiment_id, {PARENT_TAG: parent})
+    children = _find_runs(client, experiment_id, config["study"], {PARENT_TAG: parent})
     ended = max((child.info.end_time or 0 for child in children), default=0) or int(time.time() * 1000)
     client.set_terminated(parent, status="FINISHED", end_time=ended)
 
@@ -641,7 +696,7 @@ def sync_study(tracking: Tracking, layout: StudyLayout, plan_path, out_path, con
         client, experiment_id = _open(tracking)
         parent = _study_run(client, experiment_id, tracking)
         known: dict[str, list] = {}
-        for logged_run in _find_runs(client, experiment_id, {KIND_TAG: "train"}):
+        for logged_run in _find_runs(client, experiment_id, tracking.study, {KIND_TAG: "train"}):
             known.setdefault(logged_run.data.tags.get(RUN_TAG), []).append(logged_run)
         mapping = _log_training_runs(client, experiment_id, tracking, layout, list(table["run_id"]), plan,
                                      parent, known, threads)
@@ -716,8 +771,10 @@ def sync_study_or_defer(tracking: Tracking, layout: StudyLayout, plan_path, out_
         log.warning("MLflow not updated: %s", reason, exc_info=not isinstance(err, TrackingUnavailable))
         summary = {"tracking_uri": tracking.uri, "pending": reason}
         write_json(out_path, summary)
-        print(f"MLflow not updated ({reason}); every result is in {layout.root}: `isoflop track-sync` or the "
-              "next workflow run fills the store", file=sys.__stderr__, flush=True)
+        fix = ("`isoflop track-sync --rebuild` rebuilds it" if isinstance(err, StoreCorrupt) else
+               "`isoflop track-sync` or the next workflow run fills the store")
+        print(f"MLflow not updated ({reason}); every result is in {layout.root}: {fix}", file=sys.__stderr__,
+              flush=True)
         return summary
 
 

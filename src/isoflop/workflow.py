@@ -6,9 +6,11 @@ Rules stay thin: each script reads its inputs, calls one library function, and w
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -26,8 +28,9 @@ def logged(log_path: str | os.PathLike):
     starts and one with its time as it ends. Progress bars stay out of it (see `progress_enabled`).
 
     A failure ends the job with exit status 1 (Snakemake marks it failed) and one line on the job's stderr,
-    never a traceback: a `UserError` prints its message (it names the file, key or run), anything else
-    prints its type and message and where its traceback is (the log, which gets every failure's traceback).
+    never a traceback: a `UserError` prints its message (it names the file, key or run) and the log, anything
+    else prints its type and message and where its traceback is (the log, which gets every failure's
+    traceback; so the local profile does not print failed jobs' logs: `show-failed-logs` is off).
     An interrupt ends it with status 130 and one line.
     """
     user_stderr = sys.stderr
@@ -60,12 +63,38 @@ def logged(log_path: str | os.PathLike):
             root.removeHandler(handler)
 
 
+# How a full disk reads where no OSError with ENOSPC says so: numpy's short write, SQLite (the MLflow store),
+# torch.save's zip writer (`[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598`)
+OUT_OF_SPACE = re.compile(r"no space left on device|database or disk is full|\d+ requested and \d+ written|"
+                          r"inline_container\.cc.*(unexpected pos|file write failed)", re.IGNORECASE)
+
+
 def _one_line(err: Exception, log_path: Path) -> str:
-    """A failure as one line: a UserError's own message, or a bug's type and message and where to look."""
+    """A failure as one line: a UserError's own message, a full disk as such, or a bug's type and message and
+    where to look."""
     if isinstance(err, UserError):
-        return " ".join(str(err).split())
+        return f"{' '.join(str(err).split())} (log: {log_path})"
     message = " ".join(str(err).split())[:300]
+    if _out_of_space(err):
+        return (f"No space left on device under {_job_folder(log_path)} ({type(err).__name__}: {message}): free "
+                f"space there and run the workflow again; it redoes what did not finish (log: {log_path})")
     return f"{type(err).__name__}: {message} (traceback in {log_path})"
+
+
+def _out_of_space(err: BaseException | None) -> bool:
+    """Whether `err`, or an exception it was raised from or while handling, is a full disk."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT) or OUT_OF_SPACE.search(str(err)):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _job_folder(log_path: Path) -> Path:
+    """The study folder a job writes under: the one holding `logs/` (see `StudyLayout.log`)."""
+    return next((folder.parent for folder in log_path.parents if folder.name == "logs"), log_path.parent)
 
 
 def _stage_name(log_path: Path) -> str:

@@ -5,10 +5,16 @@
 # Tracking settings are deliberately not params: pointing a study at another store changes no result, so it
 # reruns nothing (`isoflop track-sync` fills a new store). Scripts read them as `Tracking.of(snakemake.config)`,
 # the one place jobs look at the config itself.
-from isoflop.track import sync_pending
+from isoflop.track import Tracking, corrupt_store_notice, sync_pending
 
 if TRACKING and sync_pending(LAYOUT.tracked):
     LAYOUT.tracked.unlink()  # holds only the reason the last sync failed: without it track_study runs again
+# a corrupt SQLite store is said on every run (one with nothing to do too), with the command that repairs it;
+# the process that started the workflow says it, not each job that parses the Snakefile again
+if TRACKING and not (workflow.remote_exec or workflow.subprocess_exec):
+    STORE_NOTICE = corrupt_store_notice(Tracking.of(config), workflow.configfiles)
+    if STORE_NOTICE:
+        print(STORE_NOTICE, file=sys.stderr)
 
 
 rule track_study:

@@ -83,6 +83,8 @@ rule runs_table:
     input:
         plan=LAYOUT.plan,
         results=RESULTS,
+        # each result.json records its curve's hash, checked here (isoflop.integrity)
+        curves=CURVES,
     output:
         LAYOUT.runs_table,
     log:

@@ -45,7 +45,8 @@ from isoflop.train.data import BatchSampler, eval_windows
 from isoflop.train.model import Transformer, lm_loss
 from isoflop.train.optim import make_optimizer, set_lr
 from isoflop.train.spec import RunSpec
-from isoflop.workflow import atomic_write, write_json
+from isoflop.integrity import write_result
+from isoflop.workflow import atomic_write
 
 # spawn_key of each seed derived from train.seed: separate streams, so that changing one never moves another.
 INIT_STREAM, DATA_STREAM, DROPOUT_STREAM = 0, 1, 2
@@ -416,7 +417,7 @@ class Trainer:
             "epochs_by_domain": {d: drawn[d] / self.train_tokens[d] for d in drawn},
             "spec": self.spec,
         }
-        write_json(self.out_dir / "result.json", result, allow_nan=False, sort_keys=True)
+        result = write_result(self.out_dir, result)  # sealed: hashes of itself and the curve (isoflop.integrity)
         (self.out_dir / "ckpt.pt").unlink(missing_ok=True)  # the run is complete; the state is dead weight
         return result
 
