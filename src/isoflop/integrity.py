@@ -125,11 +125,11 @@ def read_results(result_paths, vocab_sizes: dict[str, int] | None = None) -> dic
             rejected.append(err)
     if not rejected:
         return results
-    for err in rejected:
-        if err.retrain:
-            os.replace(err.path, err.path.with_name(err.path.name + REJECTED_SUFFIX))
-    retrained = [f"{err.path} ({err.reason})" for err in rejected if err.retrain]
-    kept = [f"{err.path} ({err.reason})" for err in rejected if not err.retrain]
+    for refused in rejected:
+        if refused.retrain:
+            os.replace(refused.path, refused.path.with_name(refused.path.name + REJECTED_SUFFIX))
+    retrained = [f"{refused.path} ({refused.reason})" for refused in rejected if refused.retrain]
+    kept = [f"{refused.path} ({refused.reason})" for refused in rejected if not refused.retrain]
     parts = []
     if retrained:
         parts.append(f"{len(retrained)} run file(s) damaged after training, moved aside to "
