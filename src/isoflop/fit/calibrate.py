@@ -96,11 +96,35 @@ def calibrate(law: dict, runs: dict[str, np.ndarray], refit: Callable[[np.ndarra
             continue
         reach.append(np.abs(x[~train] - x[train].mean()))
         errors.append(np.log(loss[~train] / predicted))
+    return _attach(law, runs, float(x.mean()), reach, errors)
+
+
+def calibrate_from_backtest(law: dict, runs: dict[str, np.ndarray], backtest: dict) -> dict:
+    """`law` with its `calibration` from a study's expanding-window backtest (`isoflop.fit.backtest`, folds by
+    budget) instead of a new one: the same errors, each fold's centre the mean log10 of its training budgets."""
+    reach, errors = [], []
+    for fold in backtest.get("folds", []):
+        if "predictions" not in fold:
+            continue
+        predictions = fold["predictions"]
+        centre = float(np.mean(np.log10(fold["train_budgets"])))
+        reach.append(np.abs(np.log10(np.asarray(predictions["budget"], dtype=float)) - centre))
+        errors.append(np.log(np.asarray(predictions["observed"], dtype=float)
+                             / np.asarray(predictions["predicted"], dtype=float)))
+    centre = float(np.mean(np.log10(np.unique(runs["budget"]))))
+    return _attach(law, runs, centre, reach, errors)
+
+
+def _attach(law: dict, runs: dict[str, np.ndarray], centre: float, reach: list, errors: list) -> dict:
+    """`law` with the calibration of backtest `errors` at `reach` (lists of arrays) and its warnings."""
+    from isoflop.fit.predict import predict
+
+    loss = np.asarray(runs["loss"], dtype=float)
     fitted = np.atleast_1d(predict(law, **law_inputs(law, runs))[0])
     law["calibration"] = calibration(np.concatenate(reach) if reach else np.zeros(0),
                                      np.concatenate(errors) if errors else np.zeros(0),
                                      noise_scale(law, np.log(loss / fitted), float(np.mean(loss))),
-                                     reach_variable(law), float(x.mean()))
+                                     reach_variable(law), centre)
     law["warnings"] = law.get("warnings", []) + calibration_warnings(law)
     return law
 

@@ -68,8 +68,8 @@ def register(subparsers) -> None:
     fit.add_argument("--budget-col", help="isoflop: column of planned budgets to group runs by "
                                           "(default: group by gaps in C wider than 0.1 dex)")
     fit.add_argument("--window", type=_window, default=DEFAULT_WINDOW, metavar="K",
-                     help=f"isoflop: each budget's parabola spans the 2K+1 sizes centred on its lowest loss "
-                          f"(default {DEFAULT_WINDOW}; 'all' for one parabola over every size)")
+                     help=f"isoflop: each budget's parabola spans up to K sizes each side of its lowest loss, the "
+                          f"same number each side (default {DEFAULT_WINDOW}; 'all' for one parabola over every size)")
     fit.add_argument("--x", choices=("N", "D", "C"), default="C", help="power law: the variable (default C)")
     fit.add_argument("--no-offset", action="store_true", help="power law: fit A x^-alpha, without E")
     fit.add_argument("--bootstrap", type=int, default=1000, metavar="B",

@@ -61,7 +61,7 @@ def fit_isoflop(
 
     Runs are grouped by `budget` labels when given, else by clusters of C (see `group_labels`);
     each group's C is the geometric mean of its runs' achieved C. Each budget's parabola is local:
-    fitted to the 2 `window` + 1 sizes centred on its lowest loss (None: every size; see
+    fitted to up to `window` sizes each side of its lowest loss, as many each side (None: every size; see
     `DEFAULT_WINDOW` for why a window, and why this one). A budget whose parabola is not
     convex or whose vertex is not strictly inside its sizes is flagged `minimum_at_edge` and left
     out of the power laws (its vertex would be an extrapolation). Intervals: with `bootstrap` > 0,
