@@ -12,6 +12,7 @@ import argparse
 
 import numpy as np
 
+from isoflop.errors import UserError
 from isoflop.fit import fit_isoflop, regression
 from isoflop.fit.laws import compute_optimal, optimal_allocation
 from isoflop.fit.regression import around_minimum, fit_parabola
@@ -72,7 +73,7 @@ def exponent_errors(sizes, step, noise, draws, rng):
             regression.around_minimum = slid_window if window == SLID else around_minimum
             try:
                 a = fit_isoflop(c, n, c / (6 * n), loss, window=5 if window == SLID else window)["params"]["a"]
-            except Exception:  # too few bracketed budgets: counted as a miss of 1
+            except UserError:  # too few bracketed budgets: counted as a miss of 1
                 a = true_a + 1.0
             finally:
                 regression.around_minimum = around_minimum

@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import shared_file
+from test_fit_overtrained import SMALL, gadre_csvs  # noqa: F401 (a fixture)
 
 from isoflop.cli import main
 from isoflop.fit import fit_curve
 from isoflop.fit.calibrate import MAX_FOLDS, calibrate, calibrated_interval, calibration
 from isoflop.fit.constrained import fit_law
 from isoflop.fit.predict import predict_intervals
-from test_fit_overtrained import SMALL, gadre_csvs  # noqa: F401 (a fixture)
 
 LEVELS = (0.90, 0.95)
 

@@ -176,9 +176,9 @@ def describe_multiplier(multiplier: dict) -> str:
     """The multiplier in a line or two: k with its interval, P(B beats A) and any crossover budgets."""
     low, high = multiplier["interval"]
     percent = f"{100 * multiplier['level']:g}%"
-    lines = [f"B is worth k = {multiplier['k']:.4g}x A's compute at C = {multiplier['C']:.4g} "
-             f"({percent} interval [{low:.3g}, {high:.3g}]: A needs k C to reach B's loss "
-             f"{multiplier['loss_b']:.4g}); P(B beats A there) = {multiplier['p_b_beats_a']:.2f}"]
+    lines = [(f"B is worth k = {multiplier['k']:.4g}x A's compute at C = {multiplier['C']:.4g} "
+              f"({percent} interval [{low:.3g}, {high:.3g}]: A needs k C to reach B's loss "
+              f"{multiplier['loss_b']:.4g}); P(B beats A there) = {multiplier['p_b_beats_a']:.2f}")]
     if multiplier["crossovers"]:
         lines.append("the frontiers cross at C = " + ", ".join(f"{c:.3g}" for c in multiplier["crossovers"]))
     return "\n".join(lines)
