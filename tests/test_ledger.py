@@ -76,3 +76,25 @@ def test_a_corrupt_ledger_line_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / ledger.LEDGER).write_text('{"kind": "value"}\nnot json\n')
     assert main(["forecasts", str(tmp_path)]) == 1
     assert "line 2 is not JSON" in capsys.readouterr().err
+
+
+def test_isoflop_predict_records_to_the_ledger(tmp_path, capsys):
+    """`isoflop predict --ledger`: a forecast per planned run, keyed by its hash, scored once it lands."""
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    n = np.repeat(np.geomspace(1e6, 1e8, 6), 4)
+    d = n * np.tile([5.0, 20.0, 80.0, 320.0], 6)
+    pd.DataFrame({"N": n, "D": d, "loss": chinchilla_loss(n, d) * np.exp(rng.normal(0, 0.005, len(n)))}).to_csv(
+        tmp_path / "runs.csv", index=False)
+    assert main(["fit", str(tmp_path / "runs.csv"), "--law", "chinchilla", "--bootstrap", "50",
+                 "--out", str(tmp_path / "law.json")]) == 0
+    planned = pd.DataFrame({"run_id": ["aaaa00000001", "aaaa00000002"], "N": [3e8, 1e9], "D": [6e9, 2e10]})
+    planned.to_csv(tmp_path / "planned.csv", index=False)
+    assert main(["predict", str(tmp_path / "law.json"), "--csv", str(tmp_path / "planned.csv"),
+                 "--out", str(tmp_path / "pred.csv"), "--ledger", str(tmp_path)]) == 0
+    assert main(["predict", str(tmp_path / "law.json"), "--N", "1e9", "--D", "2e10", "--ledger", str(tmp_path)]) == 1
+    assert "--ledger needs --spec-hash" in capsys.readouterr().err
+    land(tmp_path, "aaaa00000001", chinchilla_loss(3e8, 6e9))
+    stats = ledger.summary(ledger.score(ledger.read(tmp_path), ledger.landed_runs(tmp_path)))
+    assert stats["made"] == 2 and stats["scored"] == 1 and stats["coverage95"] == 1.0

@@ -111,6 +111,11 @@ def register(subparsers) -> None:
                                 ("--c-col", "C", "training FLOPs"), ("--loss-col", "loss", "observed loss")):
         pred.add_argument(flag, default=default, help=f"with --csv: the {what} column (default {default})")
     pred.add_argument("--seed", type=int, default=0, help="seed of the residual draws (default 0)")
+    pred.add_argument("--ledger", type=Path, metavar="FOLDER",
+                      help="record the forecast(s), with 90%% and 95%% prediction intervals, in FOLDER/forecasts.jsonl "
+                           "to be scored when the run lands (`isoflop forecasts`): keyed by --spec-hash, or with "
+                           "--csv by its run_id column")
+    pred.add_argument("--spec-hash", metavar="RUN_ID", help="with --ledger: the content hash of the planned run")
     pred.set_defaults(func=run_predict)
 
 
@@ -293,6 +298,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from isoflop.fit import predict
 
     law = read_law(args.law)
+    if args.ledger is not None and args.csv is None and not args.spec_hash:
+        raise UserError("--ledger needs --spec-hash RUN_ID (or --csv with a run_id column): the run it forecasts")
     if is_study(law):
         name, why = study_law(law, args.law_name, args.law)
         print(f"law: {name} ({why})")
@@ -312,6 +319,8 @@ def run_predict(args: argparse.Namespace) -> int:
                 else f"95% confidence interval [{low:.5g}, {high:.5g}] (the law's loss there)")
     given = {key: None if value is None else [value] for key, value in (("N", args.N), ("D", args.D), ("C", args.C))}
     noisy = predict_intervals(law, given["N"], given["D"], C=given["C"], level=args.level, seed=args.seed)
+    if args.ledger is not None:
+        _record(law, args, given, [args.spec_hash])
     kind = ("calibrated on the law's out-of-sample errors" if noisy["calibrated"][0]
             else "too few points to calibrate: widened" if law.get("calibration")
             else "a new run's loss, with its noise; not calibrated out of sample")
@@ -383,7 +392,25 @@ def _predict_csv(law: dict, args: argparse.Namespace) -> int:
         out[f"inside_pred{percent}"] = (result["pred_lo"] <= observed) & (observed <= result["pred_hi"])
         summary += (f"; mean |relative error| {np.mean(np.abs(out['rel_error'])):.3%}, "
                     f"{out[f'inside_pred{percent}'].mean():.0%} inside the {percent}% prediction interval")
+    if args.ledger is not None:
+        if "run_id" not in table:
+            raise UserError(f"{args.csv}: --ledger keys each forecast by a run_id column, which it lacks")
+        _record(law, args, inputs, table["run_id"].astype(str).tolist())
+        summary += f"; recorded in {args.ledger / 'forecasts.jsonl'}"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(args.out, index=False)
     print(f"{summary}; wrote {args.out}")
     return 0
+
+
+def _record(law: dict, args: argparse.Namespace, inputs: dict, run_ids: list[str]) -> None:
+    """One ledger forecast per run id, with the 90% and 95% prediction intervals at `inputs`."""
+    from isoflop import ledger
+    from isoflop.fit import predict_intervals
+
+    results = {level: predict_intervals(law, inputs.get("N"), inputs.get("D"), C=inputs.get("C"), level=level,
+                                        seed=args.seed) for level in ledger.LEVELS}
+    for i, run_id in enumerate(run_ids):
+        ledger.record_loss(args.ledger, run_id, results[0.9]["predicted"][i],
+                           {level: (r["pred_lo"][i], r["pred_hi"][i]) for level, r in results.items()},
+                           source=f"isoflop predict {args.law}")
