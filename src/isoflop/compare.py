@@ -41,9 +41,11 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "compare", help="two studies' compute-optimal frontiers and their loss gap at a budget",
         description="Overlay two studies' compute-optimal frontiers (the loss at the compute-optimal "
-                    "allocation against C, with 95%% bands) and state study B's loss minus study A's at the "
-                    "target budget, with a 95%% interval from the two laws' bootstrap fits (assumed "
-                    "independent) and whether it excludes 0.",
+                    "allocation against C, with 95% bands) and state study B's loss minus study A's at the "
+                    "target budget, with a 95% interval from the two laws' bootstrap fits (assumed "
+                    "independent) and whether it excludes 0; and the effective compute multiplier of B over A "
+                    "there (the compute A needs for B's loss, over the budget), with its interval, P(B beats A) "
+                    "and any budgets where the frontiers cross.",
         epilog=COMPARE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study_a", type=Path, metavar="STUDY_A", help="a study folder (results/<study>/) or its laws.json")
     parser.add_argument("study_b", type=Path, metavar="STUDY_B", help="the same for the other study")
