@@ -71,3 +71,67 @@ def test_mistakes_are_one_line_naming_the_file(tmp_path, capsys):
     assert main(["compare", str(single), str(single)]) == 1
     assert capsys.readouterr().err == (f"isoflop compare: error: {single}: not a study's laws.json "
                                        "(no 'chinchilla' or 'isoflop' key)\n")
+
+
+def law_scaled(coef_a: float, target: float, seed: int, spread: float = 0.0, resamples: int = 400) -> dict:
+    """A Chinchilla law with N coefficient `coef_a` (the other parameters SHAPE's, E 1.8); its bootstrap fits
+    differ in E only, normal with sd `spread` around the law's own E."""
+    rng = np.random.default_rng(seed)
+    params = {"E": 1.8, **SHAPE, "A": coef_a}
+    samples = {name: [params[name]] * resamples for name in params}
+    samples["E"] = (1.8 + rng.normal(0.0, spread, resamples)).tolist()
+    return {"law": "chinchilla", "params": params, "at_target": {"C": target},
+            "bootstrap": {"resamples": resamples, "samples": samples}}
+
+
+def test_the_compute_multiplier_of_equal_exponent_laws_is_the_closed_form():
+    """Equal exponents and E: the frontiers are E + K C^-gamma (gamma = alpha beta / (alpha + beta)), so A
+    reaches B's loss at k = ((L_A - E) / (L_B - E))^(1 / gamma) times the budget."""
+    from isoflop.compare import compute_multiplier
+
+    a, b = law_scaled(480.0, 1e21, seed=1, spread=0.001), law_scaled(300.0, 1e21, seed=2, spread=0.001)
+    gamma = SHAPE["alpha"] * SHAPE["beta"] / (SHAPE["alpha"] + SHAPE["beta"])
+    for budget in (1e19, 1e21, 1e23):
+        losses = [optimal_allocation(np.array([law["params"][n] for n in NAMES]), budget)["loss"] for law in (a, b)]
+        truth = ((losses[0] - 1.8) / (losses[1] - 1.8)) ** (1 / gamma)
+        result = compute_multiplier(a, b, budget)
+        assert result["k"] == pytest.approx(truth, rel=1e-6)
+        assert truth > 1 and result["interval"][0] < truth < result["interval"][1]
+        assert result["p_b_beats_a"] == 1.0 and result["crossovers"] == []
+    same = compute_multiplier(a, a, 1e21)
+    assert same["k"] == pytest.approx(1.0, rel=1e-9)
+
+
+def test_the_multipliers_interval_covers_the_true_k():
+    """200 synthetic study pairs: each study's estimate of E misses the truth by its own bootstrap spread
+    (sd 0.01), its bootstrap fits scatter around that estimate; the 90% interval holds the true k in 85-95%."""
+    from isoflop.compare import compute_multiplier
+
+    rng = np.random.default_rng(0)
+    gamma = SHAPE["alpha"] * SHAPE["beta"] / (SHAPE["alpha"] + SHAPE["beta"])
+    truth_a, truth_b = (np.array([1.8, 480.0, SHAPE["B"], SHAPE["alpha"], SHAPE["beta"]]),
+                        np.array([1.8, 300.0, SHAPE["B"], SHAPE["alpha"], SHAPE["beta"]]))
+    losses = [optimal_allocation(t, 1e21)["loss"] for t in (truth_a, truth_b)]
+    true_k = ((losses[0] - 1.8) / (losses[1] - 1.8)) ** (1 / gamma)
+    hits = []
+    for pair in range(200):
+        laws = []
+        for coef, seed in ((480.0, 2 * pair), (300.0, 2 * pair + 1)):
+            law = law_scaled(coef, 1e21, seed=seed, spread=0.01, resamples=200)
+            estimate = 1.8 + rng.normal(0.0, 0.01)
+            law["params"]["E"] = estimate
+            law["bootstrap"]["samples"]["E"] = (np.array(law["bootstrap"]["samples"]["E"]) - 1.8 + estimate).tolist()
+            laws.append(law)
+        low, high = compute_multiplier(*laws, 1e21)["interval"]
+        hits.append(low <= true_k <= high)
+    assert 0.85 <= np.mean(hits) <= 0.95, np.mean(hits)
+
+
+def test_compare_prints_the_multiplier(tmp_path, capsys):
+    for name, coef in (("a", 480.0), ("b", 300.0)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "laws.json").write_text(json.dumps({"chinchilla": law_scaled(coef, 1e21, seed=1,
+                                                                                          spread=0.01)}))
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--level", "0.9"]) == 0
+    out = capsys.readouterr().out
+    assert "B is worth k = " in out and "90% interval" in out and "P(B beats A there)" in out

@@ -20,6 +20,7 @@ SUBCOMMANDS = [
     "isoflop.fit.cli",
     "isoflop.curate.cli",
     "isoflop.compare",
+    "isoflop.ledger",
     "isoflop.track",
     "isoflop.mix.cli",
     "isoflop.config",

@@ -6,6 +6,13 @@ gap at the target budget is study B's loss minus study A's, so a negative gap me
 interval treats the two laws' bootstrap fits as independent (the studies share no runs): the gap's
 distribution is every difference of a bootstrap loss of B and one of A, and its 95% interval that
 distribution's percentile interval.
+
+The decision labs take is rarely "B's loss is 0.02 lower" but "B is worth k times A's compute": the
+effective compute multiplier k = C_A(L) / C_B(L), the compute A's frontier needs to reach the loss L that B
+reaches at the target budget, over that budget (k > 1: B is better). Its interval pairs the two laws'
+bootstrap fits (independent studies) and inverts each of A's on a fine grid of compute; P(B beats A) is
+the share of pairs in which B's loss at the target is the lower; the crossover budgets are where the two
+point frontiers cross on the drawn grid.
 """
 
 from __future__ import annotations
@@ -34,9 +41,11 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "compare", help="two studies' compute-optimal frontiers and their loss gap at a budget",
         description="Overlay two studies' compute-optimal frontiers (the loss at the compute-optimal "
-                    "allocation against C, with 95%% bands) and state study B's loss minus study A's at the "
-                    "target budget, with a 95%% interval from the two laws' bootstrap fits (assumed "
-                    "independent) and whether it excludes 0.",
+                    "allocation against C, with 95% bands) and state study B's loss minus study A's at the "
+                    "target budget, with a 95% interval from the two laws' bootstrap fits (assumed "
+                    "independent) and whether it excludes 0; and the effective compute multiplier of B over A "
+                    "there (the compute A needs for B's loss, over the budget), with its interval, P(B beats A) "
+                    "and any budgets where the frontiers cross.",
         epilog=COMPARE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study_a", type=Path, metavar="STUDY_A", help="a study folder (results/<study>/) or its laws.json")
     parser.add_argument("study_b", type=Path, metavar="STUDY_B", help="the same for the other study")
@@ -45,6 +54,8 @@ def register(subparsers) -> None:
     parser.add_argument("--law", choices=STUDY_LAWS,
                         help="the law both studies use (default: each study's own, the one with the smaller "
                              "mean |relative error| on held-out budgets)")
+    parser.add_argument("--level", type=float, default=0.9,
+                        help="coverage of the compute multiplier's interval (default 0.9)")
     parser.add_argument("--out", type=Path, metavar="OUT.png", help="also draw both frontiers")
     parser.set_defaults(func=run_compare)
 
@@ -56,6 +67,9 @@ def run_compare(args: argparse.Namespace) -> int:
     for label, study in zip("AB", studies):
         print(f"{label}: {study['source']}, {study['law']['law']} law ({study['why']})")
     print(describe(result))
+    if not 0 < args.level < 1:
+        raise UserError(f"--level {args.level:g}: the coverage must be in (0, 1), such as 0.9")
+    print(describe_multiplier(compute_multiplier(studies[0]["law"], studies[1]["law"], result["C"], args.level)))
     if args.out:
         plot_comparison(result, [f"{label}: {study['source']}" for label, study in zip("AB", studies)], args.out)
         print(f"wrote {args.out}")
@@ -110,6 +124,66 @@ def compare_frontiers(law_a: dict, law_b: dict, budget: float | None = None, spa
         "excludes_zero": bool(low > 0 or high < 0),
         "curves": curves,
     }
+
+
+MULTIPLIER_GRID_DEX = 6.0  # how far either side of the budget the bootstrap frontiers are inverted
+MULTIPLIER_GRID_POINTS = 2401  # 0.005 dex apart
+
+
+def compute_multiplier(law_a: dict, law_b: dict, budget: float, level: float = 0.9) -> dict:
+    """The effective compute multiplier of B over A at `budget`: k = C_A(L_B(budget)) / budget, the factor
+    more compute A needs to reach the loss B reaches there (k > 1: B is better). Returns k (exact inversion
+    of A's point frontier; inf where A never reaches that loss), its `level` interval over paired bootstrap
+    fits (clipped to 10^+-MULTIPLIER_GRID_DEX), p_b_beats_a (the share of all pairs of bootstrap fits in
+    which B's loss at the budget is the lower) and crossovers (budgets where the point frontiers cross)."""
+    from scipy.optimize import brentq
+
+    target = float(optimal_loss(law_b, [budget])[0][0])
+
+    def gap(log_c):
+        return float(optimal_loss(law_a, [np.exp(log_c)])[0][0]) - target
+
+    log_c, reach = np.log(budget), MULTIPLIER_GRID_DEX * np.log(10) * 4
+    if gap(log_c + reach) > 0 or gap(log_c - reach) < 0:  # A's frontier never gets there (its floor E is higher)
+        k = np.inf if gap(log_c + reach) > 0 else 0.0
+    else:
+        k = float(np.exp(brentq(gap, log_c - reach, log_c + reach, xtol=1e-13, rtol=1e-14) - log_c))
+    _, spread_a = optimal_loss(law_a, [budget])
+    _, spread_b = optimal_loss(law_b, [budget])
+    interval = (np.nan, np.nan)
+    p_beats = np.nan
+    if spread_a is not None and spread_b is not None:
+        p_beats = float(np.mean(np.subtract.outer(spread_b[:, 0], spread_a[:, 0]) < 0))
+        grid = budget * np.logspace(-MULTIPLIER_GRID_DEX, MULTIPLIER_GRID_DEX, MULTIPLIER_GRID_POINTS)
+        _, frontiers = optimal_loss(law_a, grid)
+        pairs = min(len(frontiers), len(spread_b))
+        log_k = np.full(pairs, np.nan)
+        for i in range(pairs):
+            curve = frontiers[i]
+            if np.isfinite(curve).all() and np.isfinite(spread_b[i, 0]) and (np.diff(curve) < 0).all():
+                # a decreasing frontier: interpolate log10 C at B's loss (beyond the grid: its end)
+                log_k[i] = np.interp(-spread_b[i, 0], -curve, np.log10(grid / budget))
+        interval = tuple(10 ** percentile_interval(log_k[np.isfinite(log_k)], level))
+    compute = compute_grid([law_a, law_b, {"at_target": {"C": budget}}])
+    difference = optimal_loss(law_b, compute)[0] - optimal_loss(law_a, compute)[0]
+    flips = np.flatnonzero(np.sign(difference[:-1]) * np.sign(difference[1:]) < 0)
+    log_grid = np.log(compute)
+    share = difference[flips] / (difference[flips] - difference[flips + 1])  # where the line between crosses 0
+    crossovers = np.exp(log_grid[flips] + share * (log_grid[flips + 1] - log_grid[flips])).tolist()
+    return {"C": float(budget), "loss_b": target, "k": k, "interval": tuple(map(float, interval)),
+            "level": level, "p_b_beats_a": p_beats, "crossovers": crossovers}
+
+
+def describe_multiplier(multiplier: dict) -> str:
+    """The multiplier in a line or two: k with its interval, P(B beats A) and any crossover budgets."""
+    low, high = multiplier["interval"]
+    percent = f"{100 * multiplier['level']:g}%"
+    lines = [(f"B is worth k = {multiplier['k']:.4g}x A's compute at C = {multiplier['C']:.4g} "
+              f"({percent} interval [{low:.3g}, {high:.3g}]: A needs k C to reach B's loss "
+              f"{multiplier['loss_b']:.4g}); P(B beats A there) = {multiplier['p_b_beats_a']:.2f}")]
+    if multiplier["crossovers"]:
+        lines.append("the frontiers cross at C = " + ", ".join(f"{c:.3g}" for c in multiplier["crossovers"]))
+    return "\n".join(lines)
 
 
 def describe(result: dict) -> str:

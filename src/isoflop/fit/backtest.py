@@ -15,7 +15,18 @@ from collections.abc import Callable
 import numpy as np
 
 from isoflop.errors import UserError
-from isoflop.fit.predict import predict_intervals
+from isoflop.fit.calibrate import (
+    GROUP_DEX,
+    MAX_FOLDS,
+    MIN_TRAIN_GROUPS,
+    calibration,
+    calibration_warnings,
+    law_inputs,
+    noise_scale,
+    reach_of,
+    reach_variable,
+)
+from isoflop.fit.predict import predict, predict_intervals
 
 LEVELS = (0.90, 0.95)
 MIN_TRAIN_BUDGETS = 2  # the fewest budgets an IsoFLOP law (two vertices) or a Chinchilla fit can use
@@ -79,3 +90,58 @@ def backtest(
         "bias": float(np.mean(pooled)),
         **{f"coverage{round(100 * level)}": float(np.concatenate(hits).mean()) for level, hits in inside.items()},
     }
+
+
+def calibrate(law: dict, runs: dict[str, np.ndarray], refit: Callable[[np.ndarray], dict]) -> dict:
+    """`law` with its `calibration` (see the module docstring) from a rolling-origin backtest.
+
+    `runs` holds the runs `law` was fitted to (its inputs and "loss"); `refit(mask)` returns the same
+    law fitted to the runs in `mask` (without bootstrap: only the point predictions are scored), or
+    raises UserError where those runs cannot be fitted. Adds warnings for an interpolating fit and for
+    levels the backtest is too small to calibrate."""
+    loss = np.asarray(runs["loss"], dtype=float)
+    x = np.log10(reach_of(law, **{key: runs.get(key) for key in ("N", "D", "C")}))
+    groups = np.round(x / GROUP_DEX)
+    reach, errors = [], []
+    for cutoff in np.unique(groups)[MIN_TRAIN_GROUPS - 1:-1][-MAX_FOLDS:]:
+        train = groups <= cutoff
+        inputs = {key: values[~train] for key, values in law_inputs(law, runs).items()}
+        try:
+            with np.errstate(all="ignore"):  # a fold on a few small runs may fit badly: its errors say so
+                fold = refit(train)
+                predicted = np.atleast_1d(predict(fold, **inputs)[0])
+        except UserError:
+            continue
+        if not (np.isfinite(predicted).all() and (predicted > 0).all()):
+            continue
+        reach.append(np.abs(x[~train] - x[train].mean()))
+        errors.append(np.log(loss[~train] / predicted))
+    return _attach(law, runs, float(x.mean()), reach, errors)
+
+
+def calibrate_from_backtest(law: dict, runs: dict[str, np.ndarray], backtest: dict) -> dict:
+    """`law` with its `calibration` from a study's expanding-window backtest (`isoflop.fit.backtest`, folds by
+    budget) instead of a new one: the same errors, each fold's centre the mean log10 of its training budgets."""
+    reach, errors = [], []
+    for fold in backtest.get("folds", []):
+        if "predictions" not in fold:
+            continue
+        predictions = fold["predictions"]
+        centre = float(np.mean(np.log10(fold["train_budgets"])))
+        reach.append(np.abs(np.log10(np.asarray(predictions["budget"], dtype=float)) - centre))
+        errors.append(np.log(np.asarray(predictions["observed"], dtype=float)
+                             / np.asarray(predictions["predicted"], dtype=float)))
+    centre = float(np.mean(np.log10(np.unique(runs["budget"]))))
+    return _attach(law, runs, centre, reach, errors)
+
+
+def _attach(law: dict, runs: dict[str, np.ndarray], centre: float, reach: list, errors: list) -> dict:
+    """`law` with the calibration of backtest `errors` at `reach` (lists of arrays) and its warnings."""
+    loss = np.asarray(runs["loss"], dtype=float)
+    fitted = np.atleast_1d(predict(law, **law_inputs(law, runs))[0])
+    law["calibration"] = calibration(np.concatenate(reach) if reach else np.zeros(0),
+                                     np.concatenate(errors) if errors else np.zeros(0),
+                                     noise_scale(law, np.log(loss / fitted), float(np.mean(loss))),
+                                     reach_variable(law), centre)
+    law["warnings"] = law.get("warnings", []) + calibration_warnings(law)
+    return law

@@ -78,6 +78,19 @@ def fit_warnings(law: dict, exponents: tuple[str, ...], *, span_decades: float =
     return warnings
 
 
+FLOOR_AT_ZERO = 1e-6  # an irreducible loss E below this share of the smallest loss: E went to its bound 0
+
+
+def floor_at_zero(params: dict, loss: np.ndarray) -> list[str]:
+    """A warning when a law's irreducible loss E sits at its lower bound 0: the data show no floor, so the
+    law lets loss fall without limit and extrapolates only as far as that is true."""
+    floor = params.get("E")
+    if floor is None or not np.isfinite(floor) or floor > FLOOR_AT_ZERO * float(np.min(loss)):
+        return []
+    return [f"parameter E sits at its lower bound 0 (E = {floor:.2g}): the data show no loss floor, so the law "
+            "falls without limit beyond them; treat its extrapolations with care or fix E (--fix E=...)"]
+
+
 def to_jsonable(value):
     """Numpy scalars and arrays as plain Python, non-finite floats as None (valid JSON)."""
     if isinstance(value, dict):

@@ -68,13 +68,16 @@ def register(subparsers) -> None:
     fit.add_argument("--budget-col", help="isoflop: column of planned budgets to group runs by "
                                           "(default: group by gaps in C wider than 0.1 dex)")
     fit.add_argument("--window", type=_window, default=DEFAULT_WINDOW, metavar="K",
-                     help=f"isoflop: each budget's parabola spans the 2K+1 sizes centred on its lowest loss "
-                          f"(default {DEFAULT_WINDOW}; 'all' for one parabola over every size)")
+                     help=f"isoflop: each budget's parabola spans up to K sizes each side of its lowest loss, the "
+                          f"same number each side (default {DEFAULT_WINDOW}; 'all' for one parabola over every size)")
     fit.add_argument("--x", choices=("N", "D", "C"), default="C", help="power law: the variable (default C)")
     fit.add_argument("--no-offset", action="store_true", help="power law: fit A x^-alpha, without E")
     fit.add_argument("--bootstrap", type=int, default=1000, metavar="B",
                      help="bootstrap resamples for 95%% intervals (default 1000; 0 for none)")
     fit.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    fit.add_argument("--no-calibrate", action="store_true",
+                     help="skip the rolling-origin backtest that calibrates prediction intervals on the law's "
+                          "own out-of-sample errors (see docs/forecasts.md)")
     fit.add_argument("--huber-delta", type=float, default=1e-3, metavar="X",
                      help="Huber delta on log residuals (default 1e-3)")
     fit.add_argument("--exclude-top-loss", type=int, default=0, metavar="K",
@@ -85,9 +88,9 @@ def register(subparsers) -> None:
 
     pred = subparsers.add_parser(
         "predict", help="predict loss from a fitted law",
-        description="Print the loss a fitted law predicts, with its 95%% bootstrap interval; with only --C, "
-                    "the compute-optimal N, D and loss (Chinchilla and IsoFLOP laws); or, with --csv, write one "
-                    "prediction per row with 95%% confidence and prediction intervals. LAW.json is a law from "
+        description="Print the loss a fitted law predicts, with its bootstrap and prediction intervals; with only "
+                    "--C, the compute-optimal N, D and loss (Chinchilla and IsoFLOP laws); or, with --csv, write one "
+                    "prediction per row with confidence and prediction intervals at --level. LAW.json is a law from "
                     "`isoflop fit` or a study's laws.json (then --law picks one of its laws).",
         epilog=PREDICT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     pred.add_argument("law", type=Path, metavar="LAW.json")
@@ -99,12 +102,20 @@ def register(subparsers) -> None:
     pred.add_argument("--C", type=float, help="training FLOPs (alone: the compute-optimal allocation)")
     pred.add_argument("--csv", type=Path, metavar="IN.csv", help="predict every row of a CSV (needs --out)")
     pred.add_argument("--out", type=Path, metavar="PRED.csv",
-                      help="with --csv: the rows with predicted, conf_lo95, conf_hi95, pred_lo95, pred_hi95 "
-                           "and, where the CSV has the loss column, rel_error and inside_pred95")
+                      help="with --csv: the rows with predicted, conf_loXX, conf_hiXX, pred_loXX, pred_hiXX "
+                           "(XX: --level in percent), calibrated and, where the CSV has the loss column, "
+                           "rel_error and inside_predXX")
+    pred.add_argument("--level", type=_level, default=0.95,
+                      help="coverage of the intervals, in (0, 1) (default 0.95)")
     for flag, default, what in (("--n-col", "N", "model size"), ("--d-col", "D", "tokens"),
                                 ("--c-col", "C", "training FLOPs"), ("--loss-col", "loss", "observed loss")):
         pred.add_argument(flag, default=default, help=f"with --csv: the {what} column (default {default})")
     pred.add_argument("--seed", type=int, default=0, help="seed of the residual draws (default 0)")
+    pred.add_argument("--ledger", type=Path, metavar="FOLDER",
+                      help="record the forecast(s), with 90%% and 95%% prediction intervals, in FOLDER/forecasts.jsonl "
+                           "to be scored when the run lands (`isoflop forecasts`): keyed by --spec-hash, or with "
+                           "--csv by its run_id column")
+    pred.add_argument("--spec-hash", metavar="RUN_ID", help="with --ledger: the content hash of the planned run")
     pred.set_defaults(func=run_predict)
 
 
@@ -114,27 +125,37 @@ def run_fit(args: argparse.Namespace) -> int:
     table = read_runs(args.input, args)
     if args.exclude_top_loss < 0 or args.exclude_top_loss >= len(table):
         raise UserError(f"--exclude-top-loss {args.exclude_top_loss} must be in [0, {len(table)})")
-    table = table.drop(table[args.loss_col].nlargest(args.exclude_top_loss).index)
-    options = {"bootstrap": args.bootstrap, "seed": args.seed}
+    table = table.drop(table[args.loss_col].nlargest(args.exclude_top_loss).index).reset_index(drop=True)
     constraints = parse_constraints(args)
     constrained = args.objective != "huber" or constraints != NO_CONSTRAINTS or args.allow_exact
     if args.law not in FORMS and constrained:
         raise UserError(f"--objective, --fix, --bound, --tie and --allow-exact apply to the "
                         f"{' and '.join(FORMS)} laws, not {args.law}")
-    if args.law == "overtrained" or (args.law == "chinchilla" and constrained):
-        law = fit_law(args.law, table[args.n_col], table[args.d_col], table[args.loss_col],
-                      objective=args.objective, huber_delta=args.huber_delta, constraints=constraints,
-                      allow_exact=args.allow_exact, **options)
-    elif args.law == "chinchilla":
-        law = fit_chinchilla(table[args.n_col], table[args.d_col], table[args.loss_col],
-                             huber_delta=args.huber_delta, **options)
-    elif args.law == "isoflop":
-        budget = table[args.budget_col].to_numpy() if args.budget_col else None
-        law = fit_isoflop(table[args.c_col], table[args.n_col], table[args.d_col], table[args.loss_col],
-                          budget=budget, window=args.window, **options)
-    else:
-        law = fit_curve(table[_x_column(args)], table[args.loss_col], variable=args.x,
-                        offset=not args.no_offset, huber_delta=args.huber_delta, **options)
+
+    def fit_rows(rows: np.ndarray, bootstrap: int) -> dict:
+        subset = table[rows]
+        options = {"bootstrap": bootstrap, "seed": args.seed}
+        if args.law == "overtrained" or (args.law == "chinchilla" and constrained):
+            return fit_law(args.law, subset[args.n_col], subset[args.d_col], subset[args.loss_col],
+                           objective=args.objective, huber_delta=args.huber_delta, constraints=constraints,
+                           allow_exact=args.allow_exact, **options)
+        if args.law == "chinchilla":
+            return fit_chinchilla(subset[args.n_col], subset[args.d_col], subset[args.loss_col],
+                                  huber_delta=args.huber_delta, **options)
+        if args.law == "isoflop":
+            budget = subset[args.budget_col].to_numpy() if args.budget_col else None
+            return fit_isoflop(subset[args.c_col], subset[args.n_col], subset[args.d_col], subset[args.loss_col],
+                               budget=budget, window=args.window, **options)
+        return fit_curve(subset[_x_column(args)], subset[args.loss_col], variable=args.x,
+                         offset=not args.no_offset, huber_delta=args.huber_delta, **options)
+
+    law = fit_rows(np.ones(len(table), dtype=bool), args.bootstrap)
+    if not args.no_calibrate:
+        from isoflop.fit.backtest import calibrate
+
+        runs = {key: table[col].to_numpy() for key, col in (("N", args.n_col), ("D", args.d_col), ("C", args.c_col),
+                                                            ("loss", args.loss_col)) if col in table}
+        law = calibrate(law, runs, lambda rows: fit_rows(rows, 0))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(law, indent=1) + "\n")
     print(_summary(law))
@@ -225,6 +246,21 @@ def _window(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"--window takes a whole number of sizes or 'all', not {text!r}") from None
 
 
+def _level(text: str) -> float:
+    try:
+        level = float(text)
+    except ValueError:
+        level = float("nan")
+    if not 0 < level < 1:
+        raise argparse.ArgumentTypeError(f"--level takes a coverage in (0, 1) such as 0.9, not {text!r}")
+    return level
+
+
+def _percent(level: float) -> str:
+    """A level as the percent in column names: 0.9 -> "90", 0.975 -> "97.5"."""
+    return f"{100 * level:g}"
+
+
 def _x_column(args: argparse.Namespace) -> str:
     return {"N": args.n_col, "D": args.d_col, "C": args.c_col}[args.x]
 
@@ -262,6 +298,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from isoflop.fit import predict
 
     law = read_law(args.law)
+    if args.ledger is not None and args.csv is None and not args.spec_hash:
+        raise UserError("--ledger needs --spec-hash RUN_ID (or --csv with a run_id column): the run it forecasts")
     if is_study(law):
         name, why = study_law(law, args.law_name, args.law)
         print(f"law: {name} ({why})")
@@ -280,10 +318,15 @@ def run_predict(args: argparse.Namespace) -> int:
     interval = ("no confidence interval (fitted without --bootstrap)" if np.isnan(low)
                 else f"95% confidence interval [{low:.5g}, {high:.5g}] (the law's loss there)")
     given = {key: None if value is None else [value] for key, value in (("N", args.N), ("D", args.D), ("C", args.C))}
-    noisy = predict_intervals(law, given["N"], given["D"], C=given["C"], seed=args.seed)
+    noisy = predict_intervals(law, given["N"], given["D"], C=given["C"], level=args.level, seed=args.seed)
+    if args.ledger is not None:
+        _record(law, args, given, [args.spec_hash])
+    kind = ("calibrated on the law's out-of-sample errors" if noisy["calibrated"][0]
+            else "too few points to calibrate: widened" if law.get("calibration")
+            else "a new run's loss, with its noise; not calibrated out of sample")
     print(f"loss {loss:.5g}  {interval};\n"
-          f"{'':{len(f'loss {loss:.5g}')}}  95% prediction interval [{noisy['pred_lo'][0]:.5g}, "
-          f"{noisy['pred_hi'][0]:.5g}] (a new run's loss, with its noise)")
+          f"{'':{len(f'loss {loss:.5g}')}}  {_percent(args.level)}% prediction interval [{noisy['pred_lo'][0]:.5g}, "
+          f"{noisy['pred_hi'][0]:.5g}] ({kind})")
     return 0
 
 
@@ -335,18 +378,39 @@ def _predict_csv(law: dict, args: argparse.Namespace) -> int:
     for key, col in (("N", args.n_col), ("D", args.d_col), ("C", args.c_col)):
         if col in table:
             inputs[key] = _numeric(table, col, args.csv)
-    result = predict_intervals(law, inputs.get("N"), inputs.get("D"), C=inputs.get("C"), seed=args.seed)
+    result = predict_intervals(law, inputs.get("N"), inputs.get("D"), C=inputs.get("C"), level=args.level,
+                               seed=args.seed)
+    percent = _percent(args.level)
     out = table.copy()
     for name in ("predicted", "conf_lo", "conf_hi", "pred_lo", "pred_hi"):
-        out[name if name == "predicted" else f"{name}95"] = result[name]
+        out[name if name == "predicted" else f"{name}{percent}"] = result[name]
+    out["calibrated"] = result["calibrated"]
     summary = f"{len(out)} predictions"
     if args.loss_col in table:
         observed = _numeric(table, args.loss_col, args.csv)
         out["rel_error"] = result["predicted"] / observed - 1.0
-        out["inside_pred95"] = (result["pred_lo"] <= observed) & (observed <= result["pred_hi"])
+        out[f"inside_pred{percent}"] = (result["pred_lo"] <= observed) & (observed <= result["pred_hi"])
         summary += (f"; mean |relative error| {np.mean(np.abs(out['rel_error'])):.3%}, "
-                    f"{out['inside_pred95'].mean():.0%} inside the 95% prediction interval")
+                    f"{out[f'inside_pred{percent}'].mean():.0%} inside the {percent}% prediction interval")
+    if args.ledger is not None:
+        if "run_id" not in table:
+            raise UserError(f"{args.csv}: --ledger keys each forecast by a run_id column, which it lacks")
+        _record(law, args, inputs, table["run_id"].astype(str).tolist())
+        summary += f"; recorded in {args.ledger / 'forecasts.jsonl'}"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(args.out, index=False)
     print(f"{summary}; wrote {args.out}")
     return 0
+
+
+def _record(law: dict, args: argparse.Namespace, inputs: dict, run_ids: list[str]) -> None:
+    """One ledger forecast per run id, with the 90% and 95% prediction intervals at `inputs`."""
+    from isoflop import ledger
+    from isoflop.fit import predict_intervals
+
+    results = {level: predict_intervals(law, inputs.get("N"), inputs.get("D"), C=inputs.get("C"), level=level,
+                                        seed=args.seed) for level in ledger.LEVELS}
+    for i, run_id in enumerate(run_ids):
+        ledger.record_loss(args.ledger, run_id, results[0.9]["predicted"][i],
+                           {level: (r["pred_lo"][i], r["pred_hi"][i]) for level, r in results.items()},
+                           source=f"isoflop predict {args.law}")

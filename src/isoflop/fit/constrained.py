@@ -253,7 +253,7 @@ def fit_law(
         "bootstrap": {"resamples": bootstrap, "seed": seed, "failed": failed, "samples": samples},
     }
     result["warnings"] = (checks.duplicate_rows(N, D, loss) + warnings + _at_bounds(space, best.x)
-                          + checks.fit_warnings(result, form.exponents))
+                          + checks.fit_warnings(result, form.exponents) + checks.floor_at_zero(result["params"], loss))
     if law == "chinchilla":
         from isoflop.fit.power import allocation_at, compute_optimal_summary
 

@@ -30,26 +30,18 @@ from isoflop.fit.residuals import residual_summary
 ISOFLOP_FORM = ("N_opt = k_N C^a; D_opt = k_D C^b; loss_opt = k_L C^-gamma; "
                 "L(N, C) = loss_opt(C) + kappa (ln N - ln N_opt(C))^2")
 ISOFLOP_PARAMS = ("a", "k_N", "b", "k_D", "gamma", "k_L", "kappa")
-# Neighbours each side of a budget's lowest-loss size that its local parabola spans. A loss profile
-# in ln N is not a parabola, so one parabola over a wide, lopsided sweep leans its vertex toward
-# the longer flank; a narrow window is unbiased but noisy. Experiment (tests/test_fit_isoflop.py,
-# `window_experiment`): Chinchilla-shaped profiles (Besiroglu et al.'s fit) at C = 1e18, 1e20,
-# 1e22, sizes from 0.5 dex below to 1.5 dex above the optimum (or 1.5 below to 0.45 above),
-# spaced 0.1, 0.15 or 0.2 dex, log-normal noise 0.2% or 0.5%, 300 draws each. Bias / RMSE of
-# log10 N*, in dex:
-#
-#   sweep (step, range, noise)     window 2        window 3        window 5        all sizes
-#   0.1  [-0.5, 1.5]  0.2%       -.002 / .054    -.001 / .037    -.002 / .016    +.017 / .019
-#   0.1  [-0.5, 1.5]  0.5%       +.003 / .105    +.005 / .077    -.001 / .046    +.017 / .028
-#   0.2  [-0.6, 1.6]  0.2%       +.001 / .028    -.002 / .014    +.003 / .011    +.013 / .016
-#   0.2  [-0.6, 1.6]  0.5%       -.001 / .066    -.001 / .037    +.003 / .026    +.013 / .027
-#   0.15 [-1.5, 0.45] 0.2%       -.002 / .037    -.002 / .021    -.003 / .015    -.019 / .022
-#   0.15 [-1.5, 0.45] 0.5%       -.004 / .080    -.005 / .058    -.000 / .039    -.019 / .035
-#
-# Window 5 (11 sizes) removes the bias everywhere (|bias| <= 0.003 dex against 0.013-0.019 for one
-# parabola over all sizes), has the lowest RMSE in three settings and at most 1.7x the lowest in the
-# others (where every size is kept, the variance of a wide fit is lower). Sweeps of 11 sizes or
-# fewer, the study's 5 included, are fitted over all their sizes, as before.
+# Neighbours each side of a budget's lowest-loss size that its local parabola spans, symmetrically
+# (min(K, sizes left, sizes right) each side; see `around_minimum`). A loss profile in ln N is not a
+# parabola, so a parabola over a lopsided span of sizes leans its vertex toward the longer flank; a
+# narrow window is unbiased but noisy. Experiment (bench/bench_isoflop_window.py, recorded in
+# bench/RESULTS.md "IsoFLOP window"): Chinchilla-shaped profiles with minima 1, 2 or 3 sizes above the
+# smallest size or mid-sweep, 21 sizes 0.1 dex apart or 9 sizes 0.2 dex apart, noise 0.2% or 0.5%;
+# and the exponent a from five budgets whose minima sit 3, 3, 2, 1, 1 sizes from the edge. On 9-size
+# sweeps with the minimum one size from the edge, the window slid inwards (the default before) and one
+# parabola over all sizes put the vertex +0.039 dex off; the symmetric K=5 window +0.004. Across the
+# exponent rows K=5 has the smallest or near-smallest mean error of the symmetric windows (0.014-0.036);
+# a window whose minimum is one size from the edge holds 3 sizes and warns (its parabola interpolates).
+# On long noisy sweeps (21 sizes) the slid window's wider span is less noisy and did a little better.
 DEFAULT_WINDOW = 5
 
 
@@ -69,7 +61,7 @@ def fit_isoflop(
 
     Runs are grouped by `budget` labels when given, else by clusters of C (see `group_labels`);
     each group's C is the geometric mean of its runs' achieved C. Each budget's parabola is local:
-    fitted to the 2 `window` + 1 sizes centred on its lowest loss (None: every size; see
+    fitted to up to `window` sizes each side of its lowest loss, as many each side (None: every size; see
     `DEFAULT_WINDOW` for why a window, and why this one). A budget whose parabola is not
     convex or whose vertex is not strictly inside its sizes is flagged `minimum_at_edge` and left
     out of the power laws (its vertex would be an extrapolation). Intervals: with `bootstrap` > 0,

@@ -64,8 +64,9 @@ class PowerSumLaw:
         params = np.asarray(params, dtype=float)
         v = len(self.variables)
         k = int(self.offset)
-        log_offset = np.log(params[..., :k])
-        log_coefs = np.log(params[..., k : k + v])
+        with np.errstate(divide="ignore"):  # a coefficient that underflowed to 0 is log 0 = -inf: a vanished term
+            log_offset = np.log(params[..., :k])
+            log_coefs = np.log(params[..., k : k + v])
         return np.concatenate([log_coefs, log_offset, params[..., k + v :]], axis=-1)
 
     def log_terms(self, theta: np.ndarray, log_x: np.ndarray) -> list[np.ndarray]:

@@ -16,6 +16,7 @@ from isoflop.fit.checks import (
     duplicate_rows,
     enough_points,
     fit_warnings,
+    floor_at_zero,
     positive_column,
     same_length,
     to_jsonable,
@@ -143,7 +144,8 @@ def _fit_power_sum(law, x, y, huber_delta, bootstrap, seed, n_jobs) -> tuple[dic
             "samples": samples_by_name,
         },
     }
-    result["warnings"] = duplicate_rows(x, y) + fit_warnings(result, EXPONENT_NAMES)
+    result["warnings"] = (duplicate_rows(x, y) + fit_warnings(result, EXPONENT_NAMES)
+                          + floor_at_zero(result["params"], y))
     return result, params, samples
 
 

@@ -32,13 +32,25 @@ def predict(law: dict, N=None, D=None, *, C=None) -> tuple[np.ndarray, tuple[np.
 def predict_intervals(law: dict, N=None, D=None, *, C=None, level: float = 0.95, seed: int = 0) -> dict:
     """Point prediction with its confidence interval (the bootstrap fits' spread: where the law's
     mean loss lies) and its prediction interval (that plus a new run's noise, from the fit's
-    residuals; see `isoflop.fit.residuals`), at `level`. Returns flat arrays: predicted, conf_lo,
-    conf_hi, pred_lo, pred_hi (conf_* nan without bootstrap)."""
-    evaluate, shape = _evaluator(law, {"N": N, "D": D, "C": C})
+    residuals; see `isoflop.fit.residuals`), at `level`. A law with a `calibration` (see
+    `isoflop.fit.calibrate`) widens the prediction interval to its out-of-sample errors at the
+    forecast's reach. Returns flat arrays: predicted, conf_lo, conf_hi, pred_lo, pred_hi (conf_* nan
+    without bootstrap) and calibrated (False: no calibration, or too few points for `level`)."""
+    given = {"N": N, "D": D, "C": C}
+    evaluate, shape = _evaluator(law, dict(given))
     point, spread = _point_and_spread(law, evaluate)
     conf = percentile_interval(spread, level) if spread is not None else np.full((2, point.size), np.nan)
     pred = prediction_interval(point, spread, law.get("residuals"), level, seed)
-    return {"predicted": point, "conf_lo": conf[0], "conf_hi": conf[1], "pred_lo": pred[0], "pred_hi": pred[1]}
+    calibrated = np.zeros(point.size, dtype=bool)
+    if law.get("calibration"):
+        from isoflop.fit.calibrate import calibrated_interval, reach_of
+
+        reach = np.broadcast_to(reach_of(law, **given), shape).ravel()
+        low, high, calibrated_level = calibrated_interval(point, reach, law["calibration"], level)
+        pred = np.array([np.fmin(pred[0], low), np.fmax(pred[1], high)])
+        calibrated[:] = calibrated_level
+    return {"predicted": point, "conf_lo": conf[0], "conf_hi": conf[1], "pred_lo": pred[0], "pred_hi": pred[1],
+            "calibrated": calibrated}
 
 
 def _evaluator(law: dict, given: dict):
@@ -72,7 +84,7 @@ def _evaluator(law: dict, given: dict):
 def _need(given: dict, names: tuple[str, ...], kind: str) -> list[np.ndarray]:
     missing = [name for name in names if given[name] is None]
     if missing:
-        raise UserError(f"a {kind} law predicts from {' and '.join(names)}; missing {', '.join(missing)}")
+        raise UserError(f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} law predicts from {' and '.join(names)}; missing {', '.join(missing)}")
     return [np.asarray(given[name], dtype=float) for name in names]
 
 

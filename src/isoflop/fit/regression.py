@@ -98,23 +98,34 @@ def parabolas_by_group(
             continue
         if window is not None:
             rows = rows[around_minimum(u[rows], y[rows], window)]
+            if len(np.unique(u[rows])) <= MIN_DISTINCT < distinct:
+                warnings.append(f"{describe(rows)}: its window holds only {MIN_DISTINCT} sizes (the minimum is one "
+                                "size from the sweep's edge), which the parabola interpolates: its vertex has no "
+                                "measured noise; add sizes on the short side")
         fitted.append((label, rows, fit_parabola(u[rows], y[rows])))
     return fitted
 
 
 def around_minimum(u: np.ndarray, y: np.ndarray, window: int) -> np.ndarray:
-    """Mask of the points at the 2 `window` + 1 distinct u nearest in rank to the one of lowest mean y.
+    """Mask of the points at the distinct u within `window` ranks either side of the one of lowest mean y.
 
-    The window is shifted inwards at an edge, so it always spans min(2 window + 1, distinct u)
-    values: a minimum at an edge still gets a full parabola, which then shows it is not bracketed.
+    The window is symmetric: it takes min(window, sizes left, sizes right) each side, so a minimum near
+    an edge gets a narrower window, not one slid inwards (a lopsided window leans the parabola toward its
+    longer flank; see DEFAULT_WINDOW in `isoflop.fit.isoflop` for the experiment). A minimum at the edge
+    itself keeps the inward window of min(2 window + 1, distinct u) sizes, whose parabola then shows the
+    minimum is not bracketed.
     """
     if window < 1:
         raise UserError(f"the parabola window must be at least 1 neighbour each side, got {window}")
     values, index = np.unique(u, return_inverse=True)
     mean_y = np.bincount(index, weights=y) / np.bincount(index)
-    width = min(2 * window + 1, len(values))
-    start = int(np.clip(np.argmin(mean_y) - window, 0, len(values) - width))
-    return (index >= start) & (index < start + width)
+    lowest = int(np.argmin(mean_y))
+    half = min(window, lowest, len(values) - 1 - lowest)
+    if half == 0:
+        width = min(2 * window + 1, len(values))
+        start = 0 if lowest == 0 else len(values) - width
+        return (index >= start) & (index < start + width)
+    return (index >= lowest - half) & (index <= lowest + half)
 
 
 def _fieller(b1: float, b2: float, cov: np.ndarray, t: float) -> tuple[float, float]:

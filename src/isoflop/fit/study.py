@@ -8,6 +8,8 @@ import pandas as pd
 from isoflop.errors import UserError
 from isoflop.fit import diagnostics
 from isoflop.fit.backtest import backtest
+from isoflop.fit.backtest import calibrate_from_backtest
+from isoflop.fit.calibrate import calibration_warnings
 from isoflop.fit.bootstrap import percentile_interval
 from isoflop.fit.checks import to_jsonable
 from isoflop.fit.constrained import fit_law
@@ -89,6 +91,10 @@ def fit_study(
     overtrained = _overtrained(data, options, warnings)
     fitted = {"chinchilla": chinchilla, "isoflop": isoflop, "overtrained": overtrained}
     backtests = _backtests(data, options)
+    for name, law in fitted.items():  # prediction intervals calibrated on the backtest's out-of-sample errors
+        if law is not None:
+            calibrate_from_backtest(law, data, backtests[name])
+            warnings.extend(f"{name}: {message}" for message in calibration_warnings(law))
     laws = {
         **fitted,
         "envelope": envelope,
