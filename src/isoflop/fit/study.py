@@ -435,6 +435,16 @@ def _next_budget(compute: float | None, laws: dict, trusted: str | None, seed: i
     return result
 
 
+def recommendation(laws: dict) -> dict | None:
+    """laws.json's `next_budget` when it follows `trusted_approach`, else (a laws.json from another rule) the same
+    computed again: what the report, MLflow and `isoflop predict`'s default recommend."""
+    nxt = laws.get("next_budget")
+    trusted, _ = trusted_approach(laws)
+    if not nxt or trusted is None or nxt.get("source") == trusted:
+        return nxt if trusted is not None else None
+    return _next_budget(nxt["C"], laws, trusted, seed=0)
+
+
 # ---- the verdict: which approach a study trusts (one rule for the report, figures, `isoflop predict`, MLflow) --
 
 MIN_COVERAGE = 0.8  # the share of held-out runs a law's 95% prediction intervals must cover to be called honest
