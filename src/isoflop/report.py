@@ -462,11 +462,17 @@ def mixture_lines(summary: dict, curation: dict, figures: Path) -> list[str]:
             held = r["held_out"].get(model, {})
             lines.append(f"| {r['round']} | {r['proxies']} | {model} | {_fmt(scores['spearman'], 3)} | "
                          f"{_fmt(scores['mae'], 3)} | {_fmt(held.get('spearman'), 3)} | {_fmt(held.get('mae'), 3)} |")
-    lines += ["", "Held out: a round's proxies predicted by the predictors fitted on the rounds before it.", "",
-              "| after round | chosen mixture | predicted target | constraints that bind |", "|---|---|---|---|"]
+    lines += ["", "Held out: a round's proxies predicted by the predictors fitted on the rounds before it.", ""]
+    for r in rounds:
+        if r.get("uninformative"):
+            lines.append(f"- Round {r['round']}: **{', '.join(r['uninformative'])} uninformative**: one constant "
+                         f"predicted for every held-out proxy (Spearman undefined); it does not propose"
+                         f"{', ' + r['proposer'] + ' does' if r.get('proposer') not in r['uninformative'] else ''}.")
+    lines += ["", "| after round | proposed by | chosen mixture | predicted target | constraints that bind |",
+              "|---|---|---|---|---|"]
     for r in rounds:
         weights = ", ".join(f"{g} {w:.2f}" for g, w in r["chosen"]["weights"].items() if w >= 0.005)
-        lines.append(f"| {r['round']} | {weights} | {_fmt(r['chosen']['predicted'])} | "
+        lines.append(f"| {r['round']} | {r.get('proposer') or 'n/a'} | {weights} | {_fmt(r['chosen']['predicted'])} | "
                      f"{', '.join(r['chosen']['binding']) or 'none'} |")
     figures.mkdir(parents=True, exist_ok=True)
     plot_chosen_mixtures(rounds, summary["natural"], names, figures / "mix_rounds.png")
@@ -475,23 +481,7 @@ def mixture_lines(summary: dict, curation: dict, figures: Path) -> list[str]:
         plot_held_out(rounds, figures / "mix_held_out.png")
         lines += ["![predicted against observed on held-out proxies](figures/mix_held_out.png)", ""]
     if summary["verification"]:
-        scales = sorted({row["scale"] for row in summary["verification"]})
-        mixtures = sorted({row["mixture"] for row in summary["verification"]})
-        loss = {(row["mixture"], row["scale"]): row for row in summary["verification"]}
-        header = [f"scale {s}: d_model {loss[(mixtures[0], s)]['d_model']}, {loss[(mixtures[0], s)]['tokens']:,} tokens"
-                  for s in scales]
-        lines += ["### Verification at larger scales (DataDecide)", "",
-                  "| mixture | " + " | ".join(header) + " |", "|---" * (len(scales) + 1) + "|"]
-        for name in mixtures:
-            lines.append(f"| {name} | " + " | ".join(_fmt(loss[(name, s)]["target"]) for s in scales) + " |")
-        lines.append("")
-        for row in summary["decision_accuracy"]:
-            lines.append(f"- scale 0 -> scale {row['scale']}: decision accuracy {row['accuracy']:.2f} "
-                         f"(95% bootstrap interval over eval windows [{row['lo']:.2f}, {row['hi']:.2f}], "
-                         f"{row['pairs']} pairs); best mixture `{row['winner']}`; the chosen mixture "
-                         f"{'still wins' if row['chosen_wins'] else 'does not win'} (in {row['chosen_wins_share']:.0%} of the "
-                         f"resamples).")
-        lines.append("")
+        lines += verification_lines(summary, names)
     scaling = summary["scaling"]
     if scaling and "not_fitted" in scaling:
         lines += ["### Scaling of the chosen mixture", "", f"No law fitted: {scaling['not_fitted']}", ""]
@@ -801,6 +791,52 @@ SECTIONS = (summary_section, warnings_section, allocation_section, approaches_se
             mixture_section, diagnostics_section, baseline_section, runs_section, curation_appendix)
 
 
+def verification_lines(summary: dict, names: dict[str, str]) -> list[str]:
+    """The verification at larger scales: per scale every compared mixture's target, its loss on the natural
+    validation mixture and each group's loss (seeds' means), the decision accuracy with seed noise, and the
+    warnings where the chosen mixture's target win does not hold elsewhere."""
+    rows = summary["verification"]
+    scales = sorted({row["scale"] for row in rows})
+    groups = sorted({group for row in rows for group in row.get("groups", {})})
+    seeds = max(len(row.get("run_ids", [None])) for row in rows)
+    lines = ["### Verification at larger scales (DataDecide)", "",
+             f"Each compared mixture trained with {seeds} seed{'s' if seeds > 1 else ''} per scale; losses are the "
+             "seeds' means (nats/token). The target is what the search minimised; the natural mixture is the "
+             "validation set in the corpus's own proportions.", ""]
+    for scale in scales:
+        at = [row for row in rows if row["scale"] == scale]
+        lines += [f"**Scale {scale}**: d_model {at[0]['d_model']}, {at[0]['tokens']:,} tokens.", "",
+                  "| mixture | target | natural mixture | " + " | ".join(names.get(g, g) for g in groups) + " |",
+                  "|---|---|---|" + "---|" * len(groups)]
+        for row in at:
+            spread = (f" (seeds {', '.join(_fmt(v) for v in row['targets'])})"
+                      if len(row.get("targets") or []) > 1 else "")
+            lines.append(f"| {row['mixture']} | {_fmt(row['target'])}{spread} | {_fmt(row.get('natural'))} | "
+                         + " | ".join(_fmt(row.get("groups", {}).get(g)) for g in groups) + " |")
+        lines.append("")
+    noise = "eval windows and seeds" if seeds > 1 else "eval windows only: one seed per mixture, seed noise unmeasured"
+    for row in summary["decision_accuracy"]:
+        lines.append(f"- scale 0 -> scale {row['scale']}: decision accuracy {row['accuracy']:.2f} "
+                     f"(95% bootstrap interval over {noise}: [{row['lo']:.2f}, {row['hi']:.2f}], "
+                     f"{row['pairs']} pairs); best mixture `{row['winner']}`; the chosen mixture "
+                     f"{'wins' if row['chosen_wins'] else 'does not win'} the target (in "
+                     f"{row['chosen_wins_share']:.0%} of the resamples).")
+    lines += [f"- **Warning**: {warning}" for warning in mixture_warnings(summary)]
+    return lines + [""]
+
+
+def mixture_warnings(summary: dict) -> list[str]:
+    """Per verified scale, where the chosen mixture wins its target but loses on the natural mixture or on most
+    groups (`isoflop.mix.decide.divergence_warnings`)."""
+    from isoflop.mix.decide import divergence_warnings
+
+    rows = {(row["scale"], row["mixture"]): row for row in summary["verification"]}
+    return [f"d_model {rows[(scale, 'chosen')]['d_model']}: {warning}"
+            for scale in sorted({scale for scale, _ in rows})
+            if (scale, "chosen") in rows and (scale, "natural") in rows
+            for warning in divergence_warnings(rows[(scale, "chosen")], rows[(scale, "natural")])]
+
+
 def mixture_verdict_lines(summary: dict) -> list[str]:
     """The mixture search's decision for the summary: at the largest verified scale, the chosen mixture against
     the natural one on the target, on the natural mixture and per group, with the warning where they diverge."""
@@ -811,12 +847,19 @@ def mixture_verdict_lines(summary: dict) -> list[str]:
     chosen, natural = rows.get("chosen"), rows.get("natural")
     if not chosen or not natural:
         return []
-    lines = [f"**Mixture** at d_model {chosen['d_model']} ({chosen['tokens']:,} tokens): target loss "
-             f"{_fmt(chosen['target'])} chosen against {_fmt(natural['target'])} natural"
-             + (f"; on the natural validation mixture {_fmt(chosen['natural'])} against {_fmt(natural['natural'])}"
-                if chosen.get("natural") is not None and natural.get("natural") is not None else "") + "."]
-    lines += [f"**Warning**: {warning}" for warning in mixture_warnings(summary)]
-    return lines
+    line = (f"**Mixture** at d_model {chosen['d_model']} ({chosen['tokens']:,} tokens): target loss "
+            f"{_fmt(chosen['target'])} chosen against {_fmt(natural['target'])} natural"
+            + (f"; on the natural validation mixture {_fmt(chosen['natural'])} against {_fmt(natural['natural'])}"
+               if chosen.get("natural") is not None and natural.get("natural") is not None else ""))
+    decided = [row for row in summary["decision_accuracy"] if row["scale"] == scale]
+    if decided:
+        row = decided[0]
+        line += (f"; decision accuracy {row['accuracy']:.2f} [{row['lo']:.2f}, {row['hi']:.2f}], the chosen mixture "
+                 f"best in {row['chosen_wins_share']:.0%} of resamples"
+                 + (" of windows and seeds" if max(row.get("seeds", [1])) > 1 else " (one seed: seed noise unmeasured)"))
+    warnings = mixture_warnings(summary)
+    return [line + "."] + ([f"**Warning**: {warnings[-1]}" + (f" (and {len(warnings) - 1} more below)"
+                                                              if len(warnings) > 1 else "")] if warnings else [])
 
 
 def write_report(runs_path, laws_path, curated_dir, plan_path, curve_paths, trunk_results, benchmarks: dict[str, list],
