@@ -57,7 +57,8 @@ def test_every_figure_is_in_the_report_with_its_own_caption(report):
     [report_md] = [entry for entry in results.values() if entry["name"] == "report.md"]
     assert report_md["caption"].startswith("<p>report.md: the study's written report")
     params = figures["frontier"]["job_properties"]["params"]
-    assert f"captions={len(list(CAPTIONS.glob('*.rst')))} figure captions" in params and len(params) < 1000
+    assert f"captions={len(list(CAPTIONS.glob('*.rst')))} figure captions," in params
+    assert not any(" ".join(path.read_text().split()[:6]) in params for path in CAPTIONS.glob("*.rst"))
 
 
 def test_the_tables_are_in_the_report_with_captions(report):
