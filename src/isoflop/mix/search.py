@@ -74,7 +74,7 @@ def _mixture_run(cfg: dict, data_id: str, weights: dict, d_model: int, tokens: i
     per_step = cfg["train"]["batch_size"] * cfg["model"]["seq_len"]
     spec = run_spec(cfg, shape, tokens=math.ceil(tokens / per_step) * per_step, lr_multiplier=1.0,
                     seed=seed_for(cfg["seed"], replicate), mixture=weights)
-    run = run_record(cfg, shape, spec, data_id, budget=0.0)
+    run = run_record(cfg, shape, spec, data_id, budget=0.0, replicate=replicate)
     run["budget"] = run["C"]
     return run["run_id"], {**run, "trunk_id": None, "branch_step": None, "mixture_id": mixture_id(weights),
                            "weights": weights, **record}
@@ -273,8 +273,7 @@ def final_stage(last_fit, data_dir, cfg: dict, data_id: str, out_path) -> dict:
                              key=f"mix.mixtures.{name}")
                 for replicate in range(mix["verify"]["seeds"]):
                     run_id, record = _mixture_run(cfg, data_id, weights, scale["d_model"], scale["tokens"], replicate,
-                                                  role="verify", mixture=name, scale=scale_index, names=[name],
-                                                  replicate=replicate)
+                                                  role="verify", mixture=name, scale=scale_index, names=[name])
                     if run_id in runs:  # the same weights under two names (the chosen one may be natural): one run
                         runs[run_id]["names"].append(name)
                     else:
