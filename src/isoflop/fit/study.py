@@ -52,13 +52,14 @@ def fit_study(
     non-finite or non-positive value are left out with a warning, never an exception; so is a law
     the remaining runs cannot support. Keys: `chinchilla`, `isoflop`, `overtrained` (each the fit's
     dict or None), `extrapolation` (both laws refitted on the budgets EXTRAPOLATION_FACTOR below the
-    largest, scored on its runs), `next_budget` (10x the largest budget: N*, D* and loss with 95%
-    intervals), `envelope` (approach 1, see `_envelope`; None where it cannot be fitted), `warnings`.
+    largest, scored on its runs), `verdict` (the approach `trusted_approach` trusts, why, its backtest error
+    and trust horizon), `next_budget` (10x the largest budget: the trusted approach's N*, D* and loss with 95%
+    intervals, the others' beside), `envelope` (approach 1, see `_envelope`; None where it cannot be fitted), `warnings`.
     `backtest` holds each loss law's expanding-window backtest (see `isoflop.fit.backtest`): fitted
     on the k smallest budgets, scored on every larger one, with the coverage of its 90% and 95%
     prediction intervals; `backtest_ranking` the laws by its error. `seed_noise`: the run-to-run
     standard deviation from grid points trained with several seeds (None without), which every
-    prediction interval takes as its floor. `lack_of_fit`: per law, tests of curvature of its
+    prediction interval takes as its floor (measured near each budget's optimum, see `study_noise`). `lack_of_fit`: per law, tests of curvature of its
     residuals against log C and how far beyond the largest budget to trust it (see
     `isoflop.fit.diagnostics`). `approaches`: whether the approaches agree on a, and which to trust
     (see `approaches_comparison`). `loss_to_loss`: per domain column `<loss_col>_<domain>`, the shifted
