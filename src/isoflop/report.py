@@ -632,7 +632,7 @@ def allocation_section(study: Study) -> str | None:
     laws, recommended = study.laws, recommendation(study.laws)
     if not recommended:
         return None
-    lines = [f"## Compute-optimal allocation at C = {_fmt(recommended['C'])} FLOPs", "",
+    lines = [f"## Compute-optimal allocation for the next 10x budget, C = {_fmt(recommended['C'])} FLOPs", "",
              f"From {APPROACH_NAMES[recommended['source']]}, the trusted approach (`isoflop predict --C "
              f"{recommended['C']:.4g}` on laws.json prints the same):", "",
              "| quantity | estimate | 95% confidence interval | 95% prediction interval (a run's loss) |",
@@ -739,16 +739,13 @@ def mixture_section(study: Study) -> str | None:
 
 
 def diagnostics_section(study: Study) -> str | None:
-    """Whether to believe the laws: held-out budgets, curvature, seed noise, schedule and loss-to-loss laws."""
+    """Whether to believe the laws: held-out budgets, curvature, seed noise, schedule and loss-to-loss laws
+    (each its own section, absent where it has nothing to say)."""
     laws = study.laws
     parts = [backtest_lines(laws) + study.figure("backtest.png"), extrapolation_lines(laws)
              + study.figure("extrapolation.png"), lack_of_fit_lines(laws), seed_noise_lines(laws),
              schedule_law_lines(laws), loss_to_loss_lines(laws)]
-    lines = [line for part in parts if part and any(line.startswith("#") for line in part) for line in part]
-    if not lines:
-        return None
-    return _md(["## Diagnostics: when to trust the laws", ""] + [
-        "#" + line if line.startswith("## ") else line for line in lines])
+    return _md([line for part in parts if part for line in part])
 
 
 def baseline_section(study: Study) -> str | None:
