@@ -34,10 +34,11 @@ def test_edge_minima_are_warned():
 
 
 def test_report_states_each_approach_s_tokens_per_parameter_and_approach_1():
+    from test_fit_envelope_study import ladder_study
+
     from isoflop.fit import fit_study
     from isoflop.fit.frontier import tokens_per_param_curve
     from isoflop.report import APPROACH_NAMES, envelope_lines, tokens_per_param_lines
-    from test_fit_envelope_study import ladder_study
 
     laws = fit_study(ladder_study(), bootstrap=30, seed=0)
     text = "\n".join(tokens_per_param_lines(laws))
@@ -70,8 +71,9 @@ def test_a_baseline_study_gets_its_comparison_with_the_gap_and_a_figure(tmp_path
 
 @pytest.fixture(scope="module")
 def study_laws():
-    from isoflop.fit import fit_study
     from test_fit_envelope_study import ladder_study
+
+    from isoflop.fit import fit_study
 
     return fit_study(ladder_study(), bootstrap=30, seed=0)
 

@@ -1,6 +1,8 @@
 """The MLflow view agrees with the report: FLOPs in floating point, the fit run's decision as metrics, the report's
 summary as its description."""
 
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,13 +21,14 @@ def test_flops_are_monotone_and_end_at_the_run_s_compute_where_tokens_times_c_ov
            "params": {"total": 1e12, "nonembed": 1e12, "nonembed_head": 1e12}}
     metrics = _metrics(run, {"status": "ok"}, curve, 0.0, 10.0)
     flops = [m.value for m in sorted((m for m in metrics if m.key == "flops"), key=lambda m: m.step)]
-    assert len(flops) == 10 and all(b > a > 0 for a, b in zip(flops, flops[1:]))
+    assert len(flops) == 10 and all(b > a > 0 for a, b in pairwise(flops))
     assert flops[-1] == C and flops[0] == pytest.approx(C / 10)
 
 
 def test_the_fit_run_carries_the_decision_and_its_description_opens_with_the_summary():
-    from isoflop.fit import fit_study
     from test_fit_envelope_study import ladder_study
+
+    from isoflop.fit import fit_study
 
     laws = fit_study(ladder_study(), bootstrap=30, seed=0)
     values = fit_values(laws)

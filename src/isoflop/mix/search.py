@@ -221,14 +221,13 @@ def fit_stage(round_index: int, runs_paths, result_paths, previous_fit, data_dir
 def uninformative(fit: dict) -> list[str]:
     """The predictors that predicted one constant for every held-out proxy (or every cross-validated one): they
     rank nothing, so whatever they propose is an accident of the sampler."""
-    constant = []
-    for model in MODELS:
+    def constant(model: str) -> bool:
         held = fit["held_out"].get(model)
-        if held is not None and np.ptp(held["predicted"]) == 0:
-            constant.append(model)
-        elif held is None and not np.isfinite(fit["cross_validated"][model]["spearman"]):
-            constant.append(model)
-    return constant
+        if held is not None:
+            return bool(np.ptp(held["predicted"]) == 0)
+        return not np.isfinite(fit["cross_validated"][model]["spearman"])
+
+    return [model for model in MODELS if constant(model)]
 
 
 def proposer(fit: dict, model: str) -> str:
