@@ -33,14 +33,11 @@ def test_edge_minima_are_warned():
     assert "C = 3e+12" in warning and "edge" in warning
 
 
-def test_report_states_each_approach_s_tokens_per_parameter_and_approach_1():
-    from test_fit_envelope_study import ladder_study
-
-    from isoflop.fit import fit_study
+def test_report_states_each_approach_s_tokens_per_parameter_and_approach_1(study_laws):
     from isoflop.fit.frontier import tokens_per_param_curve
     from isoflop.report import APPROACH_NAMES, envelope_lines, tokens_per_param_lines
 
-    laws = fit_study(ladder_study(), bootstrap=30, seed=0)
+    laws = study_laws
     text = "\n".join(tokens_per_param_lines(laws))
     compute = laws["next_budget"]["C"]
     ratios = {}
