@@ -8,5 +8,5 @@ with logged(snakemake.log[0]):
         inputs.runs, inputs.laws, inputs.curated, inputs.plan, inputs.curves, inputs.trunks, params.benchmarks,
         snakemake.output.report, snakemake.output.figures, study=params.study, ground_truth=params.ground_truth,
         mixed_sources=params.mixed_sources, baseline=inputs.baseline[0] if inputs.baseline else None,
-        mix_summary=inputs.mix[0] if inputs.mix else None,
+        mix_summary=inputs.mix[0] if inputs.mix else None, tokens_dir=inputs.tokens,
     )

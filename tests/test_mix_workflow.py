@@ -28,7 +28,7 @@ SEARCH = {
     "fit": {"bootstrap": 20},
     "mix": {"max_epochs": 20,
             "search": {"enabled": True, "rounds": 2, "proxies": 6, "tokens": 12000, "candidates": 2000, "top_k": 20},
-            "verify": {"scales": [{"d_model": 32, "tokens": 20000}], "top_proxies": 1, "bootstrap": 50},
+            "verify": {"scales": [{"d_model": 32, "tokens": 20000}], "top_proxies": 1, "bootstrap": 50, "seeds": 2},
             "scaling": {"budgets": [3.0e9, 6.0e9, 1.2e10], "sizes_per_budget": 3, "ladder": [16, 32, 48]}},
 }
 
@@ -99,6 +99,10 @@ def test_the_search_runs_its_rounds_verifies_and_scales_and_a_rerun_does_nothing
     assert verified == {(m, s) for m in ("chosen", "natural", "uniform", "proxy-1") for s in (0, 1)}
     [accuracy] = summary["decision_accuracy"]
     assert accuracy["pairs"] == 6 and accuracy["lo"] <= accuracy["accuracy"] <= accuracy["hi"]
+    assert accuracy["seeds"] == [2, 2]  # each compared mixture twice per scale: its seeds in the resamples
+    for row in summary["verification"]:  # the target, the natural mixture and every group, per scale
+        assert len(row["run_ids"]) == len(row["targets"]) == 2 and row["natural"] > 0
+        assert set(row["groups"]) == {"code", "docs", "tests"}
     gap, (low, high) = summary["scaling"]["gap"]
     assert low <= gap <= high
     report = (tmp_path / "results" / "mixsearch" / "report.md").read_text()
@@ -249,10 +253,15 @@ def test_the_report_section_reads_summary_json_and_draws_its_figures(tmp_path):
                     "cross_validated": {"lgbm": scores, "ridge": scores},
                     "held_out": {"lgbm": {**scores, "predicted": [3.0, 3.1], "observed": [3.05, 3.1]}} if r else {}}
                    for r in range(2)],
+        # the chosen mixture wins its target at both scales, but at scale 1 loses on the natural mixture and on c0
         "verification": [{"mixture": m, "scale": s, "d_model": 16 * (s + 1), "tokens": 1000 * (s + 1),
-                          "target": 3.0 - 0.1 * s + 0.01 * i} for s in (0, 1) for i, m in enumerate(("chosen", "natural"))],
-        "decision_accuracy": [{"scale": 1, "accuracy": 1.0, "lo": 1.0, "hi": 1.0, "pairs": 1, "winner": "chosen",
-                               "chosen_wins": True, "chosen_wins_share": 0.97}],
+                          "target": 3.0 - 0.1 * s + 0.01 * i, "targets": [2.99 - 0.1 * s + 0.01 * i,
+                                                                          3.01 - 0.1 * s + 0.01 * i],
+                          "run_ids": ["a", "b"], "natural": 3.2 + 0.1 * s * (1 - 2 * i),
+                          "groups": {"c0": 3.1 + 0.1 * s * (1 - 2 * i), "c1": 3.0 - 0.01 * i}}
+                         for s in (0, 1) for i, m in enumerate(("chosen", "natural"))],
+        "decision_accuracy": [{"scale": 1, "accuracy": 1.0, "lo": 0.0, "hi": 1.0, "pairs": 1, "winner": "chosen",
+                               "seeds": [2, 2], "chosen_wins": True, "chosen_wins_share": 0.67}],
         "scaling": {"budget": 1e13, "laws": {"natural": "chinchilla", "chosen": "chinchilla"}, "gap": comparison["gap"],
                     "excludes_zero": True, "comparison": comparison},
     }
@@ -260,10 +269,20 @@ def test_the_report_section_reads_summary_json_and_draws_its_figures(tmp_path):
     curation = {"curation": {"stages": {"cluster": {"top_terms": {"0": ["def", "self", "return"], "1": ["test"]}}}}}
     text = "\n".join(mixture_lines(read_json(tmp_path / "summary.json"), curation, tmp_path / "figures"))
     assert "groups: c0: def, self, return, c1: test." in text
-    assert "| 1 | c0 0.25, c1 0.75 | 3 | max_epochs |" in text
-    assert "| chosen | 3 | 2.9 |" in text and "| natural | 3.01 | 2.91 |" in text
-    assert "decision accuracy 1.00 (95% bootstrap interval over eval windows [1.00, 1.00], 1 pairs)" in text
-    assert "still wins (in 97% of the resamples)" in text
+    assert "| 1 | n/a | c0 0.25, c1 0.75 | 3 | max_epochs |" in text
+    # per scale: the target (with each seed's), the natural mixture and every group
+    assert "| chosen | 3 (seeds 2.99, 3.01) | 3.2 | 3.1 | 3 |" in text
+    assert "| natural | 2.91 (seeds 2.9, 2.92) | 3.1 | 3 | 2.99 |" in text
+    assert "| chosen | 2.9 (seeds 2.89, 2.91) | 3.3 | 3.2 | 3 |" in text
+    assert ("decision accuracy 1.00 (95% bootstrap interval over eval windows and seeds: [0.00, 1.00], 1 pairs)"
+            in text and "the chosen mixture wins the target (in 67% of the resamples)" in text)
+    assert ("**Warning**: d_model 32: the chosen mixture wins its target (2.9000 against 2.9100 for the natural "
+            "mixture) but loses on the natural validation mixture (3.3000 against 3.1000)") in text
+    from isoflop.report import mixture_verdict_lines
+
+    [verdict, warning] = mixture_verdict_lines(read_json(tmp_path / "summary.json"))
+    assert "on the natural validation mixture 3.3 against 3.1" in verdict and "in 67% of resamples of windows" in verdict
+    assert warning.startswith("**Warning**: d_model 32: the chosen mixture wins its target")
     assert "chosen minus natural, by both mixtures' approach 3 (Chinchilla fit), is -0.1000 nats/token" in text
     assert "the interval excludes 0" in text
     for name in ("mix_rounds", "mix_held_out", "mix_scaling"):

@@ -26,7 +26,8 @@ from isoflop.errors import UserError
 from isoflop.fit.bootstrap import percentile_interval
 from isoflop.fit.cli import read_law
 from isoflop.fit.frontier import compute_grid, optimal_loss
-from isoflop.fit.predict import STUDY_LAWS, is_study, study_law
+from isoflop.fit.predict import is_study, study_law
+from isoflop.fit.verdict import STUDY_LAWS
 
 # numpy and the law evaluations are light (the CLI loads them anyway); matplotlib loads only to draw
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,9 @@ from isoflop.curate.report import curation_section
 from isoflop.fit.diagnostics import verdict as lack_of_fit_verdict
 from isoflop.fit.frontier import tokens_per_param_curve
 from isoflop.fit.study import APPROACHES as APPROACH_NAMES
-from isoflop.fit.study import finished
+from isoflop.fit.study import NEXT_BUDGET_FACTOR, finished, recommendation, trust_horizon
+from isoflop.fit.verdict import trusted_approach
+from isoflop.tokens import read_meta
 from isoflop.workflow import read_json
 
 log = logging.getLogger("isoflop.report")
@@ -73,28 +76,30 @@ def backtest_lines(laws: dict) -> list[str]:
     """The backtest table (per law and fold: budgets fitted and predicted, relative error, signed bias and the
     coverage of 90% and 95% prediction intervals) and the law forms ranked by backtest error."""
     backtests = laws.get("backtest") or {}
-    if not backtests:
+    if not any(result.get("n_predictions") for result in backtests.values()):
         return []
     lines = ["## Backtest: laws fitted on the smaller budgets predicting every larger one", "",
              "Expanding window: fold k fits each law on the k smallest budgets and predicts every run of every larger "
              "budget, each with its 90% and 95% **prediction** intervals (the law's bootstrap fits plus a new run's "
              "noise). An honest law's coverage is near 90% and 95%; a bias far from 0 is a law that keeps missing "
-             "the same way.", "",
+             "the same way. Coverage says little without the width: the 95% width is the interval's mean width "
+             "relative to the prediction.", "",
              "| law | fitted budgets (largest) | predicted runs | furthest ahead | mean abs. rel. error | bias | "
-             "coverage 90% | coverage 95% |", "|---|---|---|---|---|---|---|---|"]
+             "coverage 90% | coverage 95% | 95% width |", "|---|---|---|---|---|---|---|---|---|"]
     for name, result in backtests.items():
         for fold in result.get("folds", []):
             fitted = f"{len(fold['train_budgets'])} ({_fmt(fold['train_budgets'][-1])})"
             if "error" in fold:
-                lines.append(f"| {name} | {fitted} | {fold['n_predicted']} | | not fitted: {fold['error']} | | | |")
+                lines.append(f"| {name} | {fitted} | {fold['n_predicted']} | | not fitted: {fold['error']} | | | | |")
                 continue
             lines.append(f"| {name} | {fitted} | {fold['n_predicted']} | {fold.get('factor', float('nan')):.3g}x | "
                          f"{_pct(fold['mean_abs_rel_error'])} | {fold['bias']:+.2%} | {fold['coverage90']:.0%} | "
-                         f"{fold['coverage95']:.0%} |")
+                         f"{fold['coverage95']:.0%} | ±{interval_width([fold]) / 2:.1%} |")
         if result.get("n_predictions"):
             lines.append(f"| **{name}, all folds** | | {result['n_predictions']} | | "
                          f"**{_pct(result['mean_abs_rel_error'])}** | {result['bias']:+.2%} | "
-                         f"{result['coverage90']:.0%} | {result['coverage95']:.0%} |")
+                         f"{result['coverage90']:.0%} | {result['coverage95']:.0%} | "
+                         f"±{interval_width(result['folds']) / 2:.1%} |")
     ranking = laws.get("backtest_ranking") or []
     if ranking:
         ranked = "; ".join(f"{i + 1}. {LAW_NAMES.get(entry['law'], entry['law'])} {_pct(entry['mean_abs_rel_error'])}"
@@ -106,6 +111,13 @@ def backtest_lines(laws: dict) -> list[str]:
             lines.append(f"The 95% prediction intervals of {', '.join(under)} covered under 85% of the held-out runs: "
                          "too narrow to plan with.")
     return lines + [""]
+
+
+def interval_width(folds: list[dict]) -> float:
+    """The mean width of the 95% prediction intervals of the folds' predictions, relative to the prediction."""
+    widths = [(hi - lo) / point for fold in folds for point, lo, hi in
+              zip(*(fold.get("predictions", {}).get(key, []) for key in ("predicted", "pred_lo95", "pred_hi95")))]
+    return float(np.mean(widths)) if widths else float("nan")
 
 
 def approaches_lines(laws: dict) -> list[str]:
@@ -186,7 +198,8 @@ def seed_noise_lines(laws: dict) -> list[str]:
         return lines + ["No grid point was trained with several seeds (`plan.seeds`, with `plan.replicated_budgets` for only the smallest budgets), so "
                         "prediction intervals take the noise from the residuals alone and no comparison can say whether "
                         "it exceeds the noise.", ""]
-    lines += [f"{noise['n_points']} grid points trained with several seeds give a run-to-run standard deviation of "
+    lines += [f"{noise['n_points']} grid points trained with several seeds"
+              f"{', ' + noise['scope'] + ',' if noise.get('scope') else ''} give a run-to-run standard deviation of "
               f"{noise['sd']:.4g} nats {_interval(noise['ci95_sd'])} ({noise['sd_log']:.3%} of the loss; {noise['dof']} "
               "degrees of freedom). Every prediction interval is at least this wide in its noise term, and the "
               "IsoFLOP figure draws it as bands of ±1.96 sd around each parabola.", "",
@@ -213,6 +226,40 @@ def loss_to_loss_lines(laws: dict) -> list[str]:
         lines.append(f"| {name} | {_fmt(p['K'])} {_interval(ci['K'])} | {_fmt(p['kappa'])} {_interval(ci['kappa'])} | "
                      f"{_fmt(p['E_x'])} | {_fmt(p['E_y'])} | {law['rms_nats']:.4f} | "
                      f"{_pct(held['mean_abs_rel_error']) if held else 'n/a'} |")
+    return lines + [""]
+
+
+def extrapolation_lines(laws: dict) -> list[str]:
+    """The largest budget held out: each law refitted on the budgets 3x or more below it predicts its runs."""
+    ext = laws.get("extrapolation")
+    if not ext or not any((ext.get("laws") or {}).values()):
+        return []
+    factor = f", {ext['factor']:.3g}x above the largest fitted one" if ext.get("factor") else ""
+    lines = ["## Extrapolation check", "",
+             f"Laws fitted on the {ext.get('n_train_runs')} runs of the smaller budgets predict the "
+             f"{ext.get('n_held_out_runs')} runs of the held-out largest budget "
+             f"({_fmt(ext.get('held_out_budget'))} FLOPs{factor}), each with its 95% prediction interval:", ""]
+    for law_name, summary in (ext.get("laws") or {}).items():
+        if summary:
+            inside = (f"; {summary['coverage95']:.0%} of the runs inside their 95% prediction intervals"
+                      if "coverage95" in summary else "")
+            lines.append(f"- {law_name}: mean |relative error| of the loss {summary['mean_abs_rel_error']:.2%}"
+                         f"{inside}")
+        else:
+            lines.append(f"- {law_name}: could not be fitted on the smaller budgets")
+    held = [row for row in ext.get("runs", [])
+            if any("pred_lo95" in (row.get(name) or {}) for name in ("chinchilla", "isoflop"))]
+    if held:
+        lines += ["", "| run | N | observed | law | predicted | 95% confidence interval | 95% prediction interval | "
+                  "inside |", "|---|---|---|---|---|---|---|---|"]
+        for row in held:
+            for name in ("chinchilla", "isoflop"):
+                entry = row.get(name)
+                if entry:
+                    lines.append(f"| `{row['run_id']}` | {_fmt(row['N'])} | {row['observed']:.4f} | {name} | "
+                                 f"{entry['predicted']:.4f} | {_interval([entry['conf_lo95'], entry['conf_hi95']])} | "
+                                 f"{_interval([entry['pred_lo95'], entry['pred_hi95']])} | "
+                                 f"{'yes' if entry['inside_pred95'] else '**no**'} |")
     return lines + [""]
 
 
@@ -255,8 +302,7 @@ def tokens_per_param_lines(laws: dict) -> list[str]:
 def envelope_lines(envelope: dict | None) -> list[str]:
     """The report's approach 1 section: the envelope's N* law and the FLOPs per token that turn N* into D*."""
     if not envelope:
-        return ["### Envelope approach 1", "", "Not fitted; the warnings say why. It needs 2 or more model sizes "
-                "trained at 2 or more budgets each, and sizes on both sides of the optimum.", ""]
+        return []
     per_token = envelope["flops_per_token"]
     lines = ["### Envelope approach 1: the lowest loss at each compute, and the size reaching it", ""]
     lines += _param_table(envelope, ["a", "k_N"])
@@ -417,11 +463,17 @@ def mixture_lines(summary: dict, curation: dict, figures: Path) -> list[str]:
             held = r["held_out"].get(model, {})
             lines.append(f"| {r['round']} | {r['proxies']} | {model} | {_fmt(scores['spearman'], 3)} | "
                          f"{_fmt(scores['mae'], 3)} | {_fmt(held.get('spearman'), 3)} | {_fmt(held.get('mae'), 3)} |")
-    lines += ["", "Held out: a round's proxies predicted by the predictors fitted on the rounds before it.", "",
-              "| after round | chosen mixture | predicted target | constraints that bind |", "|---|---|---|---|"]
+    lines += ["", "Held out: a round's proxies predicted by the predictors fitted on the rounds before it.", ""]
+    for r in rounds:
+        if r.get("uninformative"):
+            lines.append(f"- Round {r['round']}: **{', '.join(r['uninformative'])} uninformative**: one constant "
+                         f"predicted for every held-out proxy (Spearman undefined); it does not propose"
+                         f"{', ' + r['proposer'] + ' does' if r.get('proposer') not in r['uninformative'] else ''}.")
+    lines += ["", "| after round | proposed by | chosen mixture | predicted target | constraints that bind |",
+              "|---|---|---|---|---|"]
     for r in rounds:
         weights = ", ".join(f"{g} {w:.2f}" for g, w in r["chosen"]["weights"].items() if w >= 0.005)
-        lines.append(f"| {r['round']} | {weights} | {_fmt(r['chosen']['predicted'])} | "
+        lines.append(f"| {r['round']} | {r.get('proposer') or 'n/a'} | {weights} | {_fmt(r['chosen']['predicted'])} | "
                      f"{', '.join(r['chosen']['binding']) or 'none'} |")
     figures.mkdir(parents=True, exist_ok=True)
     plot_chosen_mixtures(rounds, summary["natural"], names, figures / "mix_rounds.png")
@@ -430,23 +482,7 @@ def mixture_lines(summary: dict, curation: dict, figures: Path) -> list[str]:
         plot_held_out(rounds, figures / "mix_held_out.png")
         lines += ["![predicted against observed on held-out proxies](figures/mix_held_out.png)", ""]
     if summary["verification"]:
-        scales = sorted({row["scale"] for row in summary["verification"]})
-        mixtures = sorted({row["mixture"] for row in summary["verification"]})
-        loss = {(row["mixture"], row["scale"]): row for row in summary["verification"]}
-        header = [f"scale {s}: d_model {loss[(mixtures[0], s)]['d_model']}, {loss[(mixtures[0], s)]['tokens']:,} tokens"
-                  for s in scales]
-        lines += ["### Verification at larger scales (DataDecide)", "",
-                  "| mixture | " + " | ".join(header) + " |", "|---" * (len(scales) + 1) + "|"]
-        for name in mixtures:
-            lines.append(f"| {name} | " + " | ".join(_fmt(loss[(name, s)]["target"]) for s in scales) + " |")
-        lines.append("")
-        for row in summary["decision_accuracy"]:
-            lines.append(f"- scale 0 -> scale {row['scale']}: decision accuracy {row['accuracy']:.2f} "
-                         f"(95% bootstrap interval over eval windows [{row['lo']:.2f}, {row['hi']:.2f}], "
-                         f"{row['pairs']} pairs); best mixture `{row['winner']}`; the chosen mixture "
-                         f"{'still wins' if row['chosen_wins'] else 'does not win'} (in {row['chosen_wins_share']:.0%} of the "
-                         f"resamples).")
-        lines.append("")
+        lines += verification_lines(summary, names)
     scaling = summary["scaling"]
     if scaling and "not_fitted" in scaling:
         lines += ["### Scaling of the chosen mixture", "", f"No law fitted: {scaling['not_fitted']}", ""]
@@ -467,72 +503,190 @@ def mixture_lines(summary: dict, curation: dict, figures: Path) -> list[str]:
     return lines
 
 
-def write_report(runs_path, laws_path, curated_dir, plan_path, curve_paths, trunk_results, benchmarks: dict[str, list],
-                 report_path, figures_dir, *, study: str, ground_truth: dict | None = None,
-                 mixed_sources: bool = False, baseline=None, mix_summary=None) -> str:
-    """Write report.md and the figures. `curve_paths`: the runs' curve.parquet files; `trunk_results`: the
-    trunks' result.json files; `benchmarks`: stage -> its jobs' benchmark files; `ground_truth`: the synthetic
-    source's config when the study is a ground-truth study (see `ground_truth_lines`); `baseline`: another
-    study's laws.json to compare with (see `baseline_lines`); `mix_summary`: the mixture search's summary.json
-    (see `mixture_lines`)."""
-    runs = pd.read_parquet(runs_path)
-    laws = read_json(laws_path)
-    plan = read_json(plan_path)
-    compute = plan["compute"]
-    curation = read_json(Path(curated_dir) / "curation.json")
-    curves = {Path(path).parent.name: pd.read_parquet(path) for path in curve_paths}
-    figures = _figures(runs, laws, curves, Path(figures_dir))
-    warnings = list(laws.get("warnings", [])) + edge_warnings(laws)
+@dataclass
+class Study:
+    """Everything a section may read, from the files the report rule declares."""
 
-    lines = [f"# Scaling-law study `{study}`", ""]
-    ok = finished(runs)
-    lines += [
-        f"{len(runs)} training runs over {runs['budget'].nunique()} compute budgets "
-        f"({_fmt(runs['budget'].min())} to {_fmt(runs['budget'].max())} FLOPs) and "
-        f"{runs['N'].nunique()} model sizes; {len(ok)} finished, {len(runs) - len(ok)} excluded. "
-        f"N and C follow the `{laws['flops_convention']}` convention.",
-        "",
-    ]
-    if warnings:
-        lines += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
+    name: str
+    runs: pd.DataFrame
+    laws: dict
+    laws_path: Path
+    plan: dict
+    curation: dict
+    curated_dir: Path
+    figures_dir: Path
+    figures: dict[str, str]  # drawn figure -> its caption
+    tokens: dict | None = None  # meta.json of the token folder training reads
+    benchmarks: dict = field(default_factory=dict)
+    trunk_results: list = field(default_factory=list)
+    ground_truth: dict | None = None
+    mixed_sources: bool = False
+    baseline: Path | None = None
+    mix: dict | None = None  # the mixture search's summary.json
 
-    lines += ["## Data", "", "| domain | documents in | documents kept | train docs | val docs |", "|---|---|---|---|---|"]
-    by_domain = curation["ingest"]["by_domain"]
-    for domain, entry in by_domain.items():
-        train = curation["split"]["train"].get(domain, {}).get("documents", 0)
-        val = curation["split"]["val"].get(domain, {}).get("documents", 0)
-        lines.append(f"| {domain} | {entry['documents']} | {train + val} | {train} | {val} |")
+    def figure(self, name: str) -> list[str]:
+        """A drawn figure inline with its caption; nothing where it was not drawn."""
+        caption = self.figures.get(name)
+        return [] if caption is None else [f"![{caption}](figures/{name})", "", f"*{caption}*", ""]
+
+
+def _md(lines: list[str]) -> str | None:
+    return "\n".join(lines) if lines else None
+
+
+def training_tokens(meta: dict | None) -> int | None:
+    """The training tokens of every group of a token folder's meta.json; None without one."""
+    if not meta:
+        return None
+    return int(sum(entry["train_tokens"] for entry in meta["domains"].values()))
+
+
+def repetition_caveat(laws: dict, meta: dict | None) -> str | None:
+    """A warning where the recommended allocation (or another approach's) trains on more tokens than the corpus
+    holds: the laws were fitted on runs that saw each token at most about once, so beyond one epoch they
+    predict a loss the repeated data will not reach (Muennighoff et al. 2023)."""
+    total, recommended = training_tokens(meta), recommendation(laws)
+    if not total or not recommended:
+        return None
+    trusted = recommended["source"]
+    allocations = {trusted: recommended["D_opt"], **{name: recommended[name]["D_opt"] for name in APPROACH_NAMES
+                                                     if name != trusted and recommended.get(name)}}
+    over = {name: tokens / total for name, tokens in allocations.items() if tokens > total}
+    if not over:
+        return None
+    stated = "; ".join(f"{APPROACH_NAMES[name]}{' (trusted)' if name == trusted else ''} D* = {_fmt(allocations[name])}"
+                       f" tokens, {epochs:.1f} epochs" for name, epochs in over.items())
+    return (f"**Data repetition**: the corpus holds {_fmt(total)} training tokens; at C = {_fmt(recommended['C'])} "
+            f"{stated}. The laws were fitted on unrepeated data; repeated tokens are worth less, so the loss there "
+            "will be worse than predicted (more data, or a smaller target budget).")
+
+
+def summary_section(study: Study) -> str | None:
+    """The decision first, in at most 8 lines: the trusted approach's N*, D* and loss at the target budget with
+    intervals, its trust horizon, and the caveats that matter."""
+    laws = study.laws
+    lines = ["## Summary", ""]
+    recommended = recommendation(laws)
+    if recommended is None:
+        lines.append("- No loss law could be fitted to these runs; see the warnings.")
+    else:
+        trusted, why = trusted_approach(laws)
+        C = recommended["C"]
+        largest = C / NEXT_BUDGET_FACTOR
+        ratio = recommended["D_opt"] / recommended["N_opt"]
+        lines.append(f"- **Recommended at C = {_fmt(C)} FLOPs** ({NEXT_BUDGET_FACTOR:g}x the largest budget): "
+                     f"N* = {_fmt(recommended['N_opt'])} {_interval(recommended['ci95']['N_opt'])} parameters, "
+                     f"D* = {_fmt(recommended['D_opt'])} {_interval(recommended['ci95']['D_opt'])} tokens "
+                     f"({ratio:.0f} tokens per parameter), loss {_fmt(recommended['loss'])} nats/token "
+                     f"{_interval(recommended['ci95']['loss'])} (a run's: {_interval(recommended['loss_pred95'])}).")
+        lines.append(f"- From {APPROACH_NAMES[trusted]}, the trusted approach: {why}.")
+        factor = trust_horizon((laws.get("lack_of_fit") or {}).get(trusted))
+        if (laws.get("lack_of_fit") or {}).get(trusted) is None:
+            lines.append("- Trust horizon: not measured (too few budgets to test the residuals for curvature).")
+        elif factor is None or factor >= NEXT_BUDGET_FACTOR:
+            shown = f"about {factor:.3g}x" if factor is not None else "beyond 1e6x"
+            lines.append(f"- Trust horizon: {shown} the largest budget ({_fmt(largest)} FLOPs); the target lies "
+                         "within it.")
+        else:
+            lines.append(f"- **Beyond the trust horizon**: the lack-of-fit test trusts {APPROACH_NAMES[trusted]} up to "
+                         f"about {factor:.3g}x the largest budget (C = {_fmt(largest * factor)}), the target is "
+                         f"{NEXT_BUDGET_FACTOR:g}x: treat these numbers as an extrapolation and train a step at the "
+                         "horizon first.")
+        lines += [f"- {caveat}" for caveat in _caveats(laws, recommended, study.tokens)]
+    if study.mix:
+        lines += [f"- {line}" for line in mixture_verdict_lines(study.mix)]
+    return _md(lines + [""])
+
+
+def _caveats(laws: dict, recommended: dict, meta: dict | None) -> list[str]:
+    """The caveats that change the decision: the approaches' disagreement on N* beyond a factor 1.5, data
+    repetition, and a trusted law without a loss floor."""
+    caveats = []
+    allocations = {recommended["source"]: recommended,
+                   **{name: recommended[name] for name in APPROACH_NAMES if recommended.get(name)}}
+    sizes = {name: entry["N_opt"] for name, entry in allocations.items()}
+    if len(sizes) > 1 and max(sizes.values()) / min(sizes.values()) > DISAGREEMENT_FACTOR:
+        low, high = min(sizes, key=sizes.get), max(sizes, key=sizes.get)
+        ratios = [entry["D_opt"] / entry["N_opt"] for entry in allocations.values()]
+        caveats.append(f"**The approaches disagree**: N* from {_fmt(sizes[low])} ({APPROACH_NAMES[low]}) to "
+                       f"{_fmt(sizes[high])} ({APPROACH_NAMES[high]}), {min(ratios):.0f} to {max(ratios):.0f} "
+                       "tokens per parameter; see \"Approaches compared\".")
+    repetition = repetition_caveat(laws, meta)
+    if repetition:
+        caveats.append(repetition)
+    if recommended["source"] == "isoflop":
+        caveats.append("Approach 2's loss law is a power law in C without a floor: its loss keeps falling at any "
+                       "budget, so its loss forecast is only as good as the trust horizon.")
+    return caveats
+
+
+DISAGREEMENT_FACTOR = 1.5  # approaches whose N* differ by more than this are a caveat of the summary
+
+
+def warnings_section(study: Study) -> str | None:
+    warnings = list(study.laws.get("warnings", [])) + edge_warnings(study.laws)
+    return _md(["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]) if warnings else None
+
+
+def allocation_section(study: Study) -> str | None:
+    """The recommended allocation in full: every approach's N*, D* and loss at the target budget."""
+    laws, recommended = study.laws, recommendation(study.laws)
+    if not recommended:
+        return None
+    lines = [f"## Compute-optimal allocation for the next 10x budget, C = {_fmt(recommended['C'])} FLOPs", "",
+             f"From {APPROACH_NAMES[recommended['source']]}, the trusted approach (`isoflop predict --C "
+             f"{recommended['C']:.4g}` on laws.json prints the same):", "",
+             "| quantity | estimate | 95% confidence interval | 95% prediction interval (a run's loss) |",
+             "|---|---|---|---|"]
+    for key in ("C", "N_opt", "D_opt", "loss"):
+        predicted = _interval(recommended.get("loss_pred95")) if key == "loss" else ""
+        confidence = _interval(recommended["ci95"][key]) if key in recommended["ci95"] else ""
+        lines.append(f"| {key} | {_fmt(recommended[key])} | {confidence} | {predicted} |")
     lines.append("")
-    lines += curation_section(curation, Path(figures_dir), Path(curated_dir))
-    if mix_summary is not None:
-        lines += mixture_lines(read_json(mix_summary), curation, Path(figures_dir))
+    for name in APPROACH_NAMES:
+        other = recommended.get(name)
+        if other and name != recommended["source"]:
+            loss = f", loss {_fmt(other['loss'])}" if "loss" in other else ""
+            lines.append(f"- {APPROACH_NAMES[name]}: N* = {_fmt(other['N_opt'])} {_interval(other['ci95']['N_opt'])}, "
+                         f"D* = {_fmt(other['D_opt'])} {_interval(other['ci95']['D_opt'])}{loss}.")
+    lines += [""] + tokens_per_param_lines(laws)
+    return _md(lines + study.figure("frontier.png") + study.figure("tokens_per_param.png"))
 
-    chin = laws.get("chinchilla") or {}
-    lines += ["## Fitted laws", "", "### Chinchilla approach 3: L(N, D) = E + A/N^alpha + B/D^beta", ""]
-    lines += _param_table(chin, ["E", "A", "B", "alpha", "beta"])
-    opt = chin.get("compute_optimal", {})
-    if opt:
-        lines += ["", f"Compute-optimal exponents: N* ~ C^a with a = {_fmt(opt.get('a'))} "
-                  f"{_interval(opt.get('ci95', {}).get('a'))}, D* ~ C^b with b = {_fmt(opt.get('b'))} "
-                  f"{_interval(opt.get('ci95', {}).get('b'))}."]
-    lines += ["", f"Objective {_fmt(chin.get('objective'))} over {chin.get('n_points', 'n/a')} points.", ""]
 
-    lines += ground_truth_lines(runs, chin, ground_truth, mixed_sources)
+def approaches_section(study: Study) -> str | None:
+    return _md(approaches_lines(study.laws))
 
-    iso = laws.get("isoflop") or {}
-    lines += ["### IsoFLOP approach 2: a parabola in log N per budget, then N*(C) and D*(C) power laws", ""]
-    lines += _param_table(iso, list(iso.get("params", {})))
-    lines += ["", "| budget C | N* | N* 95% interval | D* | loss at N* | minimum inside grid |", "|---|---|---|---|---|---|"]
-    for entry in iso.get("budgets", []):
-        lines.append(
-            f"| {_fmt(entry.get('C'))} | {_fmt(entry.get('N_opt'))} | {_interval(entry.get('ci95', {}).get('N_opt'))} | "
-            f"{_fmt(entry.get('D_opt'))} | {_fmt(entry.get('loss_opt'))} | "
-            f"{'no (edge)' if entry.get('minimum_at_edge') else 'yes'} |"
-        )
-    lines.append("")
 
-    lines += envelope_lines(laws.get("envelope"))
-
+def laws_section(study: Study) -> str | None:
+    """Each fitted approach's parameters with its figure; an approach not fitted is absent (the warnings say why)."""
+    laws = study.laws
+    lines = []
+    chin = laws.get("chinchilla")
+    if chin:
+        lines += ["### Chinchilla approach 3: L(N, D) = E + A/N^alpha + B/D^beta", ""]
+        lines += _param_table(chin, ["E", "A", "B", "alpha", "beta"])
+        opt = chin.get("compute_optimal", {})
+        if opt:
+            lines += ["", f"Compute-optimal exponents: N* ~ C^a with a = {_fmt(opt.get('a'))} "
+                      f"{_interval(opt.get('ci95', {}).get('a'))}, D* ~ C^b with b = {_fmt(opt.get('b'))} "
+                      f"{_interval(opt.get('ci95', {}).get('b'))}."]
+        lines += ["", f"Objective {_fmt(chin.get('objective'))} over {chin.get('n_points', 'n/a')} points.", ""]
+        lines += study.figure("fitted_vs_observed.png")
+        lines += ground_truth_lines(study.runs, chin, study.ground_truth, study.mixed_sources)
+    iso = laws.get("isoflop")
+    if iso:
+        lines += ["### IsoFLOP approach 2: a parabola in log N per budget, then N*(C) and D*(C) power laws", ""]
+        lines += _param_table(iso, list(iso.get("params", {})))
+        lines += ["", "| budget C | N* | N* 95% interval | D* | loss at N* | minimum inside grid |",
+                  "|---|---|---|---|---|---|"]
+        for entry in iso.get("budgets", []):
+            lines.append(
+                f"| {_fmt(entry.get('C'))} | {_fmt(entry.get('N_opt'))} | "
+                f"{_interval(entry.get('ci95', {}).get('N_opt'))} | {_fmt(entry.get('D_opt'))} | "
+                f"{_fmt(entry.get('loss_opt'))} | {'no (edge)' if entry.get('minimum_at_edge') else 'yes'} |")
+        lines += [""] + study.figure("isoflop_curves.png")
+    if laws.get("envelope"):
+        lines += envelope_lines(laws["envelope"]) + study.figure("envelope.png")
     lr_law = laws.get("lr_law")
     if lr_law:
         lines += ["### Learning-rate law: lr* = c N^p D^q (Li et al. 2025)", ""]
@@ -542,68 +696,74 @@ def write_report(runs_path, laws_path, curated_dir, plan_path, curve_paths, trun
             lines.append(f"| {_fmt(group['N'])} | {_fmt(group['D'])} | {_fmt(group['lr_opt'])} | "
                          f"{_interval(group['ci95']['lr_opt'])} | {'no' if group['minimum_at_edge'] else 'yes'} |")
         lines.append("")
+    return _md(["## Fitted laws", ""] + lines) if lines else None
 
-    nxt = laws.get("next_budget")
-    if nxt:
-        lines += ["## Compute-optimal allocation for the next 10x budget", "",
-                  f"From the {nxt.get('source', 'fitted')} law:", "",
-                  "| quantity | estimate | 95% confidence interval | 95% prediction interval (a run's loss) |",
-                  "|---|---|---|---|"]
-        for key in ("C", "N_opt", "D_opt", "loss"):
-            if key in nxt:
-                predicted = _interval(nxt.get("loss_pred95")) if key == "loss" else ""
-                lines.append(f"| {key} | {_fmt(nxt[key])} | {_interval(nxt.get('ci95', {}).get(key))} | {predicted} |")
-        other = nxt.get("isoflop")
-        if other:
-            lines += ["", f"The IsoFLOP power laws put it at N* = {_fmt(other['N_opt'])} "
-                      f"{_interval(other['ci95']['N_opt'])} and D* = {_fmt(other['D_opt'])} "
-                      f"{_interval(other['ci95']['D_opt'])}."]
-        envelope = nxt.get("envelope")
-        if envelope:
-            lines += ["", f"The envelope puts it at N* = {_fmt(envelope['N_opt'])} {_interval(envelope['ci95']['N_opt'])} "
-                      f"and D* = {_fmt(envelope['D_opt'])} {_interval(envelope['ci95']['D_opt'])}."]
-        lines += ["", "Whether the approaches disagree beyond their intervals, and which to trust: see "
-                  "\"Approaches compared\" below.", ""]
-        lines += tokens_per_param_lines(laws)
 
-    ext = laws.get("extrapolation")
-    if ext:
-        factor = f", {ext['factor']:.3g}x above the largest fitted one" if ext.get("factor") else ""
-        lines += ["## Extrapolation check", "",
-                  f"Laws fitted on the {ext.get('n_train_runs')} runs of the smaller budgets predict the "
-                  f"{ext.get('n_held_out_runs')} runs of the held-out largest budget "
-                  f"({_fmt(ext.get('held_out_budget'))} FLOPs{factor}), each with its 95% prediction interval:", ""]
-        for law_name, summary in (ext.get("laws") or {}).items():
-            if summary:
-                inside = (f"; {summary['coverage95']:.0%} of the runs inside their 95% prediction intervals"
-                          if "coverage95" in summary else "")
-                lines.append(f"- {law_name}: mean |relative error| of the loss {summary['mean_abs_rel_error']:.2%}"
-                             f"{inside}")
-            else:
-                lines.append(f"- {law_name}: could not be fitted on the smaller budgets")
-        held = [row for row in ext.get("runs", []) if any("pred_lo95" in (row.get(name) or {}) for name in ("chinchilla", "isoflop"))]
-        if held:
-            lines += ["", "| run | N | observed | law | predicted | 95% confidence interval | 95% prediction interval | "
-                      "inside |", "|---|---|---|---|---|---|---|---|"]
-            for row in held:
-                for name in ("chinchilla", "isoflop"):
-                    entry = row.get(name)
-                    if entry:
-                        lines.append(f"| `{row['run_id']}` | {_fmt(row['N'])} | {row['observed']:.4f} | {name} | "
-                                     f"{entry['predicted']:.4f} | {_interval([entry['conf_lo95'], entry['conf_hi95']])} | "
-                                     f"{_interval([entry['pred_lo95'], entry['pred_hi95']])} | "
-                                     f"{'yes' if entry['inside_pred95'] else '**no**'} |")
-        lines.append("")
-    lines += (backtest_lines(laws) + approaches_lines(laws) + schedule_law_lines(laws) + seed_noise_lines(laws)
-              + lack_of_fit_lines(laws) + loss_to_loss_lines(laws))
+def data_section(study: Study) -> str | None:
+    """Documents and tokens per domain, and how many epochs of it the runs and the recommended allocation use."""
+    curation, meta = study.curation, study.tokens
+    split = curation["split"]
+    token_groups = (meta or {}).get("domains", {})
+    same = set(token_groups) <= set(curation["ingest"]["by_domain"])
+    lines = ["## Data", "", "| domain | documents in | documents kept | train docs | val docs |"
+             + (" train tokens | val tokens |" if token_groups and same else ""),
+             "|---|---|---|---|---|" + ("---|---|" if token_groups and same else "")]
+    for domain, entry in curation["ingest"]["by_domain"].items():
+        train = split["train"].get(domain, {}).get("documents", 0)
+        val = split["val"].get(domain, {}).get("documents", 0)
+        row = f"| {domain} | {entry['documents']} | {train + val} | {train} | {val} |"
+        if token_groups and same:
+            tokens = token_groups.get(domain, {})
+            row += f" {tokens.get('train_tokens', 0):,} | {tokens.get('val_tokens', 0):,} |"
+        lines.append(row)
+    if token_groups and not same:  # training reads other groups (the curation's clusters)
+        lines += ["", "| training group | train tokens | val tokens |", "|---|---|---|"]
+        lines += [f"| {group} | {entry['train_tokens']:,} | {entry.get('val_tokens', 0):,} |"
+                  for group, entry in token_groups.items()]
+    total = training_tokens(meta)
+    if total:
+        largest = study.runs["D"].max()
+        lines += ["", f"{total:,} training tokens in all. The largest run trains on {_fmt(float(largest))} tokens, "
+                  f"{largest / total:.2f} epochs of them."]
+        recommended = recommendation(study.laws)
+        if recommended:
+            lines.append(f"The recommended D* = {_fmt(recommended['D_opt'])} tokens is "
+                         f"{recommended['D_opt'] / total:.2f} epochs.")
+        repetition = repetition_caveat(study.laws, meta)
+        if repetition:
+            lines += ["", repetition]
+    return _md(lines + [""])
 
-    if baseline is not None:
-        lines += baseline_lines(Path(baseline), Path(laws_path), Path(figures_dir))
-        figures.append((BASELINE_FIGURE, "This study's compute-optimal frontier against the baseline's, with 95% "
-                                         "bands, and the target budget of the comparison."))
 
-    lines += ["## Runs", "", "| run | budget | d_model | N | D | C | status | val loss | val bpb |",
-              "|---|---|---|---|---|---|---|---|---|"]
+def mixture_section(study: Study) -> str | None:
+    return _md(mixture_lines(study.mix, study.curation, study.figures_dir)) if study.mix else None
+
+
+def diagnostics_section(study: Study) -> str | None:
+    """Whether to believe the laws: held-out budgets, curvature, seed noise, schedule and loss-to-loss laws
+    (each its own section, absent where it has nothing to say)."""
+    laws = study.laws
+    parts = [backtest_lines(laws) + study.figure("backtest.png"), extrapolation_lines(laws)
+             + study.figure("extrapolation.png"), lack_of_fit_lines(laws), seed_noise_lines(laws),
+             schedule_law_lines(laws), loss_to_loss_lines(laws)]
+    return _md([line for part in parts if part for line in part])
+
+
+def baseline_section(study: Study) -> str | None:
+    if study.baseline is None:
+        return None
+    return _md(baseline_lines(study.baseline, study.laws_path, study.figures_dir)
+               + [f"![{BASELINE_CAPTION}](figures/{BASELINE_FIGURE})", "", f"*{BASELINE_CAPTION}*", ""])
+
+
+BASELINE_CAPTION = ("This study's compute-optimal frontier against the baseline's, with 95% bands, and the target "
+                    "budget of the comparison.")
+
+
+def runs_section(study: Study) -> str | None:
+    runs, compute = study.runs, study.plan["compute"]
+    lines = ["## Runs", "", "| run | budget | d_model | N | D | C | status | val loss | val bpb |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for _, r in runs.iterrows():
         lines.append(f"| `{r.run_id}` | {_fmt(r.budget)} | {r.d_model} | {r.N:,} | {r.D:,} | {_fmt(r.C)} | "
                      f"{r.status} | {_fmt(r.val_loss)} | {_fmt(r.val_bpb)} |")
@@ -613,12 +773,118 @@ def write_report(runs_path, laws_path, curated_dir, plan_path, curve_paths, trun
                   f"{compute['saved_fraction']:.0%} saved (Hagele et al. 2024)."]
     else:
         lines += ["", f"Training compute: {compute['separate_flops']:.3g} FLOPs (separate runs)."]
-    lines += [""] + time_lines(benchmarks, runs, trunk_results) + [""]
+    lines += [""] + study.figure("loss_curves.png")
+    return _md(lines + time_lines(study.benchmarks, runs, study.trunk_results) + [""])
 
-    if figures:
-        lines += ["## Figures", ""]
-        for name, caption in figures:
-            lines += [f"![{caption}](figures/{name})", "", f"*{caption}*", ""]
-    text = "\n".join(lines)
+
+def curation_appendix(study: Study) -> str | None:
+    lines = curation_section(study.curation, study.figures_dir, study.curated_dir)
+    return _md(["## Appendix: curation", ""] + ["#" + line if line.startswith("## ") else line
+                                                for line in lines[2:]])
+
+
+# The report in the order a reader needs it: the decision, what it rests on, whether to believe it, the detail.
+# A section is a function of the Study returning markdown, or None when it has nothing to say.
+SECTIONS = (summary_section, warnings_section, allocation_section, approaches_section, laws_section, data_section,
+            mixture_section, diagnostics_section, baseline_section, runs_section, curation_appendix)
+
+
+def verification_lines(summary: dict, names: dict[str, str]) -> list[str]:
+    """The verification at larger scales: per scale every compared mixture's target, its loss on the natural
+    validation mixture and each group's loss (seeds' means), the decision accuracy with seed noise, and the
+    warnings where the chosen mixture's target win does not hold elsewhere."""
+    rows = summary["verification"]
+    scales = sorted({row["scale"] for row in rows})
+    groups = sorted({group for row in rows for group in row.get("groups", {})})
+    seeds = max(len(row.get("run_ids", [None])) for row in rows)
+    lines = ["### Verification at larger scales (DataDecide)", "",
+             f"Each compared mixture trained with {seeds} seed{'s' if seeds > 1 else ''} per scale; losses are the "
+             "seeds' means (nats/token). The target is what the search minimised; the natural mixture is the "
+             "validation set in the corpus's own proportions.", ""]
+    for scale in scales:
+        at = [row for row in rows if row["scale"] == scale]
+        lines += [f"**Scale {scale}**: d_model {at[0]['d_model']}, {at[0]['tokens']:,} tokens.", "",
+                  "| mixture | target | natural mixture | " + " | ".join(names.get(g, g) for g in groups) + " |",
+                  "|---|---|---|" + "---|" * len(groups)]
+        for row in at:
+            spread = (f" (seeds {', '.join(_fmt(v) for v in row['targets'])})"
+                      if len(row.get("targets") or []) > 1 else "")
+            lines.append(f"| {row['mixture']} | {_fmt(row['target'])}{spread} | {_fmt(row.get('natural'))} | "
+                         + " | ".join(_fmt(row.get("groups", {}).get(g)) for g in groups) + " |")
+        lines.append("")
+    noise = "eval windows and seeds" if seeds > 1 else "eval windows only: one seed per mixture, seed noise unmeasured"
+    for row in summary["decision_accuracy"]:
+        lines.append(f"- scale 0 -> scale {row['scale']}: decision accuracy {row['accuracy']:.2f} "
+                     f"(95% bootstrap interval over {noise}: [{row['lo']:.2f}, {row['hi']:.2f}], "
+                     f"{row['pairs']} pairs); best mixture `{row['winner']}`; the chosen mixture "
+                     f"{'wins' if row['chosen_wins'] else 'does not win'} the target (in "
+                     f"{row['chosen_wins_share']:.0%} of the resamples).")
+    lines += [f"- **Warning**: {warning}" for warning in mixture_warnings(summary)]
+    return lines + [""]
+
+
+def mixture_warnings(summary: dict) -> list[str]:
+    """Per verified scale, where the chosen mixture wins its target but loses on the natural mixture or on most
+    groups (`isoflop.mix.decide.divergence_warnings`)."""
+    from isoflop.mix.decide import divergence_warnings
+
+    rows = {(row["scale"], row["mixture"]): row for row in summary["verification"]}
+    return [f"d_model {rows[(scale, 'chosen')]['d_model']}: {warning}"
+            for scale in sorted({scale for scale, _ in rows})
+            if (scale, "chosen") in rows and (scale, "natural") in rows
+            for warning in divergence_warnings(rows[(scale, "chosen")], rows[(scale, "natural")])]
+
+
+def mixture_verdict_lines(summary: dict) -> list[str]:
+    """The mixture search's decision for the summary: at the largest verified scale, the chosen mixture against
+    the natural one on the target, on the natural mixture and per group, with the warning where they diverge."""
+    if not summary.get("verification"):
+        return []
+    scale = max(row["scale"] for row in summary["verification"])
+    rows = {row["mixture"]: row for row in summary["verification"] if row["scale"] == scale}
+    chosen, natural = rows.get("chosen"), rows.get("natural")
+    if not chosen or not natural:
+        return []
+    line = (f"**Mixture** at d_model {chosen['d_model']} ({chosen['tokens']:,} tokens): target loss "
+            f"{_fmt(chosen['target'])} chosen against {_fmt(natural['target'])} natural"
+            + (f"; on the natural validation mixture {_fmt(chosen['natural'])} against {_fmt(natural['natural'])}"
+               if chosen.get("natural") is not None and natural.get("natural") is not None else ""))
+    decided = [row for row in summary["decision_accuracy"] if row["scale"] == scale]
+    if decided:
+        row = decided[0]
+        line += (f"; decision accuracy {row['accuracy']:.2f} [{row['lo']:.2f}, {row['hi']:.2f}], the chosen mixture "
+                 f"best in {row['chosen_wins_share']:.0%} of resamples"
+                 + (" of windows and seeds" if max(row.get("seeds", [1])) > 1 else " (one seed: seed noise unmeasured)"))
+    warnings = mixture_warnings(summary)
+    return [line + "."] + ([f"**Warning**: {warnings[-1]}" + (f" (and {len(warnings) - 1} more below)"
+                                                              if len(warnings) > 1 else "")] if warnings else [])
+
+
+def write_report(runs_path, laws_path, curated_dir, plan_path, curve_paths, trunk_results, benchmarks: dict[str, list],
+                 report_path, figures_dir, *, study: str, ground_truth: dict | None = None,
+                 mixed_sources: bool = False, baseline=None, mix_summary=None, tokens_dir=None) -> str:
+    """Write report.md and the figures. `curve_paths`: the runs' curve.parquet files; `trunk_results`: the
+    trunks' result.json files; `benchmarks`: stage -> its jobs' benchmark files; `ground_truth`: the synthetic
+    source's config when the study is a ground-truth study (see `ground_truth_lines`); `baseline`: another
+    study's laws.json to compare with (see `baseline_lines`); `mix_summary`: the mixture search's summary.json
+    (see `mixture_lines`); `tokens_dir`: the token folder training reads (its meta.json counts the tokens)."""
+    runs = pd.read_parquet(runs_path)
+    laws = read_json(laws_path)
+    curves = {Path(path).parent.name: pd.read_parquet(path) for path in curve_paths}
+    context = Study(
+        name=study, runs=runs, laws=laws, laws_path=Path(laws_path), plan=read_json(plan_path),
+        curation=read_json(Path(curated_dir) / "curation.json"), curated_dir=Path(curated_dir),
+        figures_dir=Path(figures_dir), figures=dict(_figures(runs, laws, curves, Path(figures_dir))),
+        tokens=read_meta(tokens_dir) if tokens_dir is not None else None, benchmarks=benchmarks,
+        trunk_results=list(trunk_results), ground_truth=ground_truth, mixed_sources=mixed_sources,
+        baseline=None if baseline is None else Path(baseline),
+        mix=read_json(mix_summary) if mix_summary is not None else None)
+    ok = finished(runs)
+    intro = (f"# Scaling-law study `{study}`\n\n{len(runs)} training runs over {runs['budget'].nunique()} compute "
+             f"budgets ({_fmt(runs['budget'].min())} to {_fmt(runs['budget'].max())} FLOPs) and "
+             f"{runs['N'].nunique()} model sizes; {len(ok)} finished, {len(runs) - len(ok)} excluded. "
+             f"N and C follow the `{laws['flops_convention']}` convention.\n")
+    sections = [section(context) for section in SECTIONS]
+    text = "\n".join([intro, *(section for section in sections if section)])
     Path(report_path).write_text(text)
     return text

@@ -363,7 +363,9 @@ def _metrics(run: dict, result: dict, curve: pd.DataFrame | None, started: float
             columns[name] = curve[name].to_numpy(dtype=object, na_value=None)
         seconds = columns.get("seconds", np.full(len(curve), math.nan))
         train, evals = columns["kind"] == "train", columns["kind"] == "eval"
-        columns["flops"] = columns["tokens"] * run["C"] / run["D"]
+        # in floating point: integer tokens times C overflow int64 at real budgets; D / D is exactly 1.0, so the
+        # series ends at the run's C
+        columns["flops"] = columns["tokens"].astype(float) / float(run["D"]) * float(run["C"])
 
         def series(key: str, rows, values, steps) -> None:
             picked = np.flatnonzero(rows & pd.notna(values))
@@ -564,23 +566,29 @@ def _log_summary_run(client, experiment_id: str, tracking: Tracking, parent: str
 
 
 def report_summary(report: str) -> str:
-    """The report's first paragraph and its warnings section, as markdown (the fit run's description)."""
-    blocks = [block.strip() for block in report.split("\n\n") if block.strip()]
-    first = next((block for block in blocks if not block.startswith("#")), "")
-    warnings = []
-    if "## Warnings" in blocks:
-        for block in blocks[blocks.index("## Warnings") + 1 :]:
-            if block.startswith("#"):
-                break
-            warnings.append(block)
-    return "\n\n".join([first, *(["**Warnings**", *warnings] if warnings else [])])
+    """The report's summary section (the decision: its first lines) and its warnings section, as markdown: the fit
+    run's description. A report without a summary section gives its first paragraph instead."""
+    sections = {}
+    for block in report.split("\n## ")[1:]:
+        heading, _, body = block.partition("\n")
+        sections[heading.strip()] = body.strip()
+    if "Summary" in sections:
+        first = sections["Summary"]
+    else:
+        blocks = [block.strip() for block in report.split("\n\n") if block.strip()]
+        first = next((block for block in blocks if not block.startswith("#")), "")
+    warnings = sections.get("Warnings")
+    return "\n\n".join([first, *(["**Warnings**", warnings] if warnings else [])])
 
 
-def _log_fit_run(client, experiment_id: str, tracking: Tracking, layout: StudyLayout, parent: str,
-                 config: dict) -> str:
-    """The fit: each law's estimates and their 95% interval bounds as metrics, the report's summary as the
-    description, and laws.json, runs.parquet, report.md, the figures, the resolved config and plan.json."""
-    laws = json.loads(layout.laws.read_bytes())
+# An approach as a metric (MLflow metrics are numbers): its number in Hoffmann et al. 2022
+APPROACH_NUMBER = {"envelope": 1, "isoflop": 2, "chinchilla": 3}
+
+
+def fit_values(laws: dict) -> dict[str, float]:
+    """The fit run's metrics: each law's estimates and their 95% interval bounds, and the decision the report
+    leads with: the trusted approach (its number), its backtest error and trust horizon, and its N*, D* and loss
+    forecast at the next budget with their intervals."""
     values = {}
     for law in ("chinchilla", "isoflop"):
         fitted = laws.get(law) or {}
@@ -590,10 +598,35 @@ def _log_fit_run(client, experiment_id: str, tracking: Tracking, layout: StudyLa
                 for bound, name in zip((fitted.get("ci95") or {}).get(key) or (), ("lo95", "hi95")):
                     if isinstance(bound, (int, float)):
                         values[f"{law}.{key}.{name}"] = bound
+    verdict, nxt = laws.get("verdict") or {}, laws.get("next_budget") or {}
+    if verdict:
+        values["trusted.approach"] = APPROACH_NUMBER[verdict["approach"]]
+        for key in ("backtest_error", "trust_factor"):
+            if isinstance(verdict.get(key), (int, float)):
+                values[f"trusted.{key}"] = verdict[key]
+    for key in ("C", "N_opt", "D_opt", "loss"):
+        if isinstance(nxt.get(key), (int, float)):
+            values[f"next.{key}"] = float(nxt[key])
+            for bound, name in zip((nxt.get("ci95") or {}).get(key) or (), ("lo95", "hi95")):
+                if isinstance(bound, (int, float)):
+                    values[f"next.{key}.{name}"] = bound
+    for bound, name in zip(nxt.get("loss_pred95") or (), ("pred_lo95", "pred_hi95")):
+        if isinstance(bound, (int, float)):
+            values[f"next.loss.{name}"] = bound
+    return values
+
+
+def _log_fit_run(client, experiment_id: str, tracking: Tracking, layout: StudyLayout, parent: str,
+                 config: dict) -> str:
+    """The fit: `fit_values` as metrics, the trusted approach as a param, the report's summary as the
+    description, and laws.json, runs.parquet, report.md, the figures, the resolved config and plan.json."""
+    laws = json.loads(layout.laws.read_bytes())
     params = {**laws.get("settings", {}), "flops_convention": laws.get("flops_convention")}
+    if laws.get("verdict"):
+        params["trusted_approach"] = laws["verdict"]["approach"]
     figures = sorted(p for p in layout.figures.glob("*.png") if not p.name.startswith("curation_"))
     description = report_summary(layout.report.read_text()) if layout.report.exists() else ""
-    return _log_summary_run(client, experiment_id, tracking, parent, "fit", params=params, values=values,
+    return _log_summary_run(client, experiment_id, tracking, parent, "fit", params=params, values=fit_values(laws),
                             artifacts=[layout.laws, layout.runs_table, layout.report, layout.plan, *figures],
                             documents={"config.json": config}, description=description)
 

@@ -62,13 +62,6 @@ def branches_of(trunk_id: str) -> dict:
             for run_id in TRUNKS[trunk_id]["run_ids"]}
 
 
-def figure_category(wildcards):
-    """The stage a figure shows, as the HTML report's category."""
-    if wildcards.name.startswith("curation_"):
-        return "Curation"
-    return "Training" if wildcards.name == "loss_curves" else "Laws"
-
-
 # the mixture search (workflow/rules/mix.smk): its stages' runs are known once their checkpoint has run
 def previous_fit(wildcards):
     index = int(wildcards.round)

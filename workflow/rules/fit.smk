@@ -1,14 +1,16 @@
 # The study's tail: laws from the runs table, then the figures and report. Each rule passes the config it
 # depends on as params (Snakemake reruns a job whose params change) and declares every file it reads.
 #
-# `snakemake --report report.html` shows every figure and table, grouped by stage. The figures share one
-# directory output, and Snakemake gives a directory one caption file; so that file (report/figure.rst) renders
-# the figure's own caption, workflow/report/figures/<name>.rst, which reaches it as a param (editing a caption
-# reruns only the report job, in seconds).
+# `snakemake --report report.html` shows report.md, every figure and table in the report's order (summary, laws,
+# diagnostics, mixture, training, curation; isoflop.captions). The figures share one directory output, and
+# Snakemake gives a directory one caption file; so that file (report/figure.rst) renders the figure's own
+# caption, workflow/report/figures/<name>.rst, which reaches it as a param (editing a caption reruns only the
+# report job, in seconds; the HTML report lists it as one line).
 from pathlib import Path
 
-FIGURE_CAPTIONS = {path.stem: path.read_text()
-                   for path in sorted((Path(workflow.basedir) / "workflow/report/figures").glob("*.rst"))}
+from isoflop import captions as report_captions
+
+FIGURE_CAPTIONS = report_captions.FigureCaptions.read(Path(workflow.basedir) / "workflow/report/figures")
 FIT_THREADS = 2  # bootstrap refits in parallel; Snakemake lowers it to --cores where that is less
 BENCHMARKED = {  # stage -> its jobs' benchmark files, for the report's "where the time went"
     "corpus": [LAYOUT.benchmark("corpus")],
@@ -48,9 +50,14 @@ rule fit:
 rule report:
     input:
         # The tables the figures are drawn from, flagged here for the HTML report beside the figures.
-        runs=report(LAYOUT.runs_table, caption="../report/runs.rst", category="Training"),
-        laws=report(LAYOUT.laws, caption="../report/laws.rst", category="Laws"),
-        curated=report(CURATED, patterns=["{table}.json"], caption="../report/curation.rst", category="Curation"),
+        runs=report(LAYOUT.runs_table, caption="../report/runs.rst", category=report_captions.TRAINING,
+                    subcategory="tables"),
+        laws=report(LAYOUT.laws, caption="../report/laws.rst", category=report_captions.LAWS,
+                    subcategory="3. laws.json"),
+        curated=report(CURATED, patterns=["{table}.json"], caption="../report/curation.rst",
+                       category=report_captions.CURATION, subcategory="tables"),
+        # the token folder training reads: its meta.json counts the tokens per group (the report's epochs)
+        tokens=DATA,
         plan=LAYOUT.plan,
         curves=CURVES,
         trunks=TRUNK_RESULTS,
@@ -58,9 +65,11 @@ rule report:
         baseline=BASELINE,
         mix=MIX_TARGETS,
     output:
-        report=LAYOUT.report,
+        report=report(LAYOUT.report, caption="../report/summary.rst", category=report_captions.SUMMARY,
+                      subcategory="report.md"),
         figures=report(directory(LAYOUT.figures), patterns=["{name}.png"], caption="../report/figure.rst",
-                       category=figure_category),
+                       category=lambda wildcards: report_captions.figure_category(wildcards.name),
+                       subcategory=lambda wildcards: report_captions.figure_subcategory(wildcards.name)),
     params:
         study=config["study"],
         captions=FIGURE_CAPTIONS,

@@ -13,7 +13,8 @@ import numpy as np
 from isoflop.errors import UserError
 from isoflop.fit.constrained import FORMS, NO_CONSTRAINTS, OBJECTIVES, Constraints
 from isoflop.fit.isoflop import DEFAULT_WINDOW
-from isoflop.fit.predict import STUDY_LAWS, is_study, study_law
+from isoflop.fit.predict import is_study, study_law
+from isoflop.fit.verdict import STUDY_LAWS
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -10,6 +10,7 @@ from isoflop.fit.constrained import FORMS
 from isoflop.fit.isoflop import ISOFLOP_PARAMS, profile_loss
 from isoflop.fit.laws import PowerSumLaw
 from isoflop.fit.residuals import prediction_interval
+from isoflop.fit.verdict import STUDY_LAWS, trusted_approach
 
 
 def predict(law: dict, N=None, D=None, *, C=None) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
@@ -113,11 +114,6 @@ def _shaped(shape, point, low, high):
 
 # ---- a study's laws.json: two laws, and the scores that say which extrapolates better ----------------
 
-STUDY_LAWS = ("chinchilla", "isoflop")
-# Where laws.json scores each law on budgets it was not fitted to, most telling first: the backtest pools
-# every expanding-window fold; the extrapolation check holds out the largest budget only.
-SCORES = (("backtest", "the backtest"), ("extrapolation", "the extrapolation check"))
-
 
 def is_study(data: dict) -> bool:
     """Whether `data` is a study's laws.json (one entry per law) rather than one fitted law."""
@@ -125,29 +121,16 @@ def is_study(data: dict) -> bool:
 
 
 def study_law(laws: dict, name: str | None = None, source="laws.json") -> tuple[str, str]:
-    """Which of a study's laws to predict with, and why: `name` when given, else the fitted law with the
-    smaller mean |relative error| on held-out budgets (see `SCORES`). `source` names the file in errors."""
+    """Which of a study's laws to predict with, and why: `name` when given, else the approach the study trusts
+    (`isoflop.fit.verdict.trusted_approach`, the rule the report, its figures and MLflow follow). `source` names
+    the file in errors."""
+
     fitted = [law for law in STUDY_LAWS if laws.get(law)]
     if name is not None:
         if name not in fitted:
             raise UserError(f"{source}: key {name!r} holds no fitted law (fitted: {', '.join(fitted) or 'none'})")
         return name, "chosen with --law"
-    if not fitted:
+    trusted, why = trusted_approach(laws)
+    if trusted is None:
         raise UserError(f"{source}: keys {' and '.join(STUDY_LAWS)} hold no fitted law")
-    if len(fitted) == 1:
-        return fitted[0], "the only law fitted"
-    for section, what in SCORES:
-        errors = {law: _score(laws, section, law) for law in fitted}
-        if None not in errors.values():
-            best = min(errors, key=errors.get)
-            scores = ", ".join(f"{law} {error:.2%}" for law, error in errors.items())
-            return best, f"the smaller mean |relative error| in {what}: {scores}"
-    return fitted[0], f"{source} scores neither law on held-out budgets; {fitted[0]} by default"
-
-
-def _score(laws: dict, section: str, law: str) -> float | None:
-    """A law's mean |relative error| in laws.json's `section`, None where it has none."""
-    entry = laws.get(section) or {}
-    if section == "extrapolation":
-        entry = entry.get("laws") or {}
-    return (entry.get(law) or {}).get("mean_abs_rel_error")
+    return trusted, why

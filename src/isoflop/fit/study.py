@@ -20,6 +20,7 @@ from isoflop.fit.power import fit_chinchilla
 from isoflop.fit.predict import predict, predict_intervals
 from isoflop.fit.residuals import with_seed_noise
 from isoflop.fit.transfer import fit_domains
+from isoflop.fit.verdict import MIN_COVERAGE, STUDY_LAWS, score, scored, trusted_approach
 
 NEXT_BUDGET_FACTOR = 10.0
 BACKTEST_RESAMPLES = 200  # per fold: enough for 90% and 95% intervals, and folds refit many times
@@ -54,13 +55,14 @@ def fit_study(
     non-finite or non-positive value are left out with a warning, never an exception; so is a law
     the remaining runs cannot support. Keys: `chinchilla`, `isoflop`, `overtrained` (each the fit's
     dict or None), `extrapolation` (both laws refitted on the budgets EXTRAPOLATION_FACTOR below the
-    largest, scored on its runs), `next_budget` (10x the largest budget: N*, D* and loss with 95%
-    intervals), `envelope` (approach 1, see `_envelope`; None where it cannot be fitted), `warnings`.
+    largest, scored on its runs), `verdict` (the approach `trusted_approach` trusts, why, its backtest error
+    and trust horizon), `next_budget` (10x the largest budget: the trusted approach's N*, D* and loss with 95%
+    intervals, the others' beside), `envelope` (approach 1, see `_envelope`; None where it cannot be fitted), `warnings`.
     `backtest` holds each loss law's expanding-window backtest (see `isoflop.fit.backtest`): fitted
     on the k smallest budgets, scored on every larger one, with the coverage of its 90% and 95%
     prediction intervals; `backtest_ranking` the laws by its error. `seed_noise`: the run-to-run
     standard deviation from grid points trained with several seeds (None without), which every
-    prediction interval takes as its floor. `lack_of_fit`: per law, tests of curvature of its
+    prediction interval takes as its floor (measured near each budget's optimum, see `study_noise`). `lack_of_fit`: per law, tests of curvature of its
     residuals against log C and how far beyond the largest budget to trust it (see
     `isoflop.fit.diagnostics`). `approaches`: whether the approaches agree on a, and which to trust
     (see `approaches_comparison`). `loss_to_loss`: per domain column `<loss_col>_<domain>`, the shifted
@@ -84,7 +86,7 @@ def fit_study(
     options = {"bootstrap": bootstrap, "seed": seed, "huber_delta": huber_delta, "n_jobs": n_jobs,
                "window": isoflop_window}
     next_compute = NEXT_BUDGET_FACTOR * float(np.max(data["budget"])) if len(table) else None
-    noise = diagnostics.seed_noise(data["budget"], data["N"], data["loss"]) if len(table) else None
+    noise = study_noise(data["budget"], data["N"], data["loss"]) if len(table) else None
     options["noise"] = noise
     chinchilla, isoflop = _fit_both(data, options, next_compute, warnings, "")
     envelope = _envelope(data, options, next_compute, warnings)
@@ -100,7 +102,6 @@ def fit_study(
         "envelope": envelope,
         "seed_noise": noise,
         "extrapolation": _extrapolation(data, options, isoflop, warnings),
-        "next_budget": _next_budget(next_compute, chinchilla, isoflop, envelope, options["seed"]),
         "backtest": backtests,
         "backtest_ranking": _ranking(backtests),
         "lack_of_fit": {name: _lack_of_fit(law, data, noise) for name, law in fitted.items()},
@@ -108,6 +109,11 @@ def fit_study(
         "n_runs_used": len(table),
         "warnings": warnings,
     }
+    trusted, reason = trusted_approach(laws)
+    laws["verdict"] = None if trusted is None else {
+        "approach": trusted, "reason": reason, "backtest_error": score(laws, "backtest", trusted),
+        "trust_factor": trust_horizon(laws["lack_of_fit"].get(trusted))}
+    laws["next_budget"] = _next_budget(next_compute, laws, trusted, options["seed"])
     laws["approaches"] = approaches_comparison(laws)
     domains = {col[len(loss_col) + 1:]: table.loc[:, col].to_numpy() for col in domain_cols}
     laws["loss_to_loss"] = (fit_domains(data, domains, bootstrap=bootstrap, seed=seed, warnings=warnings)
@@ -292,7 +298,7 @@ def _backtests(data: dict, options: dict) -> dict:
     runs = {key: data[key] for key in ("N", "D", "C", "budget", "loss")}
 
     def noisy(fit):
-        return lambda t: with_seed_noise(fit(t), diagnostics.seed_noise(t["budget"], t["N"], t["loss"]))
+        return lambda t: with_seed_noise(fit(t), study_noise(t["budget"], t["N"], t["loss"]))
 
     def overtrained(t):
         law = _overtrained(t, {**fold_options, "noise": None}, [])
@@ -369,17 +375,13 @@ def approaches_comparison(laws: dict) -> dict | None:
             pairs.append({"first": first, "second": second,
                           "difference": exponents[first][0] - exponents[second][0],
                           "ci95": [float(low), float(high)], "disagree": bool(low > 0 or high < 0)})
-    scores = {name: laws.get("backtest", {}).get(name) or {} for name in ("chinchilla", "isoflop")}
-    candidates = [name for name in ("chinchilla", "isoflop") if name in fitted and scores[name].get("n_predictions")]
-    honest = [name for name in candidates if (scores[name].get("coverage95") or 0.0) >= 0.8]
-    pool = honest or candidates
-    trust = min(pool, key=lambda name: scores[name]["mean_abs_rel_error"]) if pool else None
+    trust, why = trusted_approach(laws)
     return {
         "a": {name: {"estimate": value, "ci95": ci} for name, (value, ci) in exponents.items()},
         "pairs": pairs,
         "loss_at_next_budget": _loss_gap(laws),
         "trust": trust,
-        "trust_reason": _trust_reason(trust, scores, honest, laws.get("lack_of_fit") or {}),
+        "trust_reason": _trust_reason(laws, trust, why),
     }
 
 
@@ -395,15 +397,19 @@ def _loss_gap(laws: dict) -> dict | None:
             "noise_threshold": threshold, "exceeds_noise": None if threshold is None else bool(abs(gap) > threshold)}
 
 
-def _trust_reason(trust: str | None, scores: dict, honest: list[str], lack: dict) -> str:
+def _trust_reason(laws: dict, trust: str | None, why: str) -> str:
+    """`trusted_approach`'s reason in words, with the trusted law's backtest coverage and curvature where known."""
     if trust is None:
-        return "no loss law has a backtest to judge it by"
-    score = scores[trust]
+        return why
+    score = scored(laws, "backtest", trust)
+    if score.get("mean_abs_rel_error") is None:
+        return why
     reason = (f"{APPROACHES[trust]} has the smaller backtest error ({score['mean_abs_rel_error']:.2%} mean |relative "
               f"error| on held-out budgets) and its 95% prediction intervals covered {score['coverage95']:.0%} of them")
-    if not honest:
-        reason += ", though no law's intervals covered 80% of the held-out runs: trust its point, not its band"
-    test = lack.get(trust)
+    if (score.get("coverage95") or 0.0) < MIN_COVERAGE:
+        reason += (f", though no law's intervals covered {MIN_COVERAGE:.0%} of the held-out runs: trust its point, "
+                   "not its band")
+    test = (laws.get("lack_of_fit") or {}).get(trust)
     if test and test.get("curved"):
         reason += "; but its residuals bend against log C, so trust it only near the fitted range"
     return reason
@@ -417,21 +423,66 @@ def _held_out_optimum(isoflop: dict | None, budget) -> float | None:
     return None
 
 
-def _next_budget(compute: float | None, chinchilla: dict | None, isoflop: dict | None,
-                 envelope: dict | None, seed: int) -> dict | None:
-    """N*, D* and the loss at 10x the largest budget: Chinchilla's, with IsoFLOP's and the envelope's N*, D*
-    beside. `ci95` holds confidence intervals; `loss_pred95` the prediction interval of a run's loss there."""
-    if compute is None or chinchilla is None:
+def _next_budget(compute: float | None, laws: dict, trusted: str | None, seed: int) -> dict | None:
+    """N*, D* and the loss at 10x the largest budget from the `trusted` approach (its `source`), computed as
+    `isoflop predict --C` computes them (`optimum_at`), with the other approaches' allocations beside under their
+    own keys. `ci95` holds confidence intervals; `loss_pred95` the prediction interval of a run's loss there."""
+    if compute is None or trusted is None:
         return None
-    target = chinchilla["at_target"]
-    result = {"C": compute, "source": "chinchilla", "N_opt": target["N_opt"], "D_opt": target["D_opt"],
-              "loss": target["loss"], "ci95": target["ci95"],
-              "loss_pred95": list(optimum_at(chinchilla, compute, seed=seed)["loss_pred"]),
+    optimum = optimum_at(laws[trusted], compute, seed=seed)
+    result = {"C": compute, "source": trusted, **{key: optimum[key][0] for key in ("N_opt", "D_opt", "loss")},
+              "ci95": {key: list(optimum[key][1]) for key in ("N_opt", "D_opt", "loss")},
+              "loss_pred95": list(optimum["loss_pred"]),
               "intervals": {"ci95": INTERVAL_KINDS["ci95"], "loss_pred95": INTERVAL_KINDS["pred_lo95/pred_hi95"]}}
-    if isoflop is not None:
-        iso = isoflop["at_target"]
-        result["isoflop"] = {"N_opt": iso["N_opt"], "D_opt": iso["D_opt"],
-                             "ci95": {"N_opt": iso["ci95"]["N_opt"], "D_opt": iso["ci95"]["D_opt"]}}
-    if envelope is not None:
-        result["envelope"] = envelope["at_target"]
+    for name in (name for name in STUDY_LAWS if name != trusted and laws.get(name)):
+        other = optimum_at(laws[name], compute, seed=seed)
+        result[name] = {"N_opt": other["N_opt"][0], "D_opt": other["D_opt"][0], "loss": other["loss"][0],
+                        "ci95": {key: list(other[key][1]) for key in ("N_opt", "D_opt")}}
+    if laws.get("envelope") is not None:
+        result["envelope"] = laws["envelope"]["at_target"]
     return result
+
+
+def recommendation(laws: dict) -> dict | None:
+    """laws.json's `next_budget` when it follows `trusted_approach`, else (a laws.json from another rule) the same
+    computed again: what the report, MLflow and `isoflop predict`'s default recommend."""
+    nxt = laws.get("next_budget")
+    trusted, _ = trusted_approach(laws)
+    if not nxt or trusted is None or nxt.get("source") == trusted:
+        return nxt if trusted is not None else None
+    return _next_budget(nxt["C"], laws, trusted, seed=0)
+
+
+
+def trust_horizon(test: dict | None) -> float | None:
+    """How far beyond the largest budget a law's lack-of-fit test trusts it (a factor; None: untested, or trusted
+    up to `diagnostics.HORIZON_LIMIT`), as `diagnostics.verdict` states it: the strongest bend the data allow
+    where the residuals look straight, the measured bend where they do not."""
+    if not test:
+        return None
+    return test["trust_factor"] if test["curved"] else test["trust_factor_cautious"]
+
+
+def near_optimum(budget: np.ndarray, N: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    """Which runs sit at each budget's best size (lowest mean loss) or its neighbour on either side: where a
+    lab will train, and where the seed noise that floors every interval should be measured. Off-optimum sizes
+    are undertrained or starved and vary more from seed to seed."""
+    keep = np.zeros(len(loss), dtype=bool)
+    for value in np.unique(budget):
+        at = budget == value
+        sizes = np.unique(N[at])
+        means = np.array([loss[at & (N == size)].mean() for size in sizes])
+        best = int(np.argmin(means))
+        keep |= at & np.isin(N, sizes[max(best - 1, 0):best + 2])
+    return keep
+
+
+def study_noise(budget: np.ndarray, N: np.ndarray, loss: np.ndarray) -> dict | None:
+    """`diagnostics.seed_noise` of the replicated grid points near each budget's optimum (see `near_optimum`);
+    of every replicated point where none is near one, said in `scope`."""
+    mask = near_optimum(budget, N, loss)
+    noise = diagnostics.seed_noise(budget[mask], N[mask], loss[mask])
+    if noise is not None:
+        return {**noise, "scope": "near each budget's optimum (its best size and the sizes beside it)"}
+    noise = diagnostics.seed_noise(budget, N, loss)
+    return None if noise is None else {**noise, "scope": "every replicated grid point (none near an optimum)"}

@@ -115,8 +115,9 @@ def check_config(config: dict) -> None:
     for name, definition in mix["mixtures"].items():
         check_definition(definition, groups, f"mix.mixtures.{name}")
     target = mix["search"]["target"]
-    if isinstance(target, str) and target != "mean" and target not in groups:
-        raise UserError(f"mix.search.target = {target!r}: expected mean, a group ({sorted(groups)}) or weights")
+    if isinstance(target, str) and target not in ("mean", "natural") and target not in groups:
+        raise UserError(f"mix.search.target = {target!r}: expected natural, mean, a group ({sorted(groups)}) or "
+                        "weights")
     if isinstance(target, dict):
         for group in target:
             if group not in groups:

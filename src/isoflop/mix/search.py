@@ -41,11 +41,14 @@ MIN_PROXY_DISTANCE = 0.1
 
 
 def target_loss(result: dict, target) -> float | None:
-    """The search's objective for one finished run: the mean validation loss over groups, one group's, or a
-    weighted sum; None for a run that did not finish ok."""
+    """The search's objective for one finished run: the validation loss on the natural mixture (each group
+    weighted by its share of the training tokens), the mean over groups, one group's, or a weighted sum; None
+    for a run that did not finish ok."""
     losses = result.get("val_loss_by_domain")
     if result.get("status") != "ok" or not losses:
         return None
+    if target == NATURAL:  # the validation set in the corpus's own proportions: the same for every mixture
+        return result.get("val_loss_natural")
     if target == "mean":
         return float(np.mean(list(losses.values())))
     if isinstance(target, str):
@@ -56,21 +59,22 @@ def target_loss(result: dict, target) -> float | None:
 
 def target_groups(target, groups) -> list[str]:
     """The groups whose evaluation windows the decision accuracy compares mixtures on."""
-    if target == "mean":
+    if target in ("mean", NATURAL):
         return sorted(groups)
     if isinstance(target, str):
         return [target]
     return sorted(group for group, weight in target.items() if weight > 0)
 
 
-def _mixture_run(cfg: dict, data_id: str, weights: dict, d_model: int, tokens: int, **record) -> tuple[str, dict]:
-    """A run of `weights` at one scale: an ordinary run record (`isoflop.plan.run_record`) with the mixture's id
-    and `record`'s fields (role, round, scale)."""
+def _mixture_run(cfg: dict, data_id: str, weights: dict, d_model: int, tokens: int, replicate: int = 0,
+                 **record) -> tuple[str, dict]:
+    """A run of `weights` at one scale with the seed of `replicate`: an ordinary run record
+    (`isoflop.plan.run_record`) with the mixture's id and `record`'s fields (role, round, scale)."""
     shape = shape_accounting(cfg, d_model) | {"d_model": d_model}
     per_step = cfg["train"]["batch_size"] * cfg["model"]["seq_len"]
     spec = run_spec(cfg, shape, tokens=math.ceil(tokens / per_step) * per_step, lr_multiplier=1.0,
-                    seed=seed_for(cfg["seed"], 0), mixture=weights)
-    run = run_record(cfg, shape, spec, data_id, budget=0.0)
+                    seed=seed_for(cfg["seed"], replicate), mixture=weights)
+    run = run_record(cfg, shape, spec, data_id, budget=0.0, replicate=replicate)
     run["budget"] = run["C"]
     return run["run_id"], {**run, "trunk_id": None, "branch_step": None, "mixture_id": mixture_id(weights),
                            "weights": weights, **record}
@@ -122,7 +126,7 @@ def round_stage(round_index: int, data_dir, previous_fit, cfg: dict, data_id: st
         pool = np.concatenate([
             propose.sample_mixtures(centre, search["candidates"], seed=seed, sparsity=search["sparsity"]),
             propose.sample_mixtures(natural, search["candidates"], seed=seed + 500, sparsity=search["sparsity"])])
-        predicted = from_json(fit["predictors"][search["model"]]).predict(pool)
+        predicted = from_json(fit["predictors"][fit.get("proposer", search["model"])]).predict(pool)
         candidates = pool[np.argsort(predicted, kind="stable")]
         trained = np.array([[proxy["weights"][g] for g in groups] for proxy in fit["proxies"]])
     runs = {}
@@ -197,9 +201,11 @@ def fit_stage(round_index: int, runs_paths, result_paths, previous_fit, data_dir
                                       **predictors.score(targets[new], predicted)}
     natural = np.array([resolve("natural", meta, "natural")[g] for g in groups])
     fit["natural"] = dict(zip(groups, natural.tolist()))
+    fit["uninformative"] = uninformative(fit)
+    fit["proposer"] = proposer(fit, search["model"])
     bounds = [tuple(search["bounds"].get(g, (0.0, 1.0))) for g in groups] if search["bounds"] else None
     proposal = propose.propose(
-        predictors.from_json(fit["predictors"][search["model"]]), natural, n_candidates=search["candidates"],
+        predictors.from_json(fit["predictors"][fit["proposer"]]), natural, n_candidates=search["candidates"],
         top_k=search["top_k"], seed=seed, max_epochs=None if mix["allow_repeats"] else mix["max_epochs"],
         tokens_per_group=np.array([meta["domains"][g]["train_tokens"] for g in groups]),
         total_tokens=largest_tokens(cfg), bounds=bounds, kl_max=search["kl_max"], groups=groups)
@@ -210,6 +216,33 @@ def fit_stage(round_index: int, runs_paths, result_paths, previous_fit, data_dir
              {m: round(s["spearman"], 3) for m, s in fit["cross_validated"].items()})
     write_json(out_path, fit, allow_nan=True)
     return fit
+
+
+def uninformative(fit: dict) -> list[str]:
+    """The predictors that predicted one constant for every held-out proxy (or every cross-validated one): they
+    rank nothing, so whatever they propose is an accident of the sampler."""
+    def constant(model: str) -> bool:
+        held = fit["held_out"].get(model)
+        if held is not None:
+            return bool(np.ptp(held["predicted"]) == 0)
+        return not np.isfinite(fit["cross_validated"][model]["spearman"])
+
+    return [model for model in MODELS if constant(model)]
+
+
+def proposer(fit: dict, model: str) -> str:
+    """The predictor that proposes: `mix.search.model`, unless it is uninformative (see `uninformative`); then
+    the informative one with the best cross-validated Spearman. With none informative, `model` still proposes
+    (the report says the proposal is uninformed)."""
+    if model not in fit["uninformative"]:
+        return model
+    informative = [m for m in MODELS if m not in fit["uninformative"]]
+    if not informative:
+        return model
+    chosen = max(informative, key=lambda m: fit["cross_validated"][m]["spearman"])
+    log.warning("round %d: %s predicted one constant for the held-out proxies; %s proposes instead",
+                fit["round"], model, chosen)
+    return chosen
 
 
 def largest_tokens(cfg: dict) -> int:
@@ -237,14 +270,15 @@ def final_stage(last_fit, data_dir, cfg: dict, data_id: str, out_path) -> dict:
             for name, weights in mixtures.items():
                 check_epochs(weights, scale["tokens"], meta, max_epochs=mix["max_epochs"], allow=mix["allow_repeats"],
                              key=f"mix.mixtures.{name}")
-                run_id, record = _mixture_run(cfg, data_id, weights, scale["d_model"], scale["tokens"],
-                                              role="verify", mixture=name, scale=scale_index, names=[name])
-                if run_id in runs:  # the same weights under two names (the chosen one may be natural): one run
-                    runs[run_id]["names"].append(name)
-                else:
-                    runs[run_id] = record
-                    if run_id in trained:
-                        record["stage"] = f"round-{trained[run_id]['round']}"
+                for replicate in range(mix["verify"]["seeds"]):
+                    run_id, record = _mixture_run(cfg, data_id, weights, scale["d_model"], scale["tokens"], replicate,
+                                                  role="verify", mixture=name, scale=scale_index, names=[name])
+                    if run_id in runs:  # the same weights under two names (the chosen one may be natural): one run
+                        runs[run_id]["names"].append(name)
+                    else:
+                        runs[run_id] = record
+                        if run_id in trained:
+                            record["stage"] = f"round-{trained[run_id]['round']}"
     if mix["scaling"]["enabled"]:
         for name in (CHOSEN, NATURAL):
             grid = scaling_config(cfg, mixtures.get(name) or resolve(name, meta, name))
@@ -281,13 +315,17 @@ def check_search(config: dict) -> None:
             raise UserError(f"mix.scaling: {err}") from None
 
 
-def _window_matrix(result_paths, target, groups) -> np.ndarray:
+def _window_matrix(result_paths, target, groups, natural: dict) -> np.ndarray:
     """(mixtures, windows): each run's final loss on the evaluation windows of the target's groups, each
     window scaled by its group's target weight over its group's window count, so that a row's mean is the
-    run's target loss (groups have different numbers of windows) and resampling windows resamples it."""
+    run's target loss (groups have different numbers of windows) and resampling windows resamples it.
+    `natural`: the natural mixture's weights, the target's with target `natural`."""
     import pandas as pd
 
-    weights = {group: 1.0 for group in groups} if target == "mean" or isinstance(target, str) else dict(target)
+    if target == NATURAL:
+        weights = dict(natural)
+    else:
+        weights = {group: 1.0 for group in groups} if isinstance(target, str) else dict(target)
     total = sum(weights[g] for g in groups)
     rows = []
     for path in result_paths:
@@ -302,7 +340,7 @@ def _window_matrix(result_paths, target, groups) -> np.ndarray:
 def summary_stage(fit_paths, final_runs_path, result_paths, cfg: dict, out_path) -> dict:
     """summary.json: rounds, the verification table, decision accuracy per larger scale, and the scaling
     comparison (the report draws its figures from it)."""
-    from isoflop.mix.decide import decision_accuracy
+    from isoflop.mix.decide import decision_accuracy, divergence_warnings
 
     mix, target = cfg["mix"], cfg["mix"]["search"]["target"]
     fits = [read_json(path) for path in fit_paths]
@@ -310,35 +348,64 @@ def summary_stage(fit_paths, final_runs_path, result_paths, cfg: dict, out_path)
     paths = {Path(path).parent.name: path for path in result_paths}
     results = {run_id: read_json(path) for run_id, path in paths.items()}
     rounds = [{"round": f["round"], "chosen": f["chosen"], "cross_validated": f["cross_validated"],
-               "held_out": f["held_out"], "proxies": len(f["proxies"])} for f in fits]
+               "held_out": f["held_out"], "proxies": len(f["proxies"]), "proposer": f.get("proposer"),
+               "uninformative": f.get("uninformative", [])} for f in fits]
     summary = {"target": target, "groups": fits[-1]["groups"], "natural": fits[-1]["natural"], "rounds": rounds, "verification": [],
                "decision_accuracy": [], "scaling": None}
     verify = {run_id: r for run_id, r in runs.items() if r["role"] == "verify"}
-    by_scale = {}
-    for run_id, record in verify.items():
+    by_scale = {}  # scale -> mixture -> its run ids, one per seed
+    for run_id, record in sorted(verify.items(), key=lambda item: item[1].get("replicate", 0)):
         for name in record["names"]:
-            by_scale.setdefault(record["scale"], {})[name] = run_id
-            summary["verification"].append({"mixture": name, "scale": record["scale"], "d_model": record["d_model"],
-                                            "tokens": record["spec"]["train"]["tokens"],
-                                            "target": target_loss(results[run_id], target), "run_id": run_id,
-                                            "mixture_id": record["mixture_id"]})
+            by_scale.setdefault(record["scale"], {}).setdefault(name, []).append(run_id)
+    for scale, named in by_scale.items():
+        for name, run_ids in named.items():
+            record = verify[run_ids[0]]
+            summary["verification"].append({
+                "mixture": name, "scale": scale, "d_model": record["d_model"],
+                "tokens": record["spec"]["train"]["tokens"], "run_ids": run_ids, "mixture_id": record["mixture_id"],
+                **verified_losses([results[run_id] for run_id in run_ids], target)})
     summary["verification"].sort(key=lambda row: (row["scale"], row["mixture"]))
+    rows = {(row["scale"], row["mixture"]): row for row in summary["verification"]}
+    summary["warnings"] = [f"d_model {rows[(scale, CHOSEN)]['d_model']}: {warning}" for scale in sorted(by_scale)
+                           if (scale, CHOSEN) in rows and (scale, NATURAL) in rows
+                           for warning in divergence_warnings(rows[(scale, CHOSEN)], rows[(scale, NATURAL)])]
     if verify:
         names = sorted(by_scale[0])
         groups = target_groups(target, summary["groups"])
-        small = _window_matrix([paths[by_scale[0][n]] for n in names], target, groups)
+
+        def windows(scale):  # (mixtures, seeds, windows): every mixture with as many seeds as the fewest has
+            seeds = min(len(by_scale[scale][n]) for n in names)
+            return np.stack([_window_matrix([paths[run_id] for run_id in by_scale[scale][n][:seeds]], target, groups,
+                                            summary["natural"]) for n in names])
+
+        small = windows(0)
         for scale in sorted(by_scale)[1:]:
-            large = _window_matrix([paths[by_scale[scale][n]] for n in names], target, groups)
+            large = windows(scale)
             accuracy = decision_accuracy(small, large, n_boot=mix["verify"]["bootstrap"], seed=cfg["seed"],
                                          chosen=names.index(CHOSEN))
             summary["decision_accuracy"].append({
-                "scale": scale, "mixtures": names, "winner": names[int(np.argmin(large.mean(axis=1)))],
-                **{key: accuracy[key] for key in ("accuracy", "lo", "hi", "pairs", "chosen_wins", "chosen_wins_share")}})
+                "scale": scale, "mixtures": names, "winner": names[int(np.argmin(large.mean(axis=(1, 2))))],
+                **{key: accuracy[key] for key in ("accuracy", "lo", "hi", "pairs", "seeds", "chosen_wins",
+                                                  "chosen_wins_share")}})
     scaling = {run_id: r for run_id, r in runs.items() if r["role"] == "scaling"}
     if scaling:
         summary["scaling"] = _scaling(scaling, results, cfg)
     write_json(out_path, summary, allow_nan=True)
     return summary
+
+
+def verified_losses(results: list[dict], target) -> dict:
+    """A compared mixture's losses at one scale over its seeds' results: the target (the seeds' mean, and each
+    seed's), the loss on the natural validation mixture and each group's loss (the seeds' means; None where a
+    seed did not finish or an older result lacks it)."""
+    targets = [target_loss(result, target) for result in results]
+    finished = [result for result, value in zip(results, targets) if value is not None]
+    naturals = [result.get("val_loss_natural") for result in finished]
+    groups = sorted(set.intersection(*(set(result["val_loss_by_domain"]) for result in finished))) if finished else []
+    return {"target": float(np.mean([v for v in targets if v is not None])) if finished else None,
+            "targets": targets,
+            "natural": float(np.mean(naturals)) if finished and None not in naturals else None,
+            "groups": {g: float(np.mean([result["val_loss_by_domain"][g] for result in finished])) for g in groups}}
 
 
 def _scaling(runs: dict, results: dict, cfg: dict) -> dict:

@@ -183,7 +183,7 @@ def _draw_projection(ax, next_budget: dict, key: str, names: list[str]) -> str:
     interval = "" if not ci or None in ci else f" [{ci[0]:.2g}, {ci[1]:.2g}]"
     symbol = "N*" if key == "N_opt" else "D*"
     source = next(label for name, _, label in APPROACHES if name == next_budget["source"]).split(" (")[0]
-    return f"next 10x budget, C = {compute:.2g} (◆)\n{symbol} = {next_budget[key]:.2g}{interval} by {source}"
+    return f"next 10x budget, C = {compute:.2g} (◆)\n{symbol} = {next_budget[key]:.2g}{interval} by {source} (trusted)"
 
 
 def plot_fitted_vs_observed(runs: pd.DataFrame, chinchilla_fit: dict, path, *, loss_col: str | None = None,
