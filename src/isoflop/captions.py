@@ -33,7 +33,7 @@ def figure_category(name: str) -> str:
         return CURATION
     if name.startswith("mix_"):
         return MIXTURE
-    if name == "loss_curves":
+    if name in ("loss_curves", "task_bpb"):
         return TRAINING
     return DIAGNOSTICS if name in DIAGNOSTIC_FIGURES else LAWS
 

@@ -739,6 +739,14 @@ def mixture_section(study: Study) -> str | None:
     return _md(mixture_lines(study.mix, study.curation, study.figures_dir)) if study.mix else None
 
 
+def tasks_section(study: Study) -> str | None:
+    """Downstream tasks, where the study's runs scored any (`eval.tasks`): task bpb against compute, which
+    accuracies are still at chance, and which metrics carry signal (docs/tasks.md)."""
+    from isoflop.task_laws.report import report_section
+
+    return report_section(study.runs, study.figures_dir)
+
+
 def diagnostics_section(study: Study) -> str | None:
     """Whether to believe the laws: held-out budgets, curvature, seed noise, schedule and loss-to-loss laws
     (each its own section, absent where it has nothing to say)."""
@@ -786,7 +794,7 @@ def curation_appendix(study: Study) -> str | None:
 # The report in the order a reader needs it: the decision, what it rests on, whether to believe it, the detail.
 # A section is a function of the Study returning markdown, or None when it has nothing to say.
 SECTIONS = (summary_section, warnings_section, allocation_section, approaches_section, laws_section, data_section,
-            mixture_section, diagnostics_section, baseline_section, runs_section, curation_appendix)
+            mixture_section, tasks_section, diagnostics_section, baseline_section, runs_section, curation_appendix)
 
 
 def verification_lines(summary: dict, names: dict[str, str]) -> list[str]:
