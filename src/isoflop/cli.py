@@ -83,6 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"isoflop {args.command}: error: {err}", file=sys.stderr)
         return RUNTIME_FAILURE
+    except OSError as err:  # a full disk is the user's to fix, like a bad input: one line, no traceback
+        from isoflop.workflow import out_of_space
+
+        if not out_of_space(err):
+            raise
+        # a write's ENOSPC often carries no file name: the command's output is then where it was writing
+        path = getattr(err, "filename", None) or getattr(args, "out", None)
+        where = f" writing {path}" if path else ""
+        print(f"isoflop {args.command}: error: no space left on device{where}: free space there and run the "
+              f"command again", file=sys.stderr)
+        return RUNTIME_FAILURE
 
 
 if __name__ == "__main__":

@@ -75,13 +75,13 @@ def _one_line(err: Exception, log_path: Path) -> str:
     if isinstance(err, UserError):
         return f"{' '.join(str(err).split())} (log: {log_path})"
     message = " ".join(str(err).split())[:300]
-    if _out_of_space(err):
+    if out_of_space(err):
         return (f"No space left on device under {_job_folder(log_path)} ({type(err).__name__}: {message}): free "
                 f"space there and run the workflow again; it redoes what did not finish (log: {log_path})")
     return f"{type(err).__name__}: {message} (traceback in {log_path})"
 
 
-def _out_of_space(err: BaseException | None) -> bool:
+def out_of_space(err: BaseException | None) -> bool:
     """Whether `err`, or an exception it was raised from or while handling, is a full disk."""
     seen = set()
     while err is not None and id(err) not in seen:
