@@ -1,6 +1,7 @@
 from isoflop.workflow import logged, progress_enabled
 
 with logged(snakemake.log[0]):
+    from isoflop.train.distributed import Parallel
     from isoflop.stages import planned_run, train_stage
 
     inputs = snakemake.input
@@ -21,4 +22,6 @@ with logged(snakemake.log[0]):
         progress=progress_enabled(),
         # read here, not a param: when a state is saved never changes the result, so it must not retrain
         checkpoint_minutes=snakemake.config["train"]["checkpoint_minutes"],
+        # read here, not a param: how many devices train a run changes its speed, not its result
+        parallel=Parallel.of(snakemake.config["train"]),
     )

@@ -89,8 +89,9 @@ def planned_run(plan_path, run_id: str, spec: dict) -> dict:
 
 
 def train_stage(run: dict, tokens_dir, result_path, *, device: str, trunk_runs=None, tracking=None,
-                threads: int = 1, progress: bool = True, checkpoint_minutes: float = 0.0) -> dict:
-    """Train one planned run into the folder of `result_path`, then log it to the MLflow view `tracking` if
+                threads: int = 1, progress: bool = True, checkpoint_minutes: float = 0.0, parallel=None) -> dict:
+    """Train one planned run into the folder of `result_path` (on `parallel`'s data-parallel ranks, an
+    `isoflop.train.distributed.Parallel`; one device when None), then log it to the MLflow view `tracking` if
     given (never fatal). A wsd run branched from a trunk was trained by its trunk's job (`family_stage`):
     its folder is published from `trunk_runs` instead."""
     out_dir = Path(result_path).parent
@@ -98,10 +99,12 @@ def train_stage(run: dict, tokens_dir, result_path, *, device: str, trunk_runs=N
         result = publish_run(Path(trunk_runs) / run["run_id"], out_dir)
     else:
         from isoflop.tokens import read_meta
+        from isoflop.train.distributed import SINGLE
         from isoflop.train.loop import train_run
 
         result = train_run(resolve_spec(run["spec"], read_meta(tokens_dir)), tokens_dir, out_dir, threads=threads,
-                           device=device, progress=progress, checkpoint_minutes=checkpoint_minutes)
+                           device=device, progress=progress, checkpoint_minutes=checkpoint_minutes,
+                           parallel=parallel or SINGLE)
     if tracking is not None:
         from isoflop.track import log_training_run_safely
 
@@ -118,20 +121,23 @@ def publish_run(source_dir: Path, out_dir: Path) -> dict:
 
 
 def family_stage(trunk_spec: dict, branches: dict[str, dict], tokens_dir, result_path, runs_dir, work_dir, *,
-                 device: str, threads: int = 1, progress: bool = True, checkpoint_minutes: float = 0.0) -> dict:
+                 device: str, threads: int = 1, progress: bool = True, checkpoint_minutes: float = 0.0,
+                 parallel=None) -> dict:
     """Train a shape's constant-lr trunk and every run branched from it (`branches`: run id -> {"spec",
     "branch_step"}) in one process (`isoflop.train.loop.train_family`, resumable in `work_dir`), then publish:
     each branch's folder into `runs_dir`, the trunk's result.json to `result_path`; `work_dir` goes last."""
     import shutil
 
     from isoflop.tokens import read_meta
+    from isoflop.train.distributed import SINGLE
     from isoflop.train.loop import train_family
 
     meta = read_meta(tokens_dir)
     work_dir, runs_dir = Path(work_dir), Path(runs_dir)
     members = {run_id: (resolve_spec(branch["spec"], meta), branch["branch_step"]) for run_id, branch in branches.items()}
     trunk_result, _ = train_family(resolve_spec(trunk_spec, meta), members, tokens_dir, work_dir, threads=threads,
-                                   device=device, progress=progress, checkpoint_minutes=checkpoint_minutes)
+                                   device=device, progress=progress, checkpoint_minutes=checkpoint_minutes,
+                                   parallel=parallel or SINGLE)
     runs_dir.mkdir(parents=True, exist_ok=True)
     for run_id in branches:
         os.replace(work_dir / run_id, runs_dir / run_id)
