@@ -18,7 +18,7 @@ with logged(snakemake.log[0]):
         device=snakemake.params.device,
         trunk_runs=inputs.data if run["trunk_id"] else None,
         tracking=tracking,
-        threads=snakemake.threads,
+        threads=max(1, snakemake.threads // snakemake.config["train"]["devices"]),  # per rank
         progress=progress_enabled(),
         # read here, not a param: when a state is saved never changes the result, so it must not retrain
         checkpoint_minutes=snakemake.config["train"]["checkpoint_minutes"],

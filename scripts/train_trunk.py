@@ -13,7 +13,7 @@ with logged(snakemake.log[0]):
         snakemake.output.runs,
         params.work,
         device=params.device,
-        threads=snakemake.threads,
+        threads=max(1, snakemake.threads // snakemake.config["train"]["devices"]),  # per rank
         progress=progress_enabled(),
         # read here, not a param: when a state is saved never changes the result, so it must not retrain
         checkpoint_minutes=snakemake.config["train"]["checkpoint_minutes"],

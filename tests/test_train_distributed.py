@@ -99,7 +99,7 @@ def rank_process(launcher_pid: int, rank: int) -> psutil.Process | None:
 
 @pytest.mark.slow
 def test_a_killed_rank_fails_the_run_in_one_line_and_it_resumes_on_two_ranks_or_one(tokens_dir, tmp_path):
-    spec = make_spec(steps=400, checkpoint_every=10)
+    spec = make_spec(steps=250, checkpoint_every=10)
     reference = train_run(spec, tokens_dir, tmp_path / "straight", progress=False)
 
     killed = tmp_path / "killed"
@@ -138,12 +138,15 @@ def test_a_killed_rank_fails_the_run_in_one_line_and_it_resumes_on_two_ranks_or_
 
 
 @pytest.mark.slow
-def test_a_wsd_family_on_two_ranks_matches_one(tokens_dir, tmp_path):
+@pytest.mark.parametrize("two_ranks", [TWO, Parallel(devices=2, shard=True)], ids=["ddp", "fsdp2"])
+def test_a_wsd_family_on_two_ranks_matches_one(tokens_dir, tmp_path, two_ranks):
+    """The trunk's branch states are gathered to rank 0 and its branches load them on both ranks (sharded
+    again with FSDP2)."""
     specs = {f"run{steps}": make_spec(steps=steps, schedule="wsd", decay_frac=0.25) for steps in (16, 24)}
     trunk = trunk_spec(list(specs.values()))
     members = {name: (spec, branch_step(spec)) for name, spec in specs.items()}
     _, one = train_family(trunk, members, tokens_dir, tmp_path / "one", progress=False)
-    _, two = train_family(trunk, members, tokens_dir, tmp_path / "two", progress=False, parallel=TWO)
+    _, two = train_family(trunk, members, tokens_dir, tmp_path / "two", progress=False, parallel=two_ranks)
     for name in specs:
         assert two[name]["ranks"] == 2
         assert two[name]["val_loss"] == pytest.approx(one[name]["val_loss"], rel=SAME)

@@ -171,6 +171,8 @@ def full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, shard: 
 
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     weights, by_name = get_state_dict(model, optimizer, options=options)
+    if not weights:  # a rank other than 0: it took part in the gathering and receives nothing
+        return {}
     index = {name: number for number, name in enumerate(_names_in_optimizer_order(model, optimizer))}
     return {"model": weights, "optimizer": {
         "state": {index[name]: value for name, value in by_name["state"].items()},
@@ -283,7 +285,8 @@ def _failed_rank(text: str, code: int) -> str:
     if torchrun:
         failed, status = torchrun[0]
         status = int(status)
-        how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
+        raised = re.findall(rf"^\[rank{failed}\]: (\w+(?:Error|Exception)\b.*)$", text, re.MULTILINE)
+        how = f"killed by signal {-status}" if status < 0 else (raised[-1] if raised else f"exit status {status}")
         return f"rank {failed} {how}"
     srun = re.findall(r"task (\d+): ([^\n]+)", text)
     if srun:

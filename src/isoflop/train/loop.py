@@ -395,7 +395,7 @@ class Trainer:
     # ---- outputs -----------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         """Save the training state (every rank takes part in gathering a sharded one; rank 0 writes it)."""
-        state = self.state()
+        state = self.state()  # on ranks other than 0 a sharded run's weights and moments are left out
         if self.writes:
             save_state(path, state)
 
