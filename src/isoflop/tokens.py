@@ -5,21 +5,25 @@ Format of a tokens folder (read by `isoflop.train`):
     meta.json          {"vocab_size", "eos_id", "dtype": "uint16", "domains": {name: {"train_tokens",
                         "val_tokens", "train_bytes", "val_bytes", "train_documents", "val_documents"}},
                         "fingerprint": sha256 over every .bin}
-    tokenizer.json     the byte-level BPE (HF tokenizers)
+    tokenizer.json     the tokenizer (HF tokenizers): the byte-level BPE trained here, or a copy of the file
+                       `tokenizer.path` names (a standard one such as GPT-NeoX's; it needs the EOS token)
     <domain>/train.bin, <domain>/val.bin   flat uint16 ids, each document followed by eos_id
 
-The BPE is trained on the training split only (validation text never shapes the vocabulary), from a
+Without `tokenizer.path`, a BPE is trained on the training split only (validation text never shapes the vocabulary), from a
 deterministic sample of at most `train_bytes` bytes, single-threaded so the merges are reproducible.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 from pathlib import Path
 
 import numpy as np
+
+from isoflop.errors import UserError
 
 EOS = "<|endoftext|>"
 ENCODE_BATCH = 256
@@ -66,16 +70,69 @@ def encode_documents(tokenizer, texts: list[str]) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.uint16)
 
 
+def load_tokenizer(path: str | Path):
+    """A `tokenizer.json` (HF tokenizers) for `tokenizer.path`, checked: it must have the end-of-document
+    token and ids that fit the uint16 token files."""
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except FileNotFoundError:
+        raise UserError(f"tokenizer.path={str(path)!r}: file not found") from None
+    except Exception as err:  # tokenizers raises a bare Exception for a file it cannot parse
+        raise UserError(f"tokenizer.path={str(path)!r}: not a tokenizers tokenizer.json ({err})") from None
+    if tokenizer.token_to_id(EOS) is None:
+        raise UserError(f"tokenizer.path={str(path)!r}: has no {EOS} token, which ends every document")
+    if tokenizer.get_vocab_size() > 65535:
+        raise UserError(f"tokenizer.path={str(path)!r}: {tokenizer.get_vocab_size()} ids do not fit the uint16 "
+                        "token files (at most 65535)")
+    return tokenizer
+
+
+def tokenizer_settings(cfg: dict) -> dict:
+    """What determines a token folder, for its content id: the config's `tokenizer:` slice, with a named
+    file's content hash (so that editing the file makes new tokens, and moving it does not) and, since a
+    given file decides the vocabulary, without the unused BPE settings."""
+    if not cfg.get("path"):
+        return {key: value for key, value in cfg.items() if key != "path"}
+    try:
+        digest = hashlib.sha256(Path(cfg["path"]).read_bytes()).hexdigest()
+    except FileNotFoundError:
+        raise UserError(f"tokenizer.path={cfg['path']!r}: file not found") from None
+    return {"file_sha256": digest}
+
+
+def vocab_size(cfg: dict) -> int:
+    """The vocabulary size of the config's `tokenizer:`: the file's (`path`), else `vocab_size`."""
+    if not cfg.get("path"):
+        return cfg["vocab_size"]
+    try:
+        stat = os.stat(cfg["path"])
+    except FileNotFoundError:
+        raise UserError(f"tokenizer.path={cfg['path']!r}: file not found") from None
+    return _file_vocab_size(str(cfg["path"]), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_vocab_size(path: str, mtime_ns: int, size: int) -> int:
+    """Parsed once per version of the file: the planner asks for every model size of the grid."""
+    return load_tokenizer(path).get_vocab_size()
+
+
 def build_tokens(train_docs, val_docs, cfg: dict, out_dir: str | Path) -> dict:
-    """Train the BPE on `train_docs`, encode both splits per domain into `out_dir`; return meta.json's content.
+    """Train the BPE on `train_docs` (or load the file `cfg["path"]` names), encode both splits per domain into
+    `out_dir`; return meta.json's content.
 
     `train_docs`, `val_docs`: DataFrames with columns id, domain, text. `cfg`: the config's `tokenizer:`.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer(
-        train_docs["text"].tolist(), train_docs["id"].tolist(), cfg["vocab_size"], cfg["train_bytes"]
-    )
+    if cfg.get("path"):
+        tokenizer = load_tokenizer(cfg["path"])
+    else:
+        tokenizer = train_tokenizer(
+            train_docs["text"].tolist(), train_docs["id"].tolist(), cfg["vocab_size"], cfg["train_bytes"]
+        )
     tokenizer.save(str(out_dir / "tokenizer.json"))
     return write_groups(tokenizer, train_docs, val_docs, "domain", out_dir)
 
@@ -114,8 +171,6 @@ def write_groups(tokenizer, train_docs, val_docs, column: str, out_dir: str | Pa
 
 def read_meta(tokens_dir: str | Path) -> dict:
     """meta.json of a token folder, checked for the fields training needs."""
-    from isoflop.errors import UserError
-
     path = Path(tokens_dir) / "meta.json"
     try:
         meta = json.loads(path.read_text())

@@ -185,6 +185,8 @@ rule curate:
 rule tokenize:
     input:
         CURATED,
+        # a given tokenizer.json (tokenizer.path), read by the job
+        *([config["tokenizer"]["path"]] if config["tokenizer"]["path"] else []),
     output:
         directory(TOKENS),
     params:
