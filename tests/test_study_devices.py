@@ -7,11 +7,11 @@ import json
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO
-from isoflop.train.loop import train_run
 from test_study_e2e import snakemake
 from test_train_distributed import batch_hashes
+
+from isoflop.train.loop import train_run
 
 SAME = 1e-4  # relative: two ranks sum their gradients in another order than one
 

@@ -11,14 +11,17 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
+import test_train_loop
 import torch
+from test_train_loop import make_spec
 
 from isoflop.errors import UserError
 from isoflop.train import distributed
 from isoflop.train.distributed import Parallel
 from isoflop.train.loop import train_family, train_run
 from isoflop.train.spec import branch_step, trunk_spec
-from test_train_loop import make_spec, tokens_dir  # noqa: F401  (the module's token fixture)
+
+tokens_dir = test_train_loop.tokens_dir  # the training tests' token folder (a module fixture)
 
 TWO = Parallel(devices=2)
 SAME = 1e-4  # relative: two ranks sum their gradients in another order than one

@@ -79,7 +79,7 @@ def load_tokenizer(path: str | Path):
         tokenizer = Tokenizer.from_file(str(path))
     except FileNotFoundError:
         raise UserError(f"tokenizer.path={str(path)!r}: file not found") from None
-    except Exception as err:  # tokenizers raises a bare Exception for a file it cannot parse
+    except Exception as err:  # noqa: BLE001  (tokenizers raises a bare Exception for a file it cannot parse)
         raise UserError(f"tokenizer.path={str(path)!r}: not a tokenizers tokenizer.json ({err})") from None
     if tokenizer.token_to_id(EOS) is None:
         raise UserError(f"tokenizer.path={str(path)!r}: has no {EOS} token, which ends every document")

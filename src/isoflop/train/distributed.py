@@ -298,7 +298,8 @@ def _first_node() -> str:
     """The host of rank 0: the allocation's first node."""
     nodes = os.environ.get("SLURM_JOB_NODELIST", "")
     if nodes and shutil.which("scontrol"):
-        listed = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True)
+        listed = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True,
+                                check=False)
         if listed.returncode == 0 and listed.stdout.split():
             return listed.stdout.split()[0]
     return socket.gethostname()

@@ -37,14 +37,15 @@ import torch
 from tqdm import tqdm
 
 from isoflop.errors import UserError
-from isoflop.train.accounting import flops_per_token, param_counts
 from isoflop.tokens import read_meta
 from isoflop.train import distributed
+from isoflop.train.accounting import flops_per_token, param_counts
 from isoflop.train.checkpoint import check_continuation, load_state, save_state
 from isoflop.train.data import BatchSampler, eval_windows
 from isoflop.train.distributed import SINGLE, Parallel
 from isoflop.train.model import Transformer, lm_loss
 from isoflop.train.spec import RunSpec
+from isoflop.train.throughput import measured_peak_flops, mfu
 from isoflop.workflow import atomic_write, write_json
 
 # spawn_key of each seed derived from train.seed: separate streams, so that changing one never moves another.
@@ -423,6 +424,9 @@ class Trainer:
         age = process_age_seconds() if self.own_process else None
         elapsed = time.perf_counter() - self.started
         ended_at = time.time()
+        tokens_per_second = (self.trained_steps * self.run_spec.tokens_per_step / self.train_seconds
+                             if self.train_seconds else None)
+        peak = measured_peak_flops(str(self.device), self.run_spec.train.dtype)
         result = {
             "status": "ok" if ok else "diverged",
             "diverged_step": self.diverged_step,
@@ -437,7 +441,10 @@ class Trainer:
             "init_from": self.init_from,
             "resumed": self.resumed,
             "train_seconds": self.train_seconds,
-            "tokens_per_second": self.trained_steps * self.run_spec.tokens_per_step / self.train_seconds if self.train_seconds else None,
+            "tokens_per_second": tokens_per_second,
+            # on CUDA: the model's FLOPs per second over the ranks' measured matmul peak (isoflop.train.throughput)
+            "peak_flops_per_device": peak,
+            "mfu": mfu(tokens_per_second, per_token["total"], peak, self.world_size),
             "run_seconds": elapsed,
             "wall_seconds": age if age is not None else elapsed,
             "started_at": self.started_at,
@@ -535,7 +542,8 @@ class Progress:
 
         self.line(f"{result['status']} at step {result['steps']}: val_loss {shown(result['val_loss'], '.4f')}, "
                   f"train_loss {shown(result['train_loss'], '.4f')}, {result['train_seconds']:.1f} s training, "
-                  f"{shown(result['tokens_per_second'], ',.0f')} tokens/s")
+                  f"{shown(result['tokens_per_second'], ',.0f')} tokens/s"
+                  + (f", MFU {result['mfu']:.1%}" if result["mfu"] is not None else ""))
 
 
 def train_run(
