@@ -2,8 +2,8 @@
 and its ladder spans what it says, about 20M to 1B parameters."""
 
 import pytest
-
 from conftest import REPO
+
 from isoflop.config import read_config_file, validate_config
 from isoflop.train.accounting import param_counts
 from isoflop.train.model import ModelConfig

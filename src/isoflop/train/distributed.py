@@ -262,6 +262,7 @@ def launch(entry: str, kwargs: dict, parallel: Parallel, work_dir: Path, name: s
     else:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                    f"--nproc-per-node={parallel.devices}", *worker[1:]]
+    print(f"{name}: {parallel.ranks} ranks: {' '.join(command)}", file=sys.stderr, flush=True)
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                errors="replace")
     tail: list[str] = []
