@@ -118,3 +118,22 @@ def test_a_tokenizer_file_without_the_end_of_document_token_is_refused(tmp_path)
     Tokenizer(models.WordLevel({"a": 0, "<unk>": 1}, unk_token="<unk>")).save(str(tmp_path / "t.json"))
     with pytest.raises(UserError, match=r"has no <\|endoftext\|> token"):
         load_tokenizer(tmp_path / "t.json")
+
+
+def test_tokenizing_the_curated_files_row_group_by_row_group_equals_tokenizing_them_whole(tmp_path):
+    from isoflop.tokens import tokenize_curated
+
+    train = pd.concat([_docs(50, "code"), _docs(30, "docs"), _docs(5, "tests")], ignore_index=True)
+    val = pd.concat([_docs(4, "code", 100), _docs(3, "docs", 100)], ignore_index=True)  # no val doc of tests
+    curated = tmp_path / "curated"
+    curated.mkdir()
+    for name, docs in (("train", train), ("val", val)):  # id-sorted, as the curation stage writes them
+        docs.sort_values("id").to_parquet(curated / f"{name}.parquet", row_group_size=7, index=False)
+    cfg = {"vocab_size": 300, "train_bytes": 20_000}  # a sample: which documents train the BPE matters
+    whole = build_tokens(train, val, cfg, tmp_path / "whole")
+    streamed = tokenize_curated(curated, cfg, tmp_path / "streamed")
+    assert streamed == whole and streamed["domains"]["tests"]["val_tokens"] == 0
+    for domain in ("code", "docs", "tests"):
+        for split in ("train", "val"):
+            name = f"{domain}/{split}.bin"
+            assert (tmp_path / "streamed" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()

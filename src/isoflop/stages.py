@@ -33,19 +33,19 @@ def plan_stage(plan: dict, out_path) -> dict:
 
 
 def tokenize_stage(curated_dir, out_dir, tokenizer: dict) -> dict:
-    """Train the BPE on the training split and write the token folder (see `isoflop.tokens`)."""
-    import pandas as pd
+    """Train the BPE on the training split (or load `tokenizer.path`) and write the token folder (see
+    `isoflop.tokens`)."""
+    import pyarrow.parquet as pq
 
-    from isoflop.tokens import build_tokens
+    from isoflop.tokens import tokenize_curated
 
     curated_dir = Path(curated_dir)
-    train = pd.read_parquet(curated_dir / "train.parquet", columns=["id", "domain", "text"])
-    val = pd.read_parquet(curated_dir / "val.parquet", columns=["id", "domain", "text"])
-    if train.empty:  # nothing to train on: stop here, before any training job, with a line saying why
+    # nothing to train on: stop here, before any training job, with a line saying why
+    if not pq.ParquetFile(curated_dir / "train.parquet").metadata.num_rows:
         ingested = read_json(curated_dir / "curation.json")["ingest"]["documents"]
         raise UserError(f"curation left no training document of the {ingested} ingested (see "
                         f"{curated_dir / 'curation.json'}); loosen curate.quality or add documents to the corpus")
-    meta = build_tokens(train, val, tokenizer, out_dir)
+    meta = tokenize_curated(curated_dir, tokenizer, out_dir)  # streamed: memory follows a row group
     log.info("tokens: %s", json.dumps(meta["domains"]))
     return meta
 

@@ -190,7 +190,8 @@ rule tokenize:
     output:
         directory(TOKENS),
     params:
-        tokenizer=config["tokenizer"],
+        # an unset tokenizer.path is left out: the key's arrival must not change (and so rerun) existing studies
+        tokenizer={key: value for key, value in config["tokenizer"].items() if key != "path" or value},
     log:
         LAYOUT.log("tokenize"),
     benchmark:
