@@ -141,10 +141,10 @@ def test_a_killed_rank_fails_the_run_in_one_line_and_it_resumes_on_two_ranks_or_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("two_ranks", [TWO, Parallel(devices=2, shard=True)], ids=["ddp", "fsdp2"])
-def test_a_wsd_family_on_two_ranks_matches_one(tokens_dir, tmp_path, two_ranks):
-    """The trunk's branch states are gathered to rank 0 and its branches load them on both ranks (sharded
-    again with FSDP2)."""
+def test_a_wsd_family_on_two_sharded_ranks_matches_one(tokens_dir, tmp_path):
+    """The trunk's branch states are gathered to rank 0 and its branches load them on both ranks, sharded
+    again (FSDP2). The DDP family trains in tests/test_study_devices.py (the smoke study's trunks)."""
+    two_ranks = Parallel(devices=2, shard=True)
     specs = {f"run{steps}": make_spec(steps=steps, schedule="wsd", decay_frac=0.25) for steps in (16, 24)}
     trunk = trunk_spec(list(specs.values()))
     members = {name: (spec, branch_step(spec)) for name, spec in specs.items()}
