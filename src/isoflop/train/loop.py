@@ -518,7 +518,9 @@ class Progress:
             where = f"resumed from step {trainer.step} of {trainer.steps}"
         else:
             where = f"at step {trainer.step} of {trainer.steps}" if trainer.step else f"{trainer.steps} steps"
-        self.line(f"start: {where}, {trainer.steps * per_step:,} tokens ({per_step:,} per step), on {trainer.device}")
+        ranks = f" x {trainer.world_size} data-parallel ranks" if trainer.world_size > 1 else ""
+        self.line(f"start: {where}, {trainer.steps * per_step:,} tokens ({per_step:,} per step), on {trainer.device}"
+                  f"{ranks}")
 
     def line(self, text: str) -> None:
         """One line for the log (rank 0's; the other ranks are silent); a terminal has the bar instead."""
