@@ -1,6 +1,7 @@
 from isoflop.workflow import logged, progress_enabled
 
 with logged(snakemake.log[0]):
+    from isoflop.train.distributed import Parallel
     from isoflop.stages import planned_run, train_stage
 
     inputs = snakemake.input
@@ -17,8 +18,10 @@ with logged(snakemake.log[0]):
         device=snakemake.params.device,
         trunk_runs=inputs.data if run["trunk_id"] else None,
         tracking=tracking,
-        threads=snakemake.threads,
+        threads=max(1, snakemake.threads // snakemake.config["train"]["devices"]),  # per rank
         progress=progress_enabled(),
         # read here, not a param: when a state is saved never changes the result, so it must not retrain
         checkpoint_minutes=snakemake.config["train"]["checkpoint_minutes"],
+        # read here, not a param: how many devices train a run changes its speed, not its result
+        parallel=Parallel.of(snakemake.config["train"]),
     )

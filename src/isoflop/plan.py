@@ -19,6 +19,7 @@ import zlib
 
 from isoflop.errors import UserError
 from isoflop.tasks.results import study_tasks
+from isoflop.tokens import tokenizer_settings, vocab_size
 
 # N (which parameter count) and the FLOPs-per-token key of `flops_per_token` for each convention.
 CONVENTIONS = {
@@ -39,7 +40,7 @@ def stage_ids(config: dict, corpus_fingerprint: dict) -> dict[str, str]:
     """Ids of the data stages: corpus -> curated -> tokens, each chaining the one before."""
     corpus = content_id("corpus", config["corpus"], corpus_fingerprint)
     curated = content_id("curated", corpus, config["curate"], config["seed"])
-    tokens = content_id("tokens", curated, config["tokenizer"])
+    tokens = content_id("tokens", curated, tokenizer_settings(config["tokenizer"]))
     ids = {"corpus": corpus, "curated": curated, "tokens": tokens}
     if config["mix"]["groups"] == "clusters":  # the token folder whose groups are the curation clusters
         ids["groups"] = content_id("cluster-tokens", tokens)
@@ -67,7 +68,7 @@ def model_config(config: dict, d_model: int):
     m = config["model"]
     return ModelConfig.from_size(
         d_model,
-        vocab_size=config["tokenizer"]["vocab_size"],
+        vocab_size=vocab_size(config["tokenizer"]),
         seq_len=m["seq_len"],
         norm=m["norm"],
         positions=m["positions"],

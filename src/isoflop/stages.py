@@ -33,19 +33,19 @@ def plan_stage(plan: dict, out_path) -> dict:
 
 
 def tokenize_stage(curated_dir, out_dir, tokenizer: dict) -> dict:
-    """Train the BPE on the training split and write the token folder (see `isoflop.tokens`)."""
-    import pandas as pd
+    """Train the BPE on the training split (or load `tokenizer.path`) and write the token folder (see
+    `isoflop.tokens`)."""
+    import pyarrow.parquet as pq
 
-    from isoflop.tokens import build_tokens
+    from isoflop.tokens import tokenize_curated
 
     curated_dir = Path(curated_dir)
-    train = pd.read_parquet(curated_dir / "train.parquet", columns=["id", "domain", "text"])
-    val = pd.read_parquet(curated_dir / "val.parquet", columns=["id", "domain", "text"])
-    if train.empty:  # nothing to train on: stop here, before any training job, with a line saying why
+    # nothing to train on: stop here, before any training job, with a line saying why
+    if not pq.ParquetFile(curated_dir / "train.parquet").metadata.num_rows:
         ingested = read_json(curated_dir / "curation.json")["ingest"]["documents"]
         raise UserError(f"curation left no training document of the {ingested} ingested (see "
                         f"{curated_dir / 'curation.json'}); loosen curate.quality or add documents to the corpus")
-    meta = build_tokens(train, val, tokenizer, out_dir)
+    meta = tokenize_curated(curated_dir, tokenizer, out_dir)  # streamed: memory follows a row group
     log.info("tokens: %s", json.dumps(meta["domains"]))
     return meta
 
@@ -89,8 +89,9 @@ def planned_run(plan_path, run_id: str, spec: dict) -> dict:
 
 
 def train_stage(run: dict, tokens_dir, result_path, *, device: str, trunk_runs=None, tracking=None,
-                threads: int = 1, progress: bool = True, checkpoint_minutes: float = 0.0) -> dict:
-    """Train one planned run into the folder of `result_path`, then log it to the MLflow view `tracking` if
+                threads: int = 1, progress: bool = True, checkpoint_minutes: float = 0.0, parallel=None) -> dict:
+    """Train one planned run into the folder of `result_path` (on `parallel`'s data-parallel ranks, an
+    `isoflop.train.distributed.Parallel`; one device when None), then log it to the MLflow view `tracking` if
     given (never fatal). A wsd run branched from a trunk was trained by its trunk's job (`family_stage`):
     its folder is published from `trunk_runs` instead."""
     out_dir = Path(result_path).parent
@@ -98,10 +99,12 @@ def train_stage(run: dict, tokens_dir, result_path, *, device: str, trunk_runs=N
         result = publish_run(Path(trunk_runs) / run["run_id"], out_dir)
     else:
         from isoflop.tokens import read_meta
+        from isoflop.train.distributed import SINGLE
         from isoflop.train.loop import train_run
 
         result = train_run(resolve_spec(run["spec"], read_meta(tokens_dir)), tokens_dir, out_dir, threads=threads,
-                           device=device, progress=progress, checkpoint_minutes=checkpoint_minutes)
+                           device=device, progress=progress, checkpoint_minutes=checkpoint_minutes,
+                           parallel=parallel or SINGLE)
     if tracking is not None:
         from isoflop.track import log_training_run_safely
 
@@ -126,7 +129,8 @@ def publish_run(source_dir: Path, out_dir: Path) -> dict:
 
 
 def family_stage(trunk_spec: dict, branches: dict[str, dict], tokens_dir, result_path, runs_dir, work_dir, *,
-                 device: str, threads: int = 1, progress: bool = True, checkpoint_minutes: float = 0.0) -> dict:
+                 device: str, threads: int = 1, progress: bool = True, checkpoint_minutes: float = 0.0,
+                 parallel=None) -> dict:
     """Train a shape's constant-lr trunk and every run branched from it (`branches`: run id -> {"spec",
     "branch_step"}) in one process (`isoflop.train.loop.train_family`, resumable in `work_dir`), then publish:
     each branch's folder into `runs_dir`, the trunk's result.json to `result_path`; `work_dir` goes last."""
@@ -134,13 +138,15 @@ def family_stage(trunk_spec: dict, branches: dict[str, dict], tokens_dir, result
 
     from isoflop.integrity import write_result
     from isoflop.tokens import read_meta
+    from isoflop.train.distributed import SINGLE
     from isoflop.train.loop import train_family
 
     meta = read_meta(tokens_dir)
     work_dir, runs_dir = Path(work_dir), Path(runs_dir)
     members = {run_id: (resolve_spec(branch["spec"], meta), branch["branch_step"]) for run_id, branch in branches.items()}
     trunk_result, _ = train_family(resolve_spec(trunk_spec, meta), members, tokens_dir, work_dir, threads=threads,
-                                   device=device, progress=progress, checkpoint_minutes=checkpoint_minutes)
+                                   device=device, progress=progress, checkpoint_minutes=checkpoint_minutes,
+                                   parallel=parallel or SINGLE)
     runs_dir.mkdir(parents=True, exist_ok=True)
     for run_id in branches:
         os.replace(work_dir / run_id, runs_dir / run_id)

@@ -185,10 +185,13 @@ rule curate:
 rule tokenize:
     input:
         CURATED,
+        # a given tokenizer.json (tokenizer.path), read by the job
+        *([config["tokenizer"]["path"]] if config["tokenizer"]["path"] else []),
     output:
         directory(TOKENS),
     params:
-        tokenizer=config["tokenizer"],
+        # an unset tokenizer.path is left out: the key's arrival must not change (and so rerun) existing studies
+        tokenizer={key: value for key, value in config["tokenizer"].items() if key != "path" or value},
     log:
         LAYOUT.log("tokenize"),
     benchmark:

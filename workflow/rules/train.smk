@@ -7,6 +7,21 @@ localrules:
     plan,
     runs_table,
 
+# One run on several data-parallel ranks: train.devices per node on train.nodes nodes (isoflop.train.distributed
+# launches them: torchrun here, srun inside a SLURM allocation). Not params: how many devices train a run changes
+# its speed, not its result, so the scripts read them from the config. Snakemake counts every rank's threads;
+# under the SLURM profile a multi-rank job asks for one task per rank (`mpi`: the job launches its own srun)
+# and, on CUDA, one GPU per rank.
+TRAIN_DEVICES, TRAIN_NODES = config["train"]["devices"], config["train"]["nodes"]
+TRAIN_RESOURCES = {"mem_mb": 2000 * TRAIN_DEVICES, **TRAIN_GPU}
+if TRAIN_DEVICES * TRAIN_NODES > 1:
+    TRAIN_RESOURCES.update(tasks=TRAIN_DEVICES * TRAIN_NODES, mpi="srun", cpus_per_task=config["train"]["threads"])
+    if TRAIN_NODES > 1:
+        TRAIN_RESOURCES["nodes"] = TRAIN_NODES
+    if TRAIN_GPU:
+        TRAIN_RESOURCES["gres"] = f"gpu:{TRAIN_DEVICES}"
+
+
 
 rule plan:
     output:
@@ -39,10 +54,9 @@ rule train_trunk:
         branches=lambda wildcards: branches_of(wildcards.trunk_id),
         work=lambda wildcards: str(LAYOUT.trunk_work(wildcards.trunk_id)),
         device=config["train"]["device"],
-    threads: config["train"]["threads"]
+    threads: config["train"]["threads"] * TRAIN_DEVICES
     resources:
-        mem_mb=2000,
-        **TRAIN_GPU,
+        **TRAIN_RESOURCES,
     log:
         LAYOUT.log("trunks/{trunk_id}"),
     benchmark:
@@ -65,10 +79,9 @@ rule train:
         # only what determines the result (Snakemake reruns a job whose params change)
         spec=lambda wildcards: RUNS[wildcards.run_id]["spec"],
         device=config["train"]["device"],
-    threads: config["train"]["threads"]
+    threads: config["train"]["threads"] * TRAIN_DEVICES
     resources:
-        mem_mb=2000,
-        **TRAIN_GPU,
+        **TRAIN_RESOURCES,
     log:
         LAYOUT.log("train/{run_id}"),
     benchmark:

@@ -37,15 +37,18 @@ import torch
 from tqdm import tqdm
 
 from isoflop.errors import UserError
-from isoflop.train.accounting import flops_per_token, param_counts
 from isoflop.tasks.evaluate import evaluate_run_tasks
 from isoflop.tokens import read_meta
+from isoflop.train import distributed
+from isoflop.train.accounting import flops_per_token, param_counts
 from isoflop.train.checkpoint import check_continuation, load_state, save_state
 from isoflop.train.data import BatchSampler, eval_windows
+from isoflop.train.distributed import SINGLE, Parallel
 from isoflop.train.model import Transformer, lm_loss
 from isoflop.train.optim import make_optimizer, set_lr
 from isoflop.train.spec import RunSpec
 from isoflop.integrity import write_result
+from isoflop.train.throughput import measured_peak_flops, mfu
 from isoflop.workflow import atomic_write
 
 # spawn_key of each seed derived from train.seed: separate streams, so that changing one never moves another.
@@ -106,7 +109,8 @@ class Trainer:
     """The state of one run in progress; ``run`` trains to the end (or to divergence)."""
 
     def __init__(self, spec: dict, tokens_dir, out_dir, *, threads: int, device: str, progress: bool,
-                 own_process: bool = True, checkpoint_minutes: float = 0.0, window_losses: bool = False):
+                 own_process: bool = True, checkpoint_minutes: float = 0.0, window_losses: bool = False,
+                 parallel: Parallel = SINGLE):
         self.started = time.perf_counter()
         # a wall-clock cadence, not part of the spec: when a state is saved never changes the numbers
         self.checkpoint_seconds = 60.0 * checkpoint_minutes
@@ -119,7 +123,10 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.threads, self.progress = threads, progress
         self.window_losses = window_losses  # also write eval_windows.parquet (see write_window_losses)
-        self.device = resolve_device(device)
+        # one rank of several (isoflop.train.distributed): every rank trains, rank 0 alone writes files
+        self.writes = distributed.rank() == 0
+        self.world_size = distributed.world_size()
+        self.device = distributed.local_device(resolve_device(device))
         torch.set_num_threads(threads)
         if self.device.type == "cpu":
             torch.use_deterministic_algorithms(True)
@@ -131,21 +138,25 @@ class Trainer:
             raise UserError(f"model.vocab_size={cfg.vocab_size} but {tokens_dir}/meta.json has {meta['vocab_size']}")
         self.fingerprint = meta.get("fingerprint")
         self.sampler = BatchSampler(tokens_dir, self.run_spec.mixture, cfg.seq_len, t.batch_size, derive_seed(t.seed, DATA_STREAM))
+        self.rows = distributed.rows_of_rank(t.batch_size)
         self.eval_data = {d: eval_windows(tokens_dir, d, cfg.seq_len, t.eval_tokens).to(self.device) for d in meta["domains"]}
         self.bytes_per_token = {d: info["val_bytes"] / info["val_tokens"] for d, info in meta["domains"].items()}
         self.train_tokens = {d: info["train_tokens"] for d, info in meta["domains"].items()}
 
         init = torch.Generator().manual_seed(derive_seed(t.seed, INIT_STREAM))
         self.model = Transformer(cfg, generator=init, mup_base_d_model=t.mup_base).to(self.device)
+        self.shard = parallel.shard and self.world_size > 1
+        self.trained = distributed.wrap(self.model, self.shard)  # the model itself, DDP or FSDP2
         self.optimizer = make_optimizer(self.model, t)
         torch.manual_seed(derive_seed(t.seed, DROPOUT_STREAM))
-        self.forward = torch.compile(self.model, dynamic=False) if t.compile else self.model
+        self.forward = torch.compile(self.trained, dynamic=False) if t.compile else self.trained
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.dtype == "bfloat16")
 
         self.steps = self.run_spec.steps
         self.lrs = self.run_spec.lr_schedule()
         self.step = 0  # steps done
         self.train_losses = np.full(self.steps, np.nan)
+        self.batch_hashes = [""] * self.steps  # of each step's global batch as the ranks trained on it
         self.step_times = np.full(self.steps, np.nan)  # epoch seconds at the end of each step
         self.eval_rows: list[dict] = []
         self.train_seconds = 0.0  # this run's own steps, resumed segments included, trunk excluded
@@ -162,12 +173,12 @@ class Trainer:
             "spec": self.spec,
             "fingerprint": self.fingerprint,
             "step": self.step,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            **distributed.full_state(self.model, self.optimizer, self.shard),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
             # arrays as tensors: a state loads with weights_only (see checkpoint.load_state)
             "train_losses": torch.from_numpy(self.train_losses[: self.step].copy()),
+            "batch_hashes": self.batch_hashes[: self.step],
             "step_times": torch.from_numpy(self.step_times[: self.step].copy()),
             "started_at": self.started_at,
             "eval_rows": list(self.eval_rows),
@@ -194,8 +205,7 @@ class Trainer:
                 )
         elif state["spec"] != self.spec:
             raise UserError(f"{path}: checkpoint of a different spec; delete it or use another out_dir")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        distributed.load_full_state(self.model, self.optimizer, state, self.shard)
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -204,6 +214,7 @@ class Trainer:
         self.train_losses[:step] = losses
         if "step_times" in state:  # states saved before timings have none
             self.step_times[:step] = state["step_times"].numpy()
+        self.batch_hashes[:step] = state.get("batch_hashes", [""] * step)  # none in states saved before them
         self.running_min = float(np.min(trailing_means(losses, DIVERGENCE_WINDOW), initial=math.inf))
         self.eval_rows = [row for row in state["eval_rows"] if row["step"] <= step]
         if branch:
@@ -215,28 +226,36 @@ class Trainer:
             self.resumed = state["resumed"] + 1
 
     # ---- training ----------------------------------------------------------------------------------
-    def train_step(self, step: int) -> torch.Tensor:
-        """One optimizer step on batch ``step``; returns the cross-entropy (a device scalar, not synced)."""
+    def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on batch ``step`` (on several ranks, this rank's rows of it); returns the
+        cross-entropy over the whole batch and its rows' hashes (device tensors, not synced)."""
         t = self.run_spec.train
-        batch = self.sampler.batch(step).to(self.device, non_blocking=True)
+        rows = self.sampler.batch(step)[self.rows]
+        hashes = distributed.gather_rows(distributed.row_hashes(rows))
+        batch = rows.to(self.device, non_blocking=True)
         set_lr(self.optimizer, float(self.lrs[step]))
         chunks = batch.split(t.micro_batch_size) if t.micro_batch_size else (batch,)
         total_ce = 0.0
-        for chunk in chunks:
-            with self.autocast:
-                ce, objective = lm_loss(self.forward(chunk[:, :-1]), chunk[:, 1:], self.run_spec.model.z_loss)
-            share = len(chunk) / len(batch)
-            (objective * share if len(chunks) > 1 else objective).backward()
+        for index, chunk in enumerate(chunks):
+            # the ranks average their gradients once per step, after the last micro-batch
+            with distributed.gradient_sync(self.trained, index == len(chunks) - 1):
+                with self.autocast:
+                    ce, objective = lm_loss(self.forward(chunk[:, :-1]), chunk[:, 1:], self.run_spec.model.z_loss)
+                share = len(chunk) / len(batch)
+                (objective * share if len(chunks) > 1 else objective).backward()
             total_ce = total_ce + ce.detach() * share
         if t.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip, foreach=True)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return total_ce
+        return distributed.mean_over_ranks(total_ce), hashes
 
-    def record_losses(self, first_step: int, losses: list[torch.Tensor]) -> None:
-        """Bring pending losses back from the device (one sync) and check them for divergence."""
-        values = torch.stack(losses).double().cpu().numpy()
+    def record_losses(self, first_step: int, pending: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Bring pending losses and batch hashes back from the device (one sync) and check the losses for
+        divergence."""
+        values = torch.stack([loss for loss, _ in pending]).double().cpu().numpy()
+        for step, (_, hashes) in enumerate(pending, start=first_step):
+            self.batch_hashes[step] = distributed.batch_digest(hashes.cpu().numpy())
         self.train_losses[first_step : first_step + len(values)] = values
         t = self.run_spec.train
         for step, loss in enumerate(values.tolist(), start=first_step):
@@ -314,9 +333,9 @@ class Trainer:
         t = self.run_spec.train
         save_states_at = save_states_at or {}
         if 0 in save_states_at:
-            save_state(save_states_at[0], self.state())
+            self.save(save_states_at[0])
         report = Progress(self, bar=self.progress and sys.stderr.isatty())
-        pending: list[torch.Tensor] = []
+        pending: list[tuple[torch.Tensor, torch.Tensor]] = []
         clock = last_checkpoint = time.perf_counter()
         while self.step < self.steps and self.diverged_step is None:
             pending.append(self.train_step(self.step))
@@ -326,11 +345,12 @@ class Trainer:
             self.step += 1
             self.trained_steps += 1
             done = self.step
-            checkpoint = done < self.steps and (
+            # the ranks agree: a wall-clock cadence or a SIGTERM on any rank checkpoints (and stops) all of them
+            checkpoint, stop = distributed.any_rank(done < self.steps and bool(
                 (t.checkpoint_every and done % t.checkpoint_every == 0)
                 or (self.checkpoint_seconds and time.perf_counter() - last_checkpoint >= self.checkpoint_seconds)
                 or terminated.is_set()
-            )
+            ), done < self.steps and terminated.is_set())
             pause = (
                 done == self.steps
                 or done in save_states_at
@@ -349,13 +369,13 @@ class Trainer:
                 self.record_eval()
                 report.line(f"step {done}/{self.steps}: val_loss {self.eval_rows[-1]['val_loss']:.4f}")
             if done in save_states_at:
-                save_state(save_states_at[done], self.state())
+                self.save(save_states_at[done])
                 report.line(f"step {done}/{self.steps}: saved {save_states_at[done].name}")
             if checkpoint:
-                save_state(self.out_dir / "ckpt.pt", self.state())
+                self.save(self.out_dir / "ckpt.pt")
                 report.line(f"step {done}/{self.steps}: checkpoint")
                 last_checkpoint = time.perf_counter()
-                if terminated.is_set():
+                if stop:
                     raise SystemExit(f"{self.out_dir.name}: SIGTERM at step {done}/{self.steps}: state saved to "
                                      "ckpt.pt, a rerun resumes from it")
             clock = time.perf_counter()
@@ -366,6 +386,12 @@ class Trainer:
         return result
 
     # ---- outputs -----------------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        """Save the training state (every rank takes part in gathering a sharded one; rank 0 writes it)."""
+        state = self.state()  # on ranks other than 0 a sharded run's weights and moments are left out
+        if self.writes:
+            save_state(path, state)
+
     def finish(self) -> dict:
         summary = self.final_eval() if self.diverged_step is None else {}
         if not all(math.isfinite(loss) for loss in summary.get("val_loss_by_domain", {}).values()):
@@ -382,7 +408,8 @@ class Trainer:
         if self.window_losses:
             self.write_window_losses(evaluate=ok)
         drawn = self.sampler.tokens_drawn(self.step)
-        self.write_curve()
+        if self.writes:
+            self.write_curve()
         cfg = self.run_spec.model
         per_token = flops_per_token(cfg)
         tokens = self.step * self.run_spec.tokens_per_step
@@ -390,6 +417,9 @@ class Trainer:
         age = process_age_seconds() if self.own_process else None
         elapsed = time.perf_counter() - self.started
         ended_at = time.time()
+        tokens_per_second = (self.trained_steps * self.run_spec.tokens_per_step / self.train_seconds
+                             if self.train_seconds else None)
+        peak = measured_peak_flops(str(self.device), self.run_spec.train.dtype)
         result = {
             "status": "ok" if ok else "diverged",
             "diverged_step": self.diverged_step,
@@ -404,7 +434,10 @@ class Trainer:
             "init_from": self.init_from,
             "resumed": self.resumed,
             "train_seconds": self.train_seconds,
-            "tokens_per_second": self.trained_steps * self.run_spec.tokens_per_step / self.train_seconds if self.train_seconds else None,
+            "tokens_per_second": tokens_per_second,
+            # on CUDA: the model's FLOPs per second over the ranks' measured matmul peak (isoflop.train.throughput)
+            "peak_flops_per_device": peak,
+            "mfu": mfu(tokens_per_second, per_token["total"], peak, self.world_size),
             "run_seconds": elapsed,
             "wall_seconds": age if age is not None else elapsed,
             "started_at": self.started_at,
@@ -412,13 +445,16 @@ class Trainer:
             "torch_version": torch.__version__,
             "threads": self.threads,
             "device": str(self.device),
+            "ranks": self.world_size,
             "tokens_fingerprint": self.fingerprint,
             "tokens_by_domain": drawn,
             "epochs_by_domain": {d: drawn[d] / self.train_tokens[d] for d in drawn},
             "spec": self.spec,
         }
-        result = write_result(self.out_dir, result)  # sealed: hashes of itself and the curve (isoflop.integrity)
-        (self.out_dir / "ckpt.pt").unlink(missing_ok=True)  # the run is complete; the state is dead weight
+        if self.writes:
+            result = write_result(self.out_dir, result)  # sealed: hashes of itself and the curve (isoflop.integrity)
+            (self.out_dir / "ckpt.pt").unlink(missing_ok=True)  # the run is complete; the state is dead weight
+        distributed.barrier()  # no rank moves on (to a family's next run) before the result is written
         return result
 
     @torch.no_grad()
@@ -442,21 +478,22 @@ class Trainer:
             rows.append(pd.DataFrame({"domain": domain, "window": np.arange(len(values)), "loss": values}))
         self.model.train()
         table = pd.concat(rows, ignore_index=True)
-        atomic_write(self.out_dir / "eval_windows.parquet", lambda handle: table.to_parquet(handle, index=False))
+        if self.writes:
+            atomic_write(self.out_dir / "eval_windows.parquet", lambda handle: table.to_parquet(handle, index=False))
 
     def write_curve(self) -> None:
         steps = np.arange(1, self.step + 1)
         train = pd.DataFrame({
             "kind": "train", "step": steps, "tokens": steps * self.run_spec.tokens_per_step,
             "lr": self.lrs[: self.step], "train_loss": self.train_losses[: self.step],
-            "time": self.step_times[: self.step],
+            "time": self.step_times[: self.step], "batch_hash": self.batch_hashes[: self.step],
         })  # fmt: skip
         curve = pd.concat([train, pd.DataFrame(self.eval_rows)], ignore_index=True)
         curve["seconds"] = curve.pop("time").astype("float64") - self.started_at
         for column in ("domain", "val_loss", "val_bpb"):
             if column not in curve:
                 curve[column] = None
-        curve = curve.astype({"domain": "string", "val_loss": "float64", "val_bpb": "float64"})
+        curve = curve.astype({"domain": "string", "val_loss": "float64", "val_bpb": "float64", "batch_hash": "string"})
         atomic_write(self.out_dir / "curve.parquet", lambda handle: curve.to_parquet(handle, index=False))
 
 
@@ -474,11 +511,13 @@ class Progress:
             where = f"resumed from step {trainer.step} of {trainer.steps}"
         else:
             where = f"at step {trainer.step} of {trainer.steps}" if trainer.step else f"{trainer.steps} steps"
-        self.line(f"start: {where}, {trainer.steps * per_step:,} tokens ({per_step:,} per step), on {trainer.device}")
+        ranks = f" x {trainer.world_size} data-parallel ranks" if trainer.world_size > 1 else ""
+        self.line(f"start: {where}, {trainer.steps * per_step:,} tokens ({per_step:,} per step), on {trainer.device}"
+                  f"{ranks}")
 
     def line(self, text: str) -> None:
-        """One line for the log; a terminal has the bar instead."""
-        if self.bar is None:
+        """One line for the log (rank 0's; the other ranks are silent); a terminal has the bar instead."""
+        if self.bar is None and self.trainer.writes:
             print(f"{self.trainer.out_dir.name}: {text}", file=sys.stderr, flush=True)
 
     def advance(self, done: int, train_loss: float) -> None:
@@ -498,7 +537,8 @@ class Progress:
 
         self.line(f"{result['status']} at step {result['steps']}: val_loss {shown(result['val_loss'], '.4f')}, "
                   f"train_loss {shown(result['train_loss'], '.4f')}, {result['train_seconds']:.1f} s training, "
-                  f"{shown(result['tokens_per_second'], ',.0f')} tokens/s")
+                  f"{shown(result['tokens_per_second'], ',.0f')} tokens/s"
+                  + (f", MFU {result['mfu']:.1%}" if result["mfu"] is not None else ""))
 
 
 def train_run(
@@ -513,6 +553,7 @@ def train_run(
     own_process: bool = True,
     checkpoint_minutes: float = 0.0,
     window_losses: bool = False,
+    parallel: Parallel = SINGLE,
 ) -> dict:
     """Train one run of ``spec`` on ``tokens_dir``, writing curve.parquet and (last) result.json to
     ``out_dir``; returns the result. Resumes from ``out_dir/ckpt.pt`` if there is one; otherwise, with
@@ -523,9 +564,21 @@ def train_run(
     (see `Progress`). ``checkpoint_minutes`` > 0 also saves ``out_dir/ckpt.pt`` after each that many minutes
     of training (the steps ``checkpoint_every`` sets are saved regardless). ``window_losses``: also write each
     evaluation window's final loss (eval_windows.parquet, what the mixture search's decision accuracy
-    resamples)."""
+    resamples). ``parallel``: train on that many data-parallel ranks (launched here, see
+    ``isoflop.train.distributed``); the result is the same run's, up to float rounding."""
+    if parallel.ranks > 1 and not distributed.running():
+        # a bad spec fails here, in one line, before any rank starts
+        distributed.check_split(RunSpec.from_dict(spec).train.batch_size, parallel.ranks)
+        distributed.launch("train_run", {
+            "spec": spec, "tokens_dir": str(tokens_dir), "out_dir": str(out_dir), "threads": threads,
+            "device": device, "progress": progress, "init_from": None if init_from is None else str(init_from),
+            "checkpoint_minutes": checkpoint_minutes, "window_losses": window_losses,
+        }, parallel, Path(out_dir), Path(out_dir).name)
+        return json.loads((Path(out_dir) / "result.json").read_text())
+    distributed.barrier()  # every rank has seen whether a checkpoint exists before rank 0 can remove it
     trainer = Trainer(spec, tokens_dir, out_dir, threads=threads, device=device, progress=progress,
-                      own_process=own_process, checkpoint_minutes=checkpoint_minutes, window_losses=window_losses)
+                      own_process=own_process, checkpoint_minutes=checkpoint_minutes, window_losses=window_losses,
+                      parallel=parallel)
     checkpoint = trainer.out_dir / "ckpt.pt"
     if checkpoint.exists():
         trainer.restore(checkpoint, branch=False)
@@ -544,6 +597,7 @@ def train_trunk(
     device: str = "auto",
     progress: bool = True,
     checkpoint_minutes: float = 0.0,
+    parallel: Parallel = SINGLE,
 ) -> dict:
     """Train the constant-lr trunk of a shape and save its full state after each step in ``branch_steps``
     as ``out_dir/branch-<step>.pt``; wsd runs then start from those with ``train_run(..., init_from=...)``.
@@ -551,7 +605,7 @@ def train_trunk(
     if trunk_spec.get("train", {}).get("schedule") != "constant":
         raise UserError("train_trunk: the trunk's train.schedule must be 'constant'")
     trainer = Trainer(trunk_spec, tokens_dir, out_dir, threads=threads, device=device, progress=progress,
-                      checkpoint_minutes=checkpoint_minutes)
+                      checkpoint_minutes=checkpoint_minutes, parallel=parallel)
     outside = sorted(s for s in branch_steps if not 0 <= s <= trainer.steps)
     if outside:
         raise UserError(f"train_trunk: branch steps {outside} lie outside the trunk's 0..{trainer.steps} steps")
@@ -571,13 +625,25 @@ def train_family(
     device: str = "auto",
     progress: bool = True,
     checkpoint_minutes: float = 0.0,
+    parallel: Parallel = SINGLE,
 ) -> tuple[dict, dict[str, dict]]:
     """A trunk and the cooldowns branched from it, in one process: ``branches`` maps a run's name to (its wsd
     spec, its branch step). The trunk trains in ``work_dir/trunk`` and each branch in ``work_dir/<name>``;
     a folder whose result.json exists is done and is not trained again, and an unfinished one resumes from its
     checkpoint, so a killed family picks up where it stopped. One process pays torch's start-up once for the
-    whole family, which is most of a small cooldown's cost. Returns (trunk result, {name: branch result})."""
+    whole family, which is most of a small cooldown's cost. Returns (trunk result, {name: branch result}).
+    ``parallel``: every member trains on that many data-parallel ranks, the family in one launch."""
     work_dir = Path(work_dir)
+    if parallel.ranks > 1 and not distributed.running():
+        distributed.check_split(RunSpec.from_dict(trunk_spec).train.batch_size, parallel.ranks)
+        distributed.launch("train_family", {
+            "trunk_spec": trunk_spec, "branches": {name: [spec, int(step)] for name, (spec, step) in branches.items()},
+            "tokens_dir": str(tokens_dir), "work_dir": str(work_dir), "threads": threads, "device": device,
+            "progress": progress, "checkpoint_minutes": checkpoint_minutes,
+        }, parallel, work_dir, work_dir.name)
+        return (json.loads((work_dir / "trunk" / "result.json").read_text()),
+                {name: json.loads((work_dir / name / "result.json").read_text()) for name in branches})
+    distributed.barrier()  # every rank decides what is done before rank 0 writes anything new
     trunk_dir = work_dir / "trunk"
     steps = sorted({int(step) for _, step in branches.values()})
     finished = trunk_dir / "result.json"
@@ -585,7 +651,7 @@ def train_family(
         trunk = json.loads(finished.read_text())
     else:
         trunk = train_trunk(trunk_spec, tokens_dir, trunk_dir, steps, threads=threads, device=device,
-                            progress=progress, checkpoint_minutes=checkpoint_minutes)
+                            progress=progress, checkpoint_minutes=checkpoint_minutes, parallel=parallel)
     results = {}
     for name, (spec, step) in branches.items():
         done = work_dir / name / "result.json"
@@ -594,5 +660,5 @@ def train_family(
         else:
             results[name] = train_run(spec, tokens_dir, work_dir / name, threads=threads, device=device,
                                       progress=progress, init_from=trunk_dir / f"branch-{int(step)}.pt",
-                                      own_process=False, checkpoint_minutes=checkpoint_minutes)
+                                      own_process=False, checkpoint_minutes=checkpoint_minutes, parallel=parallel)
     return trunk, results
