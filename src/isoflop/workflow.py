@@ -130,6 +130,18 @@ def read_json(path: str | os.PathLike):
     return json.loads(Path(path).read_text())
 
 
+def read_user_json(path: str | os.PathLike, what: str = ""):
+    """A JSON file the user named (`what`, if given, says which kind), or a one-line UserError naming `path`
+    when it is missing or not JSON."""
+    named = f"{what} {path}" if what else str(path)
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{named}: no such file") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{named}: not JSON ({err})") from None
+
+
 def _jsonable(value):
     if hasattr(value, "item"):  # numpy scalars
         return value.item()

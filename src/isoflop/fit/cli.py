@@ -333,12 +333,9 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def read_law(path: Path) -> dict:
     """A fitted law's JSON (from `isoflop fit`) or a study's laws.json, or a one-line UserError naming `path`."""
-    try:
-        law = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not JSON ({err})") from None
+    from isoflop.workflow import read_user_json
+
+    law = read_user_json(path)
     if not isinstance(law, dict):
         raise UserError(f"{path}: not a fitted law or a study's laws.json")
     return law

@@ -9,13 +9,13 @@ ladder's own definitions (`LADDER_TASKS`); or a study's runs table, one row per 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from isoflop.errors import UserError
+from isoflop.workflow import read_user_json
 
 
 @dataclass(frozen=True)
@@ -80,12 +80,7 @@ def read_ladder(path: str | Path, tasks: list[str] | None = None) -> Ladder:
     import pandas as pd
 
     path = Path(path)
-    try:
-        description = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"ladder file {path} not found") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"ladder file {path} is not JSON ({err})") from None
+    description = read_user_json(path, "ladder file")
     chosen = list(LADDER_TASKS) if tasks is None else tasks
     unknown = [task for task in chosen if task not in LADDER_TASKS]
     if unknown:
