@@ -135,3 +135,58 @@ def test_compare_prints_the_multiplier(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--level", "0.9"]) == 0
     out = capsys.readouterr().out
     assert "B is worth k = " in out and "90% interval" in out and "P(B beats A there)" in out
+
+
+def test_compare_records_its_call_in_the_ledger_and_the_runs_settle_it(tmp_path, capsys):
+    from isoflop import ledger
+
+    for name, coef in (("a", 480.0), ("b", 300.0)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "laws.json").write_text(json.dumps({"chinchilla": law_scaled(coef, 1e21, seed=1,
+                                                                                          spread=0.01)}))
+    studies = [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert main(["compare", *studies, "--ledger", str(tmp_path)]) == 1
+    assert "--ledger needs --runs RUN_A RUN_B" in capsys.readouterr().err
+    assert main(["compare", *studies, "--ledger", str(tmp_path), "--runs", "aaaaaaaaaaaa", "bbbbbbbbbbbb"]) == 0
+    printed = capsys.readouterr().out
+    [call] = ledger.read(tmp_path)
+    assert call["kind"] == "beats" and (call["spec_hash"], call["other_hash"]) == ("bbbbbbbbbbbb", "aaaaaaaaaaaa")
+    assert f"P(B beats A there) = {call['probability']:.2f}" in printed and call["probability"] > 0.5
+    assert call["k"] > 1 and 1 < call["k_interval"][0] <= call["k_interval"][1] and call["level"] == 0.9
+    for run_id, loss in (("aaaaaaaaaaaa", 2.60), ("bbbbbbbbbbbb", 2.55)):  # B's run lands lower: B beat A
+        (tmp_path / "runs" / run_id).mkdir(parents=True)
+        (tmp_path / "runs" / run_id / "result.json").write_text(json.dumps({"status": "ok", "val_loss": loss}))
+    [scored] = ledger.score(ledger.read(tmp_path), ledger.landed_runs(tmp_path))
+    assert scored["outcome"] and scored["brier"] == pytest.approx((1 - call["probability"]) ** 2)
+
+
+def _chinchilla_runs(E, A, B, alpha, beta, seed, noise=0.003):
+    rng = np.random.default_rng(seed)
+    n = np.repeat(np.geomspace(1e6, 1e8, 6), 4)
+    d = n * np.tile([5.0, 20.0, 80.0, 320.0], 6)
+    loss = (E + A / n**alpha + B / d**beta) * np.exp(rng.normal(0, noise, len(n)))
+    return n, d, loss
+
+
+@pytest.mark.slow  # ~40 s of CPU: two profiles of E, each some 25 pairs of Chinchilla fits
+def test_a_shared_e_fits_comparably_where_the_floors_agree_and_not_where_they_differ(tmp_path, capsys):
+    import pandas as pd
+
+    from isoflop.compare import shared_e_fit
+
+    a = _chinchilla_runs(1.8, 480.0, 2100.0, 0.35, 0.37, seed=0)
+    b = _chinchilla_runs(1.8, 300.0, 1500.0, 0.33, 0.36, seed=1)
+    same_floor = shared_e_fit([a, b])
+    assert same_floor["comparable"] and same_floor["E"] == pytest.approx(1.8, abs=0.05)
+    assert same_floor["objective"] >= same_floor["separate_objective"]  # one parameter fewer never fits better
+    apart = shared_e_fit([a, _chinchilla_runs(2.4, 480.0, 2100.0, 0.35, 0.37, seed=1)])
+    assert not apart["comparable"] and apart["statistic"] > 3.841
+    assert apart["separate_E"] == [pytest.approx(1.8, abs=0.1), pytest.approx(2.4, abs=0.1)]
+    # the command: study folders with their runs tables
+    for name, (n, d, loss) in (("a", a), ("b", b)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "laws.json").write_text(json.dumps({"chinchilla": law_scaled(480.0, 1e21, seed=1)}))
+        pd.DataFrame({"N": n, "D": d, "val_loss": loss, "status": "ok"}).to_parquet(tmp_path / name / "runs.parquet")
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--shared-e"]) == 0
+    out = capsys.readouterr().out
+    assert f"shared-E joint fit: E = {same_floor['E']:.4g}" in out and "it fits comparably; under it B is worth" in out

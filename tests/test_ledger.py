@@ -53,8 +53,10 @@ def test_a_forecast_is_scored_when_its_run_lands(tmp_path, capsys):
     stats = ledger.summary(scored)
     assert stats["scored"] == 2 and stats["coverage90"] == 1.0 and stats["mean_brier"] == pytest.approx(0.04)
     assert ledger.mlflow_metrics(scored)["forecast_coverage90"] == 1.0
-    section = ledger.markdown_section(tmp_path, figure="reliability.png")
+    section = ledger.markdown_section(scored, figure="reliability.png")
     assert "2 forecast(s) made, 2 scored" in section and "100% inside the 90% intervals" in section
+    assert f"| `{run_id}` | loss {value['predicted']:.4f} |" in section and "| yes | yes |" in section
+    assert ledger.markdown_section([]) is None
     assert main(["forecasts", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"{run_id}  loss" in out and "inside 90%" in out and "right, Brier 0.040" in out
@@ -98,3 +100,53 @@ def test_isoflop_predict_records_to_the_ledger(tmp_path, capsys):
     land(tmp_path, "aaaa00000001", chinchilla_loss(3e8, 6e9))
     stats = ledger.summary(ledger.score(ledger.read(tmp_path), ledger.landed_runs(tmp_path)))
     assert stats["made"] == 2 and stats["scored"] == 1 and stats["coverage95"] == 1.0
+
+
+def test_recording_the_same_forecasts_again_adds_nothing(tmp_path):
+    entries = [ledger.loss_entry("a1b2c3d4e5f6", 2.5, {0.9: (2.4, 2.6), 0.95: (2.3, 2.7)}, source="fit")]
+    assert len(ledger.record_new(tmp_path, entries, made_at=1.0)) == 1
+    assert ledger.record_new(tmp_path, entries, made_at=2.0) == []  # a rerun of the same fit
+    changed = [{**entries[0], "predicted": 2.51}]  # a refit that forecasts otherwise is a new forecast
+    assert len(ledger.record_new(tmp_path, changed, made_at=3.0)) == 1
+    assert [entry["made_at"] for entry in ledger.read(tmp_path)] == [1.0, 3.0]
+
+
+def test_the_scoring_stage_reads_only_the_files_it_is_given(tmp_path):
+    forecasts = [ledger.loss_entry(run_id, 2.5, {0.9: (2.4, 2.6), 0.95: (2.3, 2.7)})
+                 for run_id in ("aaaaaaaaaaaa", "bbbbbbbbbbbb")]
+    (tmp_path / "laws.json").write_text(json.dumps({"forecasts": forecasts}))
+    land(tmp_path, "aaaaaaaaaaaa", 2.65)
+    land(tmp_path, "bbbbbbbbbbbb", 2.55)  # landed, but not a declared input: pending
+    out = ledger.score_stage(tmp_path / "laws.json", [tmp_path / "study/runs/aaaaaaaaaaaa/result.json"],
+                             tmp_path / "scores.json")
+    assert json.loads((tmp_path / "scores.json").read_text()) == out
+    first, second = out["forecasts"]
+    assert first["observed"] == 2.65 and not first["inside90"] and first["inside95"] and "observed" not in second
+    assert out["summary"] | {"mean_crps": None} == {"made": 2, "scored": 1, "coverage90": 0.0, "coverage95": 1.0,
+                                                    "mean_crps": None, "mean_brier": None}
+
+
+def test_a_forecast_budget_plans_one_run_beyond_the_grid_outside_its_trunks():
+    from isoflop.config import read_config_file, validate_config
+    from isoflop.errors import UserError
+    from isoflop.plan import make_plan
+
+    from conftest import REPO
+
+    config = validate_config(read_config_file(REPO / "tests" / "smoke.yaml"))
+    plan = make_plan(config, "tokens-id")
+    [forecast] = [run for run in plan["runs"].values() if run.get("forecast")]
+    grid = [run for run in plan["runs"].values() if not run.get("forecast")]
+    assert forecast["budget"] == 1.2e11 and forecast["C"] == pytest.approx(1.2e11, rel=0.05)
+    assert forecast["trunk_id"] is None and all(forecast["run_id"] not in t["run_ids"] for t in plan["trunks"].values())
+    # the prior's compute-optimal size: N* = sqrt(C / (k tokens_per_param)), k the smallest shape's FLOPs per
+    # parameter-token (the plan's grid centres on it too), and the nearest ladder shape
+    smallest = min(grid, key=lambda run: run["N"])
+    n_star = (1.2e11 / (smallest["C"] / (smallest["N"] * smallest["D"]) * 20)) ** 0.5
+    sizes = {run["d_model"]: run["N"] for run in grid}
+    assert forecast["d_model"] == min(sizes, key=lambda d: abs(np.log(sizes[d] / n_star)))
+    without = make_plan({**config, "plan": {**config["plan"], "forecast_budgets": []}}, "tokens-id")
+    assert set(without["runs"]) == {run["run_id"] for run in grid}  # the grid's runs keep their ids
+    config["plan"]["forecast_budgets"] = [4.0e10]
+    with pytest.raises(UserError, match=r"plan.forecast_budgets\[0\]' = 4e\+10 FLOPs is not beyond"):
+        make_plan(config, "tokens-id")

@@ -107,7 +107,8 @@ def test_rerun_does_nothing_and_a_deleted_run_alone_is_rebuilt(study):
     (out / "trunks" / trunk_id / "result.json").unlink()
     dry = snakemake(workdir, "-n")
     assert planned_jobs(dry.stdout) == {"train_trunk": 1, "train": int((table["trunk_id"] == trunk_id).sum()),
-                                        "runs_table": 1, "fit": 1, "report": 1, "track_study": 1, "all": 1}
+                                        "runs_table": 1, "fit": 1, "score_forecasts": 1, "report": 1,
+                                        "track_study": 1, "all": 1}
     redo = snakemake(workdir)
     assert redo.returncode == 0, redo.stderr[-3000:]
     pd.testing.assert_frame_equal(pd.read_parquet(out / "runs.parquet").drop(columns=_TIMINGS),
@@ -127,6 +128,36 @@ def test_rerun_does_nothing_and_a_deleted_run_alone_is_rebuilt(study):
 _TIMINGS = ["train_seconds", "wall_seconds", "tokens_per_second"]
 
 
+def test_the_study_forecasts_its_forecast_run_before_it_trains_and_scores_it(study):
+    """plan.forecast_budgets: the fit (which never reads the forecast run) forecasts its loss, the run trains
+    after that, the forecast is scored, and the report and MLflow show it; the refits of the rerun test above
+    recorded nothing twice."""
+    from isoflop import ledger
+
+    _, out = study
+    plan = json.loads((out / "plan.json").read_text())
+    [run_id] = [run_id for run_id, run in plan["runs"].items() if run.get("forecast")]
+    assert run_id not in set(pd.read_parquet(out / "runs.parquet")["run_id"])  # never fitted
+    [forecast] = json.loads((out / "laws.json").read_text())["forecasts"]
+    assert forecast["spec_hash"] == run_id and forecast["budget"] == 1.2e11
+    (low90, high90), (low95, high95) = forecast["intervals"]["0.9"], forecast["intervals"]["0.95"]
+    assert low95 <= low90 < forecast["predicted"] < high90 <= high95
+    result = out / "runs" / run_id / "result.json"
+    [entry] = ledger.read(out)  # one line, however often the fit ran
+    assert entry["made_at"] < result.stat().st_mtime  # forecast, then trained
+    observed = json.loads(result.read_text())["val_loss"]
+    scores = json.loads((out / "forecast_scores.json").read_text())
+    [scored] = scores["forecasts"]
+    assert scored["observed"] == observed and scored["inside90"] == (low90 <= observed <= high90)
+    assert scores["summary"]["made"] == scores["summary"]["scored"] == 1 and scored["crps"] >= 0
+    report = (out / "report.md").read_text()
+    assert "## Forecast ledger" in report and f"| `{run_id}` |" in report and "figures/reliability.png" in report
+    assert (out / "figures" / "reliability.png").stat().st_size > 10_000
+    [fit] = [r for r in _mlflow_runs(out) if r.data.tags["isoflop.kind"] == "fit"]
+    assert fit.data.metrics["forecast_scored"] == 1.0
+    assert fit.data.metrics["forecast_coverage90"] == float(scored["inside90"])
+
+
 def planned_jobs(dry_run_stdout: str) -> dict[str, int]:
     """Rule -> job count from a dry run's first "Job stats" table (empty when nothing is to be done)."""
     if "Job stats:" not in dry_run_stdout:
@@ -144,7 +175,7 @@ def _smoke_with(tmp_path: Path, section: str, key: str, value) -> Path:
     return path
 
 
-TAIL = {"fit": 1, "report": 1, "track_study": 1, "all": 1}
+TAIL = {"fit": 1, "score_forecasts": 1, "report": 1, "track_study": 1, "all": 1}  # a refit rescores, never retrains
 
 
 @pytest.mark.parametrize(
@@ -200,6 +231,7 @@ def test_a_named_baseline_adds_the_comparison_to_the_report_alone(study, tmp_pat
         ("plan:\n  budgetz: [1.0e+12]\n", "unknown config key 'budgetz' under 'plan'"),
         ("plan:\n  budgets: [-1.0e+12, 1.0e+12]\n", "plan.budgets[0]"),
         ("plan:\n  budgets: [1.0e+5, 1.0e+12]\n", "plan.budgets[0]' = 1e+05 FLOPs is too small"),
+        ("plan:\n  forecast_budgets: [1.0e+10]\n", "plan.forecast_budgets[0]' = 1e+10 FLOPs is not beyond"),
     ],
 )
 def test_invalid_config_stops_before_any_work(tmp_path, override, fragment):

@@ -22,7 +22,7 @@ class FigureCaptions(dict):
 # the decision, the laws it rests on, whether to believe them, the mixture, the runs, the curation behind them.
 SUMMARY, LAWS, DIAGNOSTICS, MIXTURE, TRAINING, CURATION = (
     "1. Summary", "2. Laws", "3. Diagnostics", "4. Mixture", "5. Training", "6. Curation")
-DIAGNOSTIC_FIGURES = ("backtest", "extrapolation", "baseline_comparison")
+DIAGNOSTIC_FIGURES = ("backtest", "extrapolation", "reliability", "baseline_comparison")
 # Within the laws, the allocation first (files are sorted by name within a subcategory)
 ALLOCATION_FIGURES = ("frontier", "tokens_per_param")
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from isoflop import ledger
 from isoflop.errors import UserError
 from isoflop.fit.bootstrap import percentile_interval
 from isoflop.fit.cli import read_law
@@ -58,10 +59,21 @@ def register(subparsers) -> None:
     parser.add_argument("--level", type=float, default=0.9,
                         help="coverage of the compute multiplier's interval (default 0.9)")
     parser.add_argument("--out", type=Path, metavar="OUT.png", help="also draw both frontiers")
+    parser.add_argument("--shared-e", action="store_true",
+                        help="also fit both studies' Chinchilla laws with one irreducible loss E (from each "
+                             "study's runs.parquet) and say whether it fits comparably, and k under it")
+    parser.add_argument("--ledger", type=Path, metavar="FOLDER",
+                        help="record the call 'B beats A at the budget', with its probability and the multiplier, "
+                             "in FOLDER/forecasts.jsonl (needs --runs), scored once both runs land")
+    parser.add_argument("--runs", nargs=2, metavar=("RUN_A", "RUN_B"),
+                        help="with --ledger: the run ids (content hashes) of A's and B's runs at the budget that "
+                             "will settle the call")
     parser.set_defaults(func=run_compare)
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    if args.ledger is not None and not args.runs:
+        raise UserError("--ledger needs --runs RUN_A RUN_B: the two runs at the budget that will settle the call")
     studies = [read_study(path, args.law) for path in (args.study_a, args.study_b)]
     span = [fit for study in studies for fit in study["fits"]]
     result = compare_frontiers(studies[0]["law"], studies[1]["law"], args.budget, span=span)
@@ -70,7 +82,19 @@ def run_compare(args: argparse.Namespace) -> int:
     print(describe(result))
     if not 0 < args.level < 1:
         raise UserError(f"--level {args.level:g}: the coverage must be in (0, 1), such as 0.9")
-    print(describe_multiplier(compute_multiplier(studies[0]["law"], studies[1]["law"], result["C"], args.level)))
+    multiplier = compute_multiplier(studies[0]["law"], studies[1]["law"], result["C"], args.level)
+    print(describe_multiplier(multiplier))
+    if args.shared_e:
+        runs = [study_runs(study["source"]) for study in studies]
+        if any(table is None for table in runs):
+            raise UserError("--shared-e fits both studies' runs: it needs each study's runs.parquet beside its "
+                            "laws.json")
+        delta = studies[0]["law"].get("huber_delta") or 1e-3
+        print(describe_shared_e(shared_e_fit(runs, huber_delta=delta), result["C"]))
+    if args.ledger is not None:
+        run_a, run_b = args.runs
+        record_call(args.ledger, multiplier, run_a, run_b, source=f"isoflop compare {args.study_a} {args.study_b}")
+        print(f"recorded in {args.ledger / ledger.LEDGER}")
     if args.out:
         plot_comparison(result, [f"{label}: {study['source']}" for label, study in zip("AB", studies)], args.out)
         print(f"wrote {args.out}")
@@ -173,6 +197,73 @@ def compute_multiplier(law_a: dict, law_b: dict, budget: float, level: float = 0
     crossovers = np.exp(log_grid[flips] + share * (log_grid[flips + 1] - log_grid[flips])).tolist()
     return {"C": float(budget), "loss_b": target, "k": k, "interval": tuple(map(float, interval)),
             "level": level, "p_b_beats_a": p_beats, "crossovers": crossovers}
+
+
+def record_call(folder: Path, multiplier: dict, run_a: str, run_b: str, source: str = "") -> dict:
+    """Record `compute_multiplier`'s call in the ledger in `folder`: run B beats run A (the two runs at the
+    budget) with probability P(B beats A), the multiplier k and its interval beside it."""
+    if not np.isfinite(multiplier["p_b_beats_a"]):
+        raise UserError("no probability to record: the call needs both laws' bootstrap fits")
+    low, high = multiplier["interval"]
+    return ledger.record_beats(folder, run_b, run_a, multiplier["p_b_beats_a"], source=source, C=multiplier["C"],
+                               k=multiplier["k"], k_interval=[low, high], level=multiplier["level"])
+
+
+SHARED_E_CRITICAL = 3.841  # chi-square with 1 dof at 95%: the one parameter a shared E saves
+
+
+def shared_e_fit(runs: list[tuple], huber_delta: float = 1e-3) -> dict:
+    """Both studies' Chinchilla laws fitted with one irreducible loss E (OLMo-core's ladder fits recipes this
+    way: the data decide the floor, the recipes differ in how fast they approach it). `runs`: (N, D, loss) of
+    each study's finished runs. E is profiled (each study's law refitted with E fixed, the summed objective
+    minimised over E below the smallest loss); the shared E fits comparably where the likelihood ratio
+    against separate fits, 2 n ln(O_shared / O_separate) (the Huber objective on log loss is L1-like in its
+    linear range: a Laplace likelihood), stays below SHARED_E_CRITICAL. Returns E, the two laws (`laws`),
+    each separate fit's E, both objectives, the statistic and `comparable`."""
+    from scipy.optimize import minimize_scalar
+
+    from isoflop.fit.constrained import Constraints, fit_law
+
+    def fits(fixed: dict) -> list[dict]:
+        return [fit_law("chinchilla", n, d, loss, huber_delta=huber_delta, constraints=Constraints(fixed, {}, {}))
+                for n, d, loss in runs]
+
+    separate = fits({})
+    ceiling = min(float(np.min(loss)) for _, _, loss in runs)
+    best = minimize_scalar(lambda e: sum(law["objective"] for law in fits({"E": float(e)})),
+                           bounds=(1e-4 * ceiling, ceiling * (1 - 1e-4)), method="bounded",
+                           options={"xatol": 1e-6 * ceiling})
+    shared = fits({"E": float(best.x)})
+    points = sum(len(loss) for _, _, loss in runs)
+    joint, apart = (sum(law["objective"] for law in group) for group in (shared, separate))
+    statistic = float(2 * points * np.log(joint / apart)) if apart > 0 else float("inf")
+    return {"E": float(best.x), "laws": shared, "separate_E": [law["params"]["E"] for law in separate],
+            "objective": joint, "separate_objective": apart, "statistic": statistic,
+            "comparable": bool(statistic <= SHARED_E_CRITICAL)}
+
+
+def study_runs(laws_path: Path) -> tuple | None:
+    """(N, D, loss) of the finished runs in the runs table beside a study's laws.json; None without one."""
+    import pandas as pd
+
+    from isoflop.fit.study import finished
+
+    table_path = Path(laws_path).with_name("runs.parquet")
+    if not table_path.exists():
+        return None
+    ok = finished(pd.read_parquet(table_path))
+    return ok["N"].to_numpy(float), ok["D"].to_numpy(float), ok["val_loss"].to_numpy(float)
+
+
+def describe_shared_e(joint: dict, budget: float) -> str:
+    """The shared-E fit in a line or two: E against the separate fits', whether it fits comparably, and
+    where it does, the multiplier under it."""
+    line = (f"shared-E joint fit: E = {joint['E']:.4g} (separate fits: A {joint['separate_E'][0]:.4g}, "
+            f"B {joint['separate_E'][1]:.4g}); 2n ln(objective ratio) = {joint['statistic']:.3g} ")
+    if not joint["comparable"]:
+        return line + f"> {SHARED_E_CRITICAL}: the studies' floors differ, the separate fits stand"
+    k = compute_multiplier(*joint["laws"], budget)["k"]
+    return line + f"<= {SHARED_E_CRITICAL}: it fits comparably; under it B is worth k = {k:.4g}x A's compute"
 
 
 def describe_multiplier(multiplier: dict) -> str:

@@ -122,6 +122,13 @@ class StudyLayout:
         return self.root / "laws.json"
 
     @property
+    def forecast_scores(self) -> Path:
+        """The fit's forecasts scored against their landed runs (rule score_forecasts). The append-only ledger
+        of every forecast with the time it was made is `isoflop.ledger.LEDGER` in the study's root, where
+        `isoflop forecasts results/<study>` finds it and the runs that score it."""
+        return self.root / "forecast_scores.json"
+
+    @property
     def report(self) -> Path:
         return self.root / "report.md"
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from statistics import NormalDist
 
 from isoflop.errors import UserError
+from isoflop.workflow import read_json, write_json
 
 LEDGER = "forecasts.jsonl"
 LEVELS = (0.90, 0.95)
@@ -27,23 +28,30 @@ Z90 = NormalDist().inv_cdf(0.95)
 def record_loss(folder: Path, spec_hash: str, predicted: float, intervals: dict[float, tuple[float, float]], *,
                 what: str = "loss", source: str = "", made_at: float | None = None) -> dict:
     """Append a forecast of a run's loss: `predicted` with its intervals ({0.9: (low, high), 0.95: ...})."""
+    entry = loss_entry(spec_hash, predicted, intervals, what=what, source=source)
+    return _append(folder, {**entry, "made_at": time.time() if made_at is None else made_at})
+
+
+def loss_entry(spec_hash: str, predicted: float, intervals: dict[float, tuple[float, float]], *,
+               what: str = "loss", source: str = "", **details) -> dict:
+    """A forecast of a run's loss as the ledger holds it, without the time it was made (see `record_loss`);
+    `details` (the law, the run's N, D, C) are kept beside it."""
     missing = [level for level in LEVELS if level not in intervals]
     if missing:
         raise ValueError(f"a forecast needs its {', '.join(f'{m:.0%}' for m in missing)} interval(s)")
-    entry = {"kind": "value", "spec_hash": spec_hash, "what": what, "predicted": float(predicted),
-             "intervals": {f"{level:g}": [float(v) for v in intervals[level]] for level in LEVELS},
-             "made_at": time.time() if made_at is None else made_at, "source": source}
-    return _append(folder, entry)
+    return {"kind": "value", "spec_hash": spec_hash, "what": what, "predicted": float(predicted),
+            "intervals": {f"{level:g}": [float(v) for v in intervals[level]] for level in LEVELS},
+            "source": source, **details}
 
 
 def record_beats(folder: Path, spec_hash: str, other_hash: str, probability: float, *, source: str = "",
-                 made_at: float | None = None) -> dict:
+                 made_at: float | None = None, **details) -> dict:
     """Append a call that the run `spec_hash` will reach a lower loss than the run `other_hash`, with its
-    probability."""
+    probability; `details` (such as the compute multiplier behind the call) are kept beside it."""
     if not 0 <= probability <= 1:
         raise ValueError(f"a probability must be in [0, 1], got {probability}")
     entry = {"kind": "beats", "spec_hash": spec_hash, "other_hash": other_hash, "probability": float(probability),
-             "made_at": time.time() if made_at is None else made_at, "source": source}
+             "made_at": time.time() if made_at is None else made_at, "source": source, **details}
     return _append(folder, entry)
 
 
@@ -52,6 +60,22 @@ def _append(folder: Path, entry: dict) -> dict:
     with open(folder / LEDGER, "a") as handle:
         handle.write(json.dumps(entry, sort_keys=True) + "\n")
     return entry
+
+
+def record_new(folder: Path, entries: list[dict], made_at: float | None = None) -> list[dict]:
+    """Append the forecasts of `entries` (without their time) that the ledger does not already hold, stamped
+    `made_at` (now by default), and return them: a rerun that forecasts the same again adds nothing."""
+    held = {_identity(entry) for entry in read(folder)}
+    stamp = time.time() if made_at is None else made_at
+    new = [{**entry, "made_at": stamp} for entry in entries if _identity(entry) not in held]
+    for entry in new:
+        _append(folder, entry)
+    return new
+
+
+def _identity(entry: dict) -> str:
+    """A forecast's content, its time left out: what makes two ledger lines the same forecast."""
+    return json.dumps({key: value for key, value in entry.items() if key != "made_at"}, sort_keys=True)
 
 
 def read(folder: Path) -> list[dict]:
@@ -73,8 +97,14 @@ def read(folder: Path) -> list[dict]:
 def landed_runs(results: Path, loss_key: str = "val_loss") -> dict[str, float]:
     """run_id -> final loss of every finished run under a results folder (any study's runs/<run_id>/result.json
     with status ok and a finite loss): the runs forecasts are scored against."""
+    return landed_from(sorted(results.glob("**/runs/*/result.json")), loss_key)
+
+
+def landed_from(result_paths, loss_key: str = "val_loss") -> dict[str, float]:
+    """run_id (the folder's name) -> final loss of each of these runs/<run_id>/result.json files that finished
+    (status ok, a finite loss)."""
     landed = {}
-    for path in sorted(results.glob("**/runs/*/result.json")):
+    for path in map(Path, result_paths):
         try:
             result = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
@@ -83,6 +113,15 @@ def landed_runs(results: Path, loss_key: str = "val_loss") -> dict[str, float]:
         if result.get("status", "ok") == "ok" and isinstance(loss, (int, float)) and math.isfinite(loss):
             landed[path.parent.name] = float(loss)
     return landed
+
+
+def score_stage(laws_path, result_paths, out_path) -> dict:
+    """Rule score_forecasts: the forecasts laws.json holds (`forecasts`, made by the fit from the fitted runs
+    alone) scored against the forecast runs' result.json files; writes {"forecasts": scored, "summary": ...}."""
+    scored = score(read_json(laws_path).get("forecasts", []), landed_from(result_paths))
+    out = {"forecasts": scored, "summary": summary(scored)}
+    write_json(out_path, out)
+    return out
 
 
 def score(entries: list[dict], landed: dict[str, float]) -> list[dict]:
@@ -133,13 +172,26 @@ def mlflow_metrics(scored: list[dict]) -> dict[str, float]:
     return {f"forecast_{key}": float(value) for key, value in summary(scored).items() if value is not None}
 
 
-def markdown_section(folder: Path, results: Path | None = None, figure: str | None = None) -> str:
-    """The report's ledger section: forecasts made, scored, coverage so far and (where `figure` names a
-    reliability diagram already drawn, see `isoflop.plots.forecasts`) the diagram."""
-    scored = score(read(folder), landed_runs(results or folder))
+def markdown_section(scored: list[dict], figure: str | None = None) -> str | None:
+    """The report's ledger section from `score`'s list: each forecast and how it fared, forecasts made, scored,
+    coverage so far and (where `figure` names a reliability diagram already drawn, see
+    `isoflop.plots.forecasts`) the diagram; None where there is no forecast."""
+    if not scored:
+        return None
     stats = summary(scored)
     lines = ["## Forecast ledger", "",
-             f"{stats['made']} forecast(s) made, {stats['scored']} scored against runs that have landed."]
+             f"{stats['made']} forecast(s) made, {stats['scored']} scored against runs that have landed.", ""]
+    values = [entry for entry in scored if entry["kind"] == "value"]
+    if values:
+        lines += ["| run | forecast | 90% interval | 95% interval | observed | inside 90% | inside 95% |",
+                  "|---|---|---|---|---|---|---|"]
+        for entry in values:
+            (low90, high90), (low95, high95) = entry["intervals"]["0.9"], entry["intervals"]["0.95"]
+            observed = ((f"{entry['observed']:.4f}", _yes(entry["inside90"]), _yes(entry["inside95"]))
+                        if "observed" in entry else ("pending", "", ""))
+            lines.append(f"| `{entry['spec_hash']}` | {entry['what']} {entry['predicted']:.4f} | "
+                         f"[{low90:.4f}, {high90:.4f}] | [{low95:.4f}, {high95:.4f}] | " + " | ".join(observed) + " |")
+        lines.append("")
     if stats["coverage90"] is not None:
         lines.append(f"Coverage so far: {stats['coverage90']:.0%} inside the 90% intervals, "
                      f"{stats['coverage95']:.0%} inside the 95% (mean CRPS {stats['mean_crps']:.4f}).")
@@ -148,6 +200,10 @@ def markdown_section(folder: Path, results: Path | None = None, figure: str | No
     if figure:
         lines += ["", f"![reliability diagram]({figure})"]
     return "\n".join(lines) + "\n"
+
+
+def _yes(inside: bool) -> str:
+    return "yes" if inside else "**no**"
 
 
 def register(subparsers) -> None:

@@ -341,8 +341,30 @@ def make_plan(config: dict, tokens_id: str) -> dict:
                 runs.append(run_record(config, shape, spec, tokens_id, budget=budget, replicate=replicate,
                                        lr_multiplier=lr_multiplier, batch_multiplier=batch_multiplier))
     trunks = attach_trunks(runs, tokens_id) if train["branch_cooldowns"] else {}
+    runs += forecast_runs(config, shapes, tokens_id)
     for run in runs:
         run.setdefault("trunk_id", None)
         run.setdefault("branch_step", None)
     return {"runs": {run["run_id"]: run for run in runs}, "trunks": trunks, "compute": compute_summary(runs, trunks),
             "flops_convention": plan["flops_convention"]}
+
+
+def forecast_runs(config: dict, shapes: list[dict], tokens_id: str) -> list[dict]:
+    """One run per `plan.forecast_budgets` budget at the prior's compute-optimal size, flagged `forecast`: the
+    fit leaves it out and forecasts its loss, and its training waits for that forecast (docs/forecasts.md).
+    It trains its whole schedule alone: in a trunk it would lengthen the trunk the fitted runs branch from."""
+    plan = config["plan"]
+    largest = max(plan["budgets"])
+    runs = []
+    for index, budget in enumerate(plan["forecast_budgets"]):
+        if budget <= largest:
+            raise UserError(f"config key 'plan.forecast_budgets[{index}]' = {budget:.3g} FLOPs is not beyond the "
+                            f"largest fitted budget {largest:.3g}: a forecast tests the law outside its data")
+        [shape] = _sizes_for_budget(budget, shapes, {**plan, "sizes_per_budget": 1})
+        lr, batch = point_settings(config, shape, budget)
+        token_unit = batch * config["model"]["seq_len"]
+        tokens = math.ceil(budget / shape["primary_flops_per_token"] / token_unit) * token_unit
+        spec = run_spec(config, shape, tokens=tokens, lr_multiplier=1.0, seed=seed_for(config["seed"], 0),
+                        mixture=config["mix"]["mixture"] or "natural", lr=lr, batch_size=batch)
+        runs.append(run_record(config, shape, spec, tokens_id, budget=budget) | {"forecast": True})
+    return runs

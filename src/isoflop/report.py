@@ -523,6 +523,7 @@ class Study:
     mixed_sources: bool = False
     baseline: Path | None = None
     mix: dict | None = None  # the mixture search's summary.json
+    forecasts: dict | None = None  # the fit's forecasts scored (rule score_forecasts; isoflop.ledger.score_stage)
 
     def figure(self, name: str) -> list[str]:
         """A drawn figure inline with its caption; nothing where it was not drawn."""
@@ -757,6 +758,24 @@ def diagnostics_section(study: Study) -> str | None:
     return _md([line for part in parts if part for line in part])
 
 
+def forecasts_section(study: Study) -> str | None:
+    """The study's forecast ledger: each forecast run's loss forecast before it trained, whether it landed
+    inside the 90% and 95% intervals, coverage so far and the reliability diagram (docs/forecasts.md)."""
+    if not study.forecasts or not study.forecasts["forecasts"]:
+        return None
+    from isoflop import ledger
+    from isoflop.plots.forecasts import plot_reliability
+
+    scored = study.forecasts["forecasts"]
+    plot_reliability(scored, study.figures_dir / RELIABILITY_FIGURE)
+    return ledger.markdown_section(scored, f"figures/{RELIABILITY_FIGURE}") + f"\n*{RELIABILITY_CAPTION}*\n"
+
+
+RELIABILITY_FIGURE = "reliability.png"
+RELIABILITY_CAPTION = ("Reliability of the study's forecasts: the share of forecast runs inside their 90% and 95% "
+                       "prediction intervals against the stated level, with 90% binomial bands.")
+
+
 def baseline_section(study: Study) -> str | None:
     if study.baseline is None:
         return None
@@ -794,7 +813,8 @@ def curation_appendix(study: Study) -> str | None:
 # The report in the order a reader needs it: the decision, what it rests on, whether to believe it, the detail.
 # A section is a function of the Study returning markdown, or None when it has nothing to say.
 SECTIONS = (summary_section, warnings_section, allocation_section, approaches_section, laws_section, data_section,
-            mixture_section, tasks_section, diagnostics_section, baseline_section, runs_section, curation_appendix)
+            mixture_section, tasks_section, diagnostics_section, forecasts_section, baseline_section, runs_section,
+            curation_appendix)
 
 
 def verification_lines(summary: dict, names: dict[str, str]) -> list[str]:
@@ -870,12 +890,14 @@ def mixture_verdict_lines(summary: dict) -> list[str]:
 
 def write_report(runs_path, laws_path, curated_dir, plan_path, curve_paths, trunk_results, benchmarks: dict[str, list],
                  report_path, figures_dir, *, study: str, ground_truth: dict | None = None,
-                 mixed_sources: bool = False, baseline=None, mix_summary=None, tokens_dir=None) -> str:
+                 mixed_sources: bool = False, baseline=None, mix_summary=None, tokens_dir=None,
+                 forecast_scores=None) -> str:
     """Write report.md and the figures. `curve_paths`: the runs' curve.parquet files; `trunk_results`: the
     trunks' result.json files; `benchmarks`: stage -> its jobs' benchmark files; `ground_truth`: the synthetic
     source's config when the study is a ground-truth study (see `ground_truth_lines`); `baseline`: another
     study's laws.json to compare with (see `baseline_lines`); `mix_summary`: the mixture search's summary.json
-    (see `mixture_lines`); `tokens_dir`: the token folder training reads (its meta.json counts the tokens)."""
+    (see `mixture_lines`); `tokens_dir`: the token folder training reads (its meta.json counts the tokens);
+    `forecast_scores`: the fit's forecasts scored against their runs (see `forecasts_section`)."""
     runs = pd.read_parquet(runs_path)
     laws = read_json(laws_path)
     curves = {Path(path).parent.name: pd.read_parquet(path) for path in curve_paths}
@@ -886,7 +908,8 @@ def write_report(runs_path, laws_path, curated_dir, plan_path, curve_paths, trun
         tokens=read_meta(tokens_dir) if tokens_dir is not None else None, benchmarks=benchmarks,
         trunk_results=list(trunk_results), ground_truth=ground_truth, mixed_sources=mixed_sources,
         baseline=None if baseline is None else Path(baseline),
-        mix=read_json(mix_summary) if mix_summary is not None else None)
+        mix=read_json(mix_summary) if mix_summary is not None else None,
+        forecasts=read_json(forecast_scores) if forecast_scores is not None else None)
     ok = finished(runs)
     intro = (f"# Scaling-law study `{study}`\n\n{len(runs)} training runs over {runs['budget'].nunique()} compute "
              f"budgets ({_fmt(runs['budget'].min())} to {_fmt(runs['budget'].max())} FLOPs) and "

@@ -253,12 +253,40 @@ def best_of_sweep(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([best, runs.drop(ok.index)]).sort_values(["budget", "N", "replicate"])
 
 
+def study_forecasts(laws: dict, plan: dict, seed: int) -> list[dict]:
+    """The fit's forecast of each forecast run's loss (`plan.forecast_budgets`; the runs table leaves them out)
+    from the law the study trusts, with its 90% and 95% prediction intervals (calibrated on the law's own
+    out-of-sample errors where it has enough), keyed by the run's id: ledger entries without their time."""
+    from isoflop import ledger
+    from isoflop.fit.predict import predict_intervals, study_law
+
+    runs = [run for _, run in sorted(plan["runs"].items()) if run.get("forecast")]
+    if not runs:
+        return []
+    try:
+        name, _ = study_law(laws)
+    except UserError as err:  # no loss law was fitted: nothing to forecast with, which laws.json says
+        laws["warnings"].append(f"forecasts: none made: {err}")
+        return []
+    inputs = {key: [float(run[key]) for run in runs] for key in ("N", "D", "C")}
+    results = {level: predict_intervals(laws[name], inputs["N"], inputs["D"], C=inputs["C"], level=level,
+                                        seed=seed) for level in ledger.LEVELS}
+    return [ledger.loss_entry(run["run_id"], results[0.9]["predicted"][i],
+                              {level: (r["pred_lo"][i], r["pred_hi"][i]) for level, r in results.items()},
+                              source=f"fit ({name} law)", law=name, budget=run["budget"],
+                              calibrated=bool(results[0.95]["calibrated"][i]),
+                              **{key: values[i] for key, values in inputs.items()})
+            for i, run in enumerate(runs)]
+
+
 def fit_stage(runs_path, out_path, *, bootstrap: int, huber_delta: float, seed: int, lr_law: bool,
-              n_jobs: int = 1, plan_path=None, curve_paths=()) -> dict:
+              n_jobs: int = 1, plan_path=None, curve_paths=(), ledger_folder=None) -> dict:
     """Fit the study's laws (isoflop.fit.fit_study) and write `laws.json` with the settings it was fitted with
     and the table's N/C convention; with a learning-rate sweep (`lr_law`), on each grid point's best run, plus
     the learning-rate law from all runs; with the plan and the runs' curves, the schedule law of each WSD
-    family (isoflop.fit.schedule)."""
+    family (isoflop.fit.schedule) and the forecasts of the plan's forecast runs (`study_forecasts`), which
+    are also recorded, stamped with the time, in the ledger in `ledger_folder` (once: see
+    `isoflop.ledger.record_new`)."""
     from isoflop.fit import fit_lr_law, fit_study
     from isoflop.fit.study import finished
 
@@ -281,7 +309,12 @@ def fit_stage(runs_path, out_path, *, bootstrap: int, huber_delta: float, seed: 
         laws["warnings"].extend(f"schedule law, trunk {trunk_id}: {w}"
                                 for trunk_id, family in laws["schedule_law"]["families"].items()
                                 for w in family["warnings"])
+        laws["forecasts"] = study_forecasts(laws, read_json(plan_path), seed)
     for warning in laws.get("warnings", []):
         log.warning("%s", warning)
     write_json(out_path, laws)
+    if ledger_folder is not None and laws.get("forecasts"):
+        from isoflop import ledger
+
+        ledger.record_new(Path(ledger_folder), laws["forecasts"])
     return laws

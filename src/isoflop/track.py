@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from isoflop.layout import StudyLayout
+from isoflop.ledger import mlflow_metrics
 from isoflop.tracking_server import UI_ENVIRONMENT  # `mlflow ui` runs without the GenAI job runner too
 from isoflop.workflow import read_json, write_json
 
@@ -626,7 +627,10 @@ def _log_fit_run(client, experiment_id: str, tracking: Tracking, layout: StudyLa
         params["trusted_approach"] = laws["verdict"]["approach"]
     figures = sorted(p for p in layout.figures.glob("*.png") if not p.name.startswith("curation_"))
     description = report_summary(layout.report.read_text()) if layout.report.exists() else ""
-    return _log_summary_run(client, experiment_id, tracking, parent, "fit", params=params, values=fit_values(laws),
+    values = fit_values(laws)
+    if layout.forecast_scores.exists():  # the ledger's scores so far (forecast runs, rule score_forecasts)
+        values.update(mlflow_metrics(json.loads(layout.forecast_scores.read_bytes())["forecasts"]))
+    return _log_summary_run(client, experiment_id, tracking, parent, "fit", params=params, values=values,
                             artifacts=[layout.laws, layout.runs_table, layout.report, layout.plan, *figures],
                             documents={"config.json": config}, description=description)
 

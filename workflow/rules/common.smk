@@ -41,8 +41,13 @@ TRACKING = config["tracking"]["enabled"]
 # A training job's GPU, as a SLURM generic resource (workflow/profiles/slurm): a string resource, so a group of
 # runs packed into one allocation asks for one GPU in all, not one each. Local runs ignore it.
 TRAIN_GPU = {"gres": "gpu:1"} if config["train"]["device"] == "cuda" else {}
-RESULTS = [LAYOUT.run_result(run_id) for run_id in sorted(RUNS)]
-CURVES = [LAYOUT.run_curve(run_id) for run_id in sorted(RUNS)]
+# the runs the laws are fitted to; a forecast run (plan.forecast_budgets) is left out of the runs table, so
+# that the fit never waits for it, and scored against the fit's forecast (workflow/rules/fit.smk)
+FITTED_RUNS = sorted(run_id for run_id, run in RUNS.items() if not run.get("forecast"))
+FORECAST_RUNS = sorted(run_id for run_id, run in RUNS.items() if run.get("forecast"))
+RESULTS = [LAYOUT.run_result(run_id) for run_id in FITTED_RUNS]
+CURVES = [LAYOUT.run_curve(run_id) for run_id in FITTED_RUNS]
+FORECAST_RESULTS = [LAYOUT.run_result(run_id) for run_id in FORECAST_RUNS]
 TRUNK_RESULTS = [LAYOUT.trunk_result(trunk_id) for trunk_id in sorted(TRUNKS)]
 # a baseline study to compare with: its laws.json, a declared input of the report
 BASELINE = [Path(config["baseline"]) / "laws.json" if Path(config["baseline"]).is_dir() else Path(config["baseline"])

@@ -36,6 +36,9 @@ rule fit:
         huber_delta=config["fit"]["huber_delta"],
         seed=config["seed"],
         lr_law=len(config["train"]["lr_multipliers"]) > 1,
+        # the fit forecasts the plan's forecast runs (never in the runs table) and records each forecast, with
+        # the time, in the study's append-only ledger (isoflop.ledger), once
+        ledger_folder=str(LAYOUT.root),
     log:
         LAYOUT.log("fit"),
     benchmark:
@@ -45,6 +48,27 @@ rule fit:
         "../../envs/fit.yaml"
     script:
         "../../scripts/fit.py"
+
+
+# The fit's forecasts of the forecast runs (plan.forecast_budgets) scored once those runs land; their training
+# waits for laws.json (workflow/rules/train.smk), so every forecast is made before its run trains.
+FORECAST_SCORES = [LAYOUT.forecast_scores] if FORECAST_RESULTS else []
+
+
+rule score_forecasts:
+    input:
+        laws=LAYOUT.laws,
+        results=FORECAST_RESULTS,
+    output:
+        LAYOUT.forecast_scores,
+    log:
+        LAYOUT.log("score_forecasts"),
+    benchmark:
+        LAYOUT.benchmark("score_forecasts")
+    conda:
+        "../../envs/fit.yaml"
+    script:
+        "../../scripts/score_forecasts.py"
 
 
 rule report:
@@ -64,6 +88,7 @@ rule report:
         benchmarks=[path for paths in BENCHMARKED.values() for path in paths],
         baseline=BASELINE,
         mix=MIX_TARGETS,
+        forecasts=FORECAST_SCORES,
     output:
         report=report(LAYOUT.report, caption="../report/summary.rst", category=report_captions.SUMMARY,
                       subcategory="report.md"),

@@ -28,6 +28,7 @@ rule track_study:
         figures=LAYOUT.figures,
         curated=CURATED,
         mix=MIX_TARGETS,
+        forecasts=FORECAST_SCORES,
     output:
         LAYOUT.tracked,
     log:

@@ -72,6 +72,8 @@ rule train:
         data=training_input,
         plan=ancient(LAYOUT.plan),
         check=MIX_CHECK,
+        # a forecast run starts once the fit has forecast it (ancient: a refit does not retrain it)
+        forecast=lambda wildcards: [ancient(LAYOUT.laws)] if RUNS[wildcards.run_id].get("forecast") else [],
     output:
         result=LAYOUT.run_result("{run_id}"),
         curve=LAYOUT.run_curve("{run_id}"),
