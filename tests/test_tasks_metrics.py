@@ -82,6 +82,8 @@ def test_metrics_equal_a_hand_computation_with_and_without_left_truncation(quest
     expected, truncated = by_hand(model, encode, questions, seq_len, start)
     for name, value in expected.items():
         assert result[name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
+        # each question's value, kept for the mixture search's resampling, averages to the task's
+        assert len(result["per_question"][name]) == 4 and sum(result["per_question"][name]) / 4 == result[name]
     assert result["n_questions"] == 4 and result["n_requests"] == 4 * 2 + 5 * 2
     assert result["n_truncated"] == truncated
     if seq_len == 64:  # the 5-shot ARC contexts are hundreds of tokens: every one of their requests is cut

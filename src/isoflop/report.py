@@ -840,7 +840,10 @@ def verification_lines(summary: dict, names: dict[str, str]) -> list[str]:
             lines.append(f"| {row['mixture']} | {_fmt(row['target'])}{spread} | {_fmt(row.get('natural'))} | "
                          + " | ".join(_fmt(row.get("groups", {}).get(g)) for g in groups) + " |")
         lines.append("")
-    noise = "eval windows and seeds" if seeds > 1 else "eval windows only: one seed per mixture, seed noise unmeasured"
+    from isoflop.mix.task_target import is_task_target
+
+    items = "questions" if is_task_target(summary.get("target")) else "eval windows"
+    noise = f"{items} and seeds" if seeds > 1 else f"{items} only: one seed per mixture, seed noise unmeasured"
     for row in summary["decision_accuracy"]:
         lines.append(f"- scale 0 -> scale {row['scale']}: decision accuracy {row['accuracy']:.2f} "
                      f"(95% bootstrap interval over {noise}: [{row['lo']:.2f}, {row['hi']:.2f}], "
@@ -848,7 +851,9 @@ def verification_lines(summary: dict, names: dict[str, str]) -> list[str]:
                      f"{'wins' if row['chosen_wins'] else 'does not win'} the target (in "
                      f"{row['chosen_wins_share']:.0%} of the resamples).")
     lines += [f"- **Warning**: {warning}" for warning in mixture_warnings(summary)]
-    return lines + [""]
+    from isoflop.task_laws.report import mixture_decision_lines
+
+    return lines + mixture_decision_lines(summary) + [""]
 
 
 def mixture_warnings(summary: dict) -> list[str]:

@@ -18,6 +18,8 @@ SEARCH = MIX["search"]["enabled"]
 ROUNDS = MIX["search"]["rounds"]
 # what the mixture stages read: the run specs' sections, the search's settings and the fit's
 MIX_CFG = {key: config[key] for key in ("fit", "mix", "model", "plan", "seed", "tokenizer", "train")}
+if config["eval"]["tasks"]:  # the tasks every run scores (a study without them keeps these rules' params)
+    MIX_CFG["eval"] = config["eval"]
 # a round and its fit depend on the search and the epoch limit (at the largest verified scale), not on what
 # the verification and scaling compare
 # the final stage chooses runs; how the summary bootstraps and fits them is not its business

@@ -115,10 +115,14 @@ def check_config(config: dict) -> None:
     for name, definition in mix["mixtures"].items():
         check_definition(definition, groups, f"mix.mixtures.{name}")
     target = mix["search"]["target"]
-    if isinstance(target, str) and target not in ("mean", "natural") and target not in groups:
+    from isoflop.mix.task_target import check_task_target, is_task_target
+
+    if is_task_target(target):
+        check_task_target(target, config)
+    elif isinstance(target, str) and target not in ("mean", "natural") and target not in groups:
         raise UserError(f"mix.search.target = {target!r}: expected natural, mean, a group ({sorted(groups)}) or "
                         "weights")
-    if isinstance(target, dict):
+    elif isinstance(target, dict):
         for group in target:
             if group not in groups:
                 raise UserError(f"mix.search.target.{group}: unknown group {group!r}; the groups are {sorted(groups)}")

@@ -26,7 +26,9 @@ import numpy as np
 
 from isoflop.errors import UserError
 from isoflop.mix.mixture import check_epochs, epochs, mixture_id, resolve
+from isoflop.mix.task_target import is_task_target, question_matrix, task_target_value
 from isoflop.plan import make_plan, run_record, run_spec, seed_for, shape_accounting
+from isoflop.tasks.results import METRICS as TASK_METRICS
 from isoflop.tokens import read_meta
 from isoflop.workflow import read_json, write_json
 
@@ -42,8 +44,10 @@ MIN_PROXY_DISTANCE = 0.1
 
 def target_loss(result: dict, target) -> float | None:
     """The search's objective for one finished run: the validation loss on the natural mixture (each group
-    weighted by its share of the training tokens), the mean over groups, one group's, or a weighted sum; None
-    for a run that did not finish ok."""
+    weighted by its share of the training tokens), the mean over groups, one group's, a weighted sum, or a
+    task target (`isoflop.mix.task_target`); None for a run that did not finish ok."""
+    if is_task_target(target):
+        return task_target_value(result, target)
     losses = result.get("val_loss_by_domain")
     if result.get("status") != "ok" or not losses:
         return None
@@ -373,20 +377,36 @@ def summary_stage(fit_paths, final_runs_path, result_paths, cfg: dict, out_path)
         names = sorted(by_scale[0])
         groups = target_groups(target, summary["groups"])
 
-        def windows(scale):  # (mixtures, seeds, windows): every mixture with as many seeds as the fewest has
-            seeds = min(len(by_scale[scale][n]) for n in names)
-            return np.stack([_window_matrix([paths[run_id] for run_id in by_scale[scale][n][:seeds]], target, groups,
+        def seeds_of(scale, name):  # every mixture with as many seeds as the fewest has
+            return by_scale[scale][name][:min(len(by_scale[scale][n]) for n in names)]
+
+        def windows(scale, objective):  # (mixtures, seeds, windows or questions)
+            if is_task_target(objective):
+                return np.stack([question_matrix([results[run_id] for run_id in seeds_of(scale, n)], objective)
+                                 for n in names])
+            return np.stack([_window_matrix([paths[run_id] for run_id in seeds_of(scale, n)], objective, groups,
                                             summary["natural"]) for n in names])
 
-        small = windows(0)
-        for scale in sorted(by_scale)[1:]:
-            large = windows(scale)
-            accuracy = decision_accuracy(small, large, n_boot=mix["verify"]["bootstrap"], seed=cfg["seed"],
-                                         chosen=names.index(CHOSEN))
-            summary["decision_accuracy"].append({
-                "scale": scale, "mixtures": names, "winner": names[int(np.argmin(large.mean(axis=(1, 2))))],
-                **{key: accuracy[key] for key in ("accuracy", "lo", "hi", "pairs", "seeds", "chosen_wins",
-                                                  "chosen_wins_share")}})
+        def decisions(objective) -> list[dict]:
+            small, rows = windows(0, objective), []
+            for scale in sorted(by_scale)[1:]:
+                large = windows(scale, objective)
+                accuracy = decision_accuracy(small, large, n_boot=mix["verify"]["bootstrap"], seed=cfg["seed"],
+                                             chosen=names.index(CHOSEN))
+                rows.append({
+                    "scale": scale, "mixtures": names, "winner": names[int(np.argmin(large.mean(axis=(1, 2))))],
+                    **{key: accuracy[key] for key in ("accuracy", "lo", "hi", "pairs", "seeds", "chosen_wins",
+                                                      "chosen_wins_share")}})
+            return rows
+
+        summary["decision_accuracy"] = decisions(target)
+        # the same decisions judged on every task metric the runs scored (DataDecide's question: which small-scale
+        # metric predicts the large-scale order on the benchmarks)
+        scored = {task: scores for task, scores in (results[next(iter(verify))].get("tasks") or {}).items()
+                  if "per_question" in scores}  # results written before per-question scores have none
+        summary["decision_accuracy_tasks"] = [
+            {"task": task, "metric": metric, **row} for task in sorted(scored) for metric in TASK_METRICS
+            for row in decisions(f"task:{task}:{metric}")]
     scaling = {run_id: r for run_id, r in runs.items() if r["role"] == "scaling"}
     if scaling:
         summary["scaling"] = _scaling(scaling, results, cfg)

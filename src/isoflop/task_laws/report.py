@@ -94,3 +94,20 @@ def _chance_lines(runs, keys: list[str]) -> list[str]:
                 state = "still at chance" if best <= chance + margin else "above chance"
                 lines.append(f"- {key} {metric}: best run {best:.3f}, chance {chance:.3f}: {state}.")
     return lines
+
+
+def mixture_decision_lines(summary: dict) -> list[str]:
+    """The mixture verification's decisions judged on every task metric the runs scored (summary.json's
+    `decision_accuracy_tasks`): a table per larger scale, or nothing without task scores."""
+    rows = summary.get("decision_accuracy_tasks") or []
+    if not rows:
+        return []
+    lines = ["", "Decision accuracy on the downstream tasks (the same mixtures ordered by each task metric at "
+             "scale 0 and at the larger scale; 95% bootstrap interval over questions and seeds):", "",
+             "| scale | task | metric | decision accuracy | interval | the chosen mixture wins |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['scale']} | {row['task']} | {row['metric']} | {row['accuracy']:.2f} | "
+                     f"[{row['lo']:.2f}, {row['hi']:.2f}] | {'yes' if row['chosen_wins'] else 'no'} "
+                     f"({row['chosen_wins_share']:.0%}) |")
+    return lines

@@ -79,33 +79,36 @@ def loglikelihoods(model, requests: list[dict], *, batch_size: int = 16, device:
     return scores
 
 
-def task_metrics(questions: Sequence[Question], scores: np.ndarray) -> dict:
-    """`METRICS` averaged over `questions` from the summed log-probabilities `scores` of every choice, in the order
-    `requests_of` builds them."""
-    totals = dict.fromkeys(METRICS, 0.0)
+def question_metrics(questions: Sequence[Question], scores: np.ndarray) -> dict[str, list[float]]:
+    """`METRICS` per question from the summed log-probabilities `scores` of every choice, in the order
+    `requests_of` builds them (the mixture search resamples questions to put an interval on a decision)."""
+    values: dict[str, list[float]] = {name: [] for name in METRICS}
     offset = 0
     for question in questions:
         choice_scores = np.asarray(scores[offset:offset + len(question.continuations)], dtype=float)
         offset += len(question.continuations)
         label = question.label
         correct = question.continuations[label]
-        totals["bpb"] += -choice_scores[label] / len(correct.encode("utf-8")) / math.log(2)
+        values["bpb"].append(float(-choice_scores[label] / len(correct.encode("utf-8")) / math.log(2)))
         shifted = np.exp(choice_scores - choice_scores.max())
-        totals["correct_prob"] += shifted[label] / shifted.sum()
-        totals["acc"] += float(np.argmax(choice_scores) == label)
+        values["correct_prob"].append(float(shifted[label] / shifted.sum()))
+        values["acc"].append(float(np.argmax(choice_scores) == label))
         lengths = np.array([len(choice) for choice in question.continuations], dtype=float)
-        totals["acc_len_norm"] += float(np.argmax(choice_scores / lengths) == label)
-    return {name: value / len(questions) for name, value in totals.items()}
+        values["acc_len_norm"].append(float(np.argmax(choice_scores / lengths) == label))
+    return values
 
 
 def evaluate_questions(model, encode: Callable[[str], list[int]], questions: Sequence[Question], seq_len: int, *,
                        start_id: int | None = None, batch_size: int = 16, device: str = "cpu") -> dict:
     """`METRICS` of `model` on `questions`, with how many questions were scored and skipped (an answer longer than
-    `seq_len`) and how many requests were truncated on the left; metrics are None when none could be scored."""
+    `seq_len`) and how many requests were truncated on the left, and `per_question`: each metric of every scored
+    question; metrics are None when none could be scored."""
     kept, requests = requests_of(questions, encode, seq_len, start_id)
     counts = {"n_questions": len(kept), "n_skipped": len(questions) - len(kept), "n_requests": len(requests),
               "n_truncated": sum(r["truncated"] for r in requests)}
     if not kept:
-        return {**dict.fromkeys(METRICS), **counts}
+        return {**dict.fromkeys(METRICS), **counts, "per_question": {name: [] for name in METRICS}}
     scores = loglikelihoods(model, requests, batch_size=batch_size, device=device)
-    return {**task_metrics(kept, scores), **counts}
+    per_question = question_metrics(kept, scores)
+    return {**{name: sum(values) / len(kept) for name, values in per_question.items()}, **counts,
+            "per_question": per_question}
