@@ -107,8 +107,8 @@ def test_a_grid_past_max_runs_is_refused_with_its_count_before_it_is_built():
         make_plan(config, "tokens-id")
     assert time.perf_counter() - started < 0.1  # counted, not built (10^5 built runs took 12 s)
     assert str(err.value) == ("config key 'plan.max_runs' = 5000: the grid would make 1,000,000 training runs "
-                              "(5 budgets, 5 of them x 40000 seeds, x 5 sizes x 1 learning rates); shrink it or "
-                              "raise plan.max_runs")
+                              "(5 budgets, 5 of them x 40000 seeds, x 5 sizes x 1 learning rates x 1 batch sizes); "
+                              "shrink it or raise plan.max_runs")
 
 
 @pytest.mark.parametrize("text, message", [
