@@ -2,6 +2,7 @@ import contextlib
 import os
 import signal
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,16 @@ def _running_under(folder: Path) -> dict[int, str]:
         if prefix in command:
             found[int(entry.name)] = command.replace(b"\0", b" ").decode(errors="replace").strip()[:200]
     return found
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# A SIGTERM (a CI time limit, `kill`, SLURM's) ends pytest like Ctrl-C, through every fixture's teardown, so the
+# services and studies the tests started are stopped rather than orphaned (SIGTERM's default ends at once).
+if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 @pytest.fixture(scope="session", autouse=True)
