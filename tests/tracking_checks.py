@@ -90,9 +90,13 @@ def kinds(uri: str, experiment: str) -> Counter:
 
 
 def study_points(layout) -> dict[str, dict[str, int]]:
-    """`expected_points` of every run in a study's runs table."""
+    """`expected_points` of every run the study trained: its runs table's, and the forecast runs that landed
+    (plan.json marks them; the fit never sees them, the view shows them)."""
     table = pd.read_parquet(layout.runs_table)
-    return {run_id: expected_points(layout.run_dir(run_id)) for run_id in table["run_id"]}
+    plan = json.loads(layout.plan.read_text()) if layout.plan.exists() else {"runs": {}}
+    forecast = [run_id for run_id, run in sorted(plan.get("runs", {}).items())
+                if run.get("forecast") and layout.run_result(run_id).exists()]
+    return {run_id: expected_points(layout.run_dir(run_id)) for run_id in [*table["run_id"], *forecast]}
 
 
 def synthetic_study(results_dir: Path, study: str, n_runs: int, steps: int = 10, uri: str | None = None) -> dict:

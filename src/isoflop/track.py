@@ -714,7 +714,7 @@ def _finish_study_run(client, experiment_id: str, parent: str, plan: dict, confi
 def sync_study(tracking: Tracking, layout: StudyLayout, plan_path, out_path, config: dict, *,
                rebuild: bool = False, threads: int = SYNC_THREADS) -> dict:
     """Make the store match the files: the study's parent run (with the resolved `config`) and under it every
-    run of the runs table (logging any that are missing or stale), the fit run with the laws, report and
+    run of the runs table and every landed forecast run (logging any that are missing or stale), the fit run with the laws, report and
     figures as artifacts, and the curation run. Reads the plan, the runs' folders, the runs table, laws.json,
     the report and figures, and the curated folder; writes `out_path` mapping ids. One sync of a study at a
     time (the sync lock); `rebuild` first moves a SQLite store aside (see `_set_aside`); `threads`: training
@@ -735,14 +735,22 @@ def sync_study(tracking: Tracking, layout: StudyLayout, plan_path, out_path, con
         known: dict[str, list] = {}
         for logged_run in _find_runs(client, experiment_id, tracking.study, {KIND_TAG: "train"}):
             known.setdefault(logged_run.data.tags.get(RUN_TAG), []).append(logged_run)
-        mapping = _log_training_runs(client, experiment_id, tracking, layout, list(table["run_id"]), plan,
-                                     parent, known, threads)
+        mapping = _log_training_runs(client, experiment_id, tracking, layout, _trained_runs(table, plan, layout),
+                                     plan, parent, known, threads)
         summary = _sync_study_outputs(client, experiment_id, tracking, layout, parent, plan, config, table,
                                       known, mapping)
     write_json(out_path, summary)
     log.info("MLflow holds the study run %s with %d training runs, the fit run %s and the curation run %s",
              parent, len(mapping), summary["fit"], summary["curation"])
     return summary
+
+
+def _trained_runs(table, plan: dict, layout: StudyLayout) -> list[str]:
+    """The runs the view shows: every run of the runs table, then each forecast run that has landed (left out of
+    the table so the fit never sees it, but a trained run all the same, and one a live job logs as it ends)."""
+    landed = [run_id for run_id, run in sorted(plan["runs"].items())
+              if run.get("forecast") and layout.run_result(run_id).exists()]
+    return [*table["run_id"], *landed]
 
 
 def _log_training_runs(client, experiment_id: str, tracking: Tracking, layout: StudyLayout, run_ids: list[str],

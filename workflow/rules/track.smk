@@ -29,6 +29,7 @@ rule track_study:
         curated=CURATED,
         mix=MIX_TARGETS,
         forecasts=FORECAST_SCORES,
+        forecast_results=FORECAST_RESULTS,
     output:
         LAYOUT.tracked,
     log:
