@@ -158,7 +158,7 @@ DRY_RUNS = [
                                               "repeats 'plan.budgets[0]'; allowed values: distinct entries"),
     ("plan: {seeds: 40000}\n", "isoflop: config error: config key 'plan.max_runs' = 5000: the grid would make "
                                "1,000,000 training runs (5 budgets, 5 of them x 40000 seeds, x 5 sizes x 1 learning "
-                               "rates); shrink it or raise plan.max_runs"),
+                               "rates x 1 batch sizes); shrink it or raise plan.max_runs"),
     ("corpus: {stdlib: {enabled: false}}\n", "isoflop: config error: config key 'corpus': no source is enabled "
      "(corpus.stdlib.enabled and corpus.synthetic.enabled are false and corpus.sources is empty); the study has "
      "no documents"),

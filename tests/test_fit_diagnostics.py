@@ -151,13 +151,15 @@ def test_the_planner_replicates_only_the_smallest_budgets():
 
     with open(REPO_CONFIG) as handle:
         config = validate_config(yaml.safe_load(handle))
-    runs = list(make_plan(config, "tokens")["runs"].values())
+    # the fitted grid: the plan's forecast runs (plan.forecast_budgets, one run each) sit beyond it, unreplicated
+    runs = [run for run in make_plan(config, "tokens")["runs"].values() if not run.get("forecast")]
     smallest = min(config["plan"]["budgets"])
     assert config["plan"]["seeds"] == 3 and config["plan"]["replicated_budgets"] == 1
     assert sorted({run["replicate"] for run in runs if run["budget"] == smallest}) == [0, 1, 2]
     assert {run["replicate"] for run in runs if run["budget"] != smallest} == {0}
     assert len(runs) == 25 + 10
     config["plan"]["replicated_budgets"] = 0
+    config["plan"]["forecast_budgets"] = []
     assert len(make_plan(config, "tokens")["runs"]) == 75
     config["plan"]["seeds"] = 1
     every = make_plan(config, "tokens")["runs"]

@@ -122,6 +122,12 @@ class StudyLayout:
         return self.root / "laws.json"
 
     @property
+    def ledger(self) -> Path:
+        """The study's append-only forecast ledger (`isoflop.ledger.LEDGER` in its root), which the fit extends
+        with each forecast it has not recorded yet."""
+        return self.root / "forecasts.jsonl"
+
+    @property
     def forecast_scores(self) -> Path:
         """The fit's forecasts scored against their landed runs (rule score_forecasts). The append-only ledger
         of every forecast with the time it was made is `isoflop.ledger.LEDGER` in the study's root, where

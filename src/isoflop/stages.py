@@ -280,12 +280,12 @@ def study_forecasts(laws: dict, plan: dict, seed: int) -> list[dict]:
 
 
 def fit_stage(runs_path, out_path, *, bootstrap: int, huber_delta: float, seed: int, lr_law: bool,
-              n_jobs: int = 1, plan_path=None, curve_paths=(), ledger_folder=None) -> dict:
+              n_jobs: int = 1, plan_path=None, curve_paths=(), ledger=None) -> dict:
     """Fit the study's laws (isoflop.fit.fit_study) and write `laws.json` with the settings it was fitted with
     and the table's N/C convention; with a learning-rate sweep (`lr_law`), on each grid point's best run, plus
     the learning-rate law from all runs; with the plan and the runs' curves, the schedule law of each WSD
     family (isoflop.fit.schedule) and the forecasts of the plan's forecast runs (`study_forecasts`), which
-    are also recorded, stamped with the time, in the ledger in `ledger_folder` (once: see
+    are also recorded, stamped with the time, in the study's ledger file `ledger` (once: see
     `isoflop.ledger.record_new`)."""
     from isoflop.fit import fit_lr_law, fit_study
     from isoflop.fit.study import finished
@@ -313,8 +313,10 @@ def fit_stage(runs_path, out_path, *, bootstrap: int, huber_delta: float, seed: 
     for warning in laws.get("warnings", []):
         log.warning("%s", warning)
     write_json(out_path, laws)
-    if ledger_folder is not None and laws.get("forecasts"):
-        from isoflop import ledger
+    if ledger is not None and laws.get("forecasts"):
+        from isoflop.ledger import LEDGER, record_new
 
-        ledger.record_new(Path(ledger_folder), laws["forecasts"])
+        if Path(ledger).name != LEDGER:
+            raise ValueError(f"the ledger is {LEDGER} in a study's folder, not {ledger}")
+        record_new(Path(ledger).parent, laws["forecasts"])
     return laws

@@ -38,7 +38,7 @@ rule fit:
         lr_law=len(config["train"]["lr_multipliers"]) > 1,
         # the fit forecasts the plan's forecast runs (never in the runs table) and records each forecast, with
         # the time, in the study's append-only ledger (isoflop.ledger), once
-        ledger_folder=str(LAYOUT.root),
+        ledger=str(LAYOUT.ledger),
     log:
         LAYOUT.log("fit"),
     benchmark:

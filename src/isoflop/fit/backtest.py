@@ -26,7 +26,7 @@ from isoflop.fit.calibrate import (
     reach_of,
     reach_variable,
 )
-from isoflop.fit.predict import predict, predict_intervals
+from isoflop.fit.predict import predict_intervals, predict_point
 
 LEVELS = (0.90, 0.95)
 MIN_TRAIN_BUDGETS = 2  # the fewest budgets an IsoFLOP law (two vertices) or a Chinchilla fit can use
@@ -109,7 +109,7 @@ def calibrate(law: dict, runs: dict[str, np.ndarray], refit: Callable[[np.ndarra
         try:
             with np.errstate(all="ignore"):  # a fold on a few small runs may fit badly: its errors say so
                 fold = refit(train)
-                predicted = np.atleast_1d(predict(fold, **inputs)[0])
+                predicted = predict_point(fold, **inputs)
         except UserError:
             continue
         if not (np.isfinite(predicted).all() and (predicted > 0).all()):
@@ -138,7 +138,7 @@ def calibrate_from_backtest(law: dict, runs: dict[str, np.ndarray], backtest: di
 def _attach(law: dict, runs: dict[str, np.ndarray], centre: float, reach: list, errors: list) -> dict:
     """`law` with the calibration of backtest `errors` at `reach` (lists of arrays) and its warnings."""
     loss = np.asarray(runs["loss"], dtype=float)
-    fitted = np.atleast_1d(predict(law, **law_inputs(law, runs))[0])
+    fitted = predict_point(law, **law_inputs(law, runs))
     law["calibration"] = calibration(np.concatenate(reach) if reach else np.zeros(0),
                                      np.concatenate(errors) if errors else np.zeros(0),
                                      noise_scale(law, np.log(loss / fitted), float(np.mean(loss))),

@@ -85,7 +85,11 @@ def calibration(reach: np.ndarray, errors: np.ndarray, base_sd: float, variable:
     from scipy.optimize import nnls
 
     reach, errors = np.asarray(reach, dtype=float), np.asarray(errors, dtype=float)
-    base = max(base_sd, 1e-6)
+    # a fold whose law predicted no finite loss (a degenerate fit) is dropped, as `calibrate` drops its fold
+    finite = np.isfinite(reach) & np.isfinite(errors)
+    reach, errors = reach[finite], errors[finite]
+    # a degenerate law's own residuals can be non-finite: its noise is then unknown, not a reason to fail
+    base = max(base_sd, 1e-6) if np.isfinite(base_sd) else 1e-6
     growth = np.zeros(2)
     if len(errors) and np.any(reach > 0):
         # e^2 = s0^2 + g1^2 r^2 + g2^2 r^4: parameter error grows like r, a misspecified form's bias like r^2
