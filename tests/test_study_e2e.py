@@ -80,12 +80,14 @@ def test_mlflow_holds_one_run_per_training_run_plus_the_fit_and_curation(study):
     _, out = study
     runs = _mlflow_runs(out)
     kinds = sorted(r.data.tags.get("isoflop.kind") for r in runs)
-    assert kinds == ["curation", "fit", "study"] + ["train"] * 9
+    assert kinds == ["curation", "fit", "study"] + ["train"] * 10  # 9 grid runs and the forecast run
     [study] = [r for r in runs if r.data.tags["isoflop.kind"] == "study"]
     assert all(r.data.tags["mlflow.parentRunId"] == study.info.run_id for r in runs if r is not study)
     train = [r for r in runs if r.data.tags["isoflop.kind"] == "train"]
     table = pd.read_parquet(out / "runs.parquet")
-    assert {r.data.tags["isoflop.run_id"] for r in train} == set(table["run_id"])
+    forecast = {run_id for run_id, run in json.loads((out / "plan.json").read_text())["runs"].items()
+                if run.get("forecast")}
+    assert len(forecast) == 1 and {r.data.tags["isoflop.run_id"] for r in train} == {*table["run_id"], *forecast}
     one = train[0]
     for tag in ["isoflop.study", "isoflop.data_fingerprint", "mlflow.source.git.commit", "torch.version",
                 "torch.threads"]:
