@@ -98,9 +98,9 @@ def test_the_ui_shows_the_study_run_with_its_children(ui):
     parent = study["info"]["run_id"]
     children = _rest(uri, "runs/search", {**search, "filter": f"tags.`mlflow.parentRunId` = '{parent}'"})["runs"]
     names = sorted(child["info"]["run_name"] for child in children)
-    assert len(children) == 11 and {"fit", "curation"} <= set(names)
+    assert len(children) == 12 and {"fit", "curation"} <= set(names)  # 9 grid runs, the forecast run, fit, curation
     train = [child for child in children if child["info"]["run_name"].startswith("N")]
-    assert all("-C" in child["info"]["run_name"] for child in train) and len(train) == 9
+    assert all("-C" in child["info"]["run_name"] for child in train) and len(train) == 10
 
     base = f"{uri}/#/experiments/{experiment['experiment_id']}"
     ml = "?workflowType=machine_learning"  # the UI's "Model training" side (it remembers a choice per browser)
