@@ -224,7 +224,11 @@ def _experiment_id(client, tracking: Tracking) -> str:
         "`isoflop track-sync` rebuilds it.")}
     for key, value in wanted.items():
         if experiment.tags.get(key) != value:
-            client.set_experiment_tag(experiment.experiment_id, key, value)
+            try:
+                client.set_experiment_tag(experiment.experiment_id, key, value)
+            except Exception:  # noqa: BLE001 - another job set it first (a server's unique key on the tag)
+                if client.get_experiment(experiment.experiment_id).tags.get(key) != value:
+                    raise
     return experiment.experiment_id
 
 
